@@ -1,0 +1,134 @@
+package dev.isthmus.shop;
+
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.function.Function;
+
+/**
+ * A demo shop service: a small HTTP server whose every answer names the service, cluster, region
+ * and instance that served it, so that routing and failover can be seen from the outside.
+ *
+ * <p>Settings come from the environment: {@code SHOP_PORT} (required), {@code SHOP_HOST}
+ * (default 127.0.0.1), {@code SHOP_CLUSTER}, {@code SHOP_REGION}, {@code SHOP_INSTANCE}, and
+ * {@code SHOP_UPSTREAM_<NAME>=http://host:port} for the services it calls (through its sidecar).
+ */
+public final class ShopService {
+
+    private final String service;
+    private final Map<String, String> env;
+    private final HttpServer server;
+    private final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+
+    private ShopService(String service, Map<String, String> env, HttpServer server) {
+        this.service = service;
+        this.env = env;
+        this.server = server;
+    }
+
+    /** Binds the service; routes are added with {@link #route}. */
+    public static ShopService create(String service, Map<String, String> env) throws IOException {
+        String portText = env.get("SHOP_PORT");
+        if (portText == null) {
+            throw new IllegalArgumentException(service + ": SHOP_PORT is required (the port to listen on)");
+        }
+        int port;
+        try {
+            port = Integer.parseInt(portText);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(service + ": SHOP_PORT must be a number, got '" + portText + "'");
+        }
+        var server = HttpServer.create(new InetSocketAddress(env.getOrDefault("SHOP_HOST", "127.0.0.1"), port), 256);
+        server.setExecutor(Executors.newVirtualThreadPerTaskExecutor());
+        var shop = new ShopService(service, env, server);
+        shop.route("/healthz", req -> Answer.ok(Map.of("status", "UP")));
+        shop.route("/", req -> Answer.ok(Map.of("message", "hello from " + service)));
+        return shop;
+    }
+
+    public ShopService route(String path, Function<HttpExchange, Answer> handler) {
+        server.createContext(path, exchange -> {
+            Answer answer;
+            try {
+                answer = handler.apply(exchange);
+            } catch (RuntimeException e) {
+                answer = new Answer(500, Map.of("error", String.valueOf(e.getMessage())));
+            }
+            respond(exchange, answer);
+        });
+        return this;
+    }
+
+    /** Calls an upstream service by its short name through the address configured for it. */
+    public Answer call(String upstream, String path) {
+        String base = env.get("SHOP_UPSTREAM_" + upstream.toUpperCase().replace('-', '_'));
+        if (base == null) {
+            return new Answer(502, Map.of("error", "no upstream configured for " + upstream));
+        }
+        try {
+            var res = client.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(5)).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            return new Answer(res.statusCode(), Map.of("upstream", upstream, "upstreamStatus", res.statusCode(),
+                    "upstreamBody", new Json.Raw(res.body())));
+        } catch (IOException e) {
+            return new Answer(502, Map.of("error", upstream + " unreachable: " + e));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return new Answer(503, Map.of("error", "interrupted"));
+        }
+    }
+
+    public int port() {
+        return server.getAddress().getPort();
+    }
+
+    public void start() {
+        server.start();
+        System.out.printf("event=started service=%s cluster=%s instance=%s address=%s%n",
+                service, env.getOrDefault("SHOP_CLUSTER", "local"), instance(), server.getAddress());
+    }
+
+    public void stop() {
+        server.stop(0);
+    }
+
+    private String instance() {
+        return env.getOrDefault("SHOP_INSTANCE", service + "-" + ProcessHandle.current().pid());
+    }
+
+    private void respond(HttpExchange exchange, Answer answer) throws IOException {
+        var body = new LinkedHashMap<String, Object>();
+        body.put("service", service);
+        body.put("cluster", env.getOrDefault("SHOP_CLUSTER", "local"));
+        body.put("region", env.getOrDefault("SHOP_REGION", "local"));
+        body.put("instance", instance());
+        String caller = exchange.getRequestHeaders().getFirst("x-isthmus-peer-identity");
+        if (caller != null) {
+            body.put("caller", caller);
+        }
+        body.putAll(answer.fields());
+        byte[] bytes = Json.write(body).getBytes(StandardCharsets.UTF_8);
+        exchange.getResponseHeaders().set("content-type", "application/json");
+        exchange.sendResponseHeaders(answer.status(), bytes.length);
+        try (var out = exchange.getResponseBody()) {
+            out.write(bytes);
+        }
+    }
+
+    /** A status and the fields to add to the answer. */
+    public record Answer(int status, Map<String, Object> fields) {
+        public static Answer ok(Map<String, Object> fields) {
+            return new Answer(200, fields);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+package dev.isthmus.e2e;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** The `isthmus` command itself, run as a user runs it. */
+class IsthmusCommandIT {
+
+    private Path state;
+    private Process watchdog;
+
+    @BeforeEach
+    void setUp() throws IOException {
+        state = Files.createTempDirectory(LocalFederationExtension.home().resolve("e2e/target"), "cli-");
+        watchdog = LocalFederationExtension.startWatchdog(state);
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        isthmus("down");
+        watchdog.destroyForcibly();
+    }
+
+    private record Result(int exit, String output) {
+    }
+
+    private Result isthmus(String... args) throws Exception {
+        var command = new ArrayList<>(List.of(LocalFederationExtension.javaCommand(), "-jar",
+                LocalFederationExtension.home().resolve("isthmus-cli/target/isthmus-cli.jar").toString()));
+        command.addAll(List.of(args));
+        command.add("--home=" + LocalFederationExtension.home());
+        command.add("--state-dir=" + state);
+        var p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(180, TimeUnit.SECONDS));
+        System.out.println("$ isthmus " + String.join(" ", args) + "\n" + out);
+        return new Result(p.exitValue(), out);
+    }
+
+    /** Every live process whose command line names the state dir. */
+    private List<String> processesOfState() throws IOException {
+        var found = new ArrayList<String>();
+        try (var procs = Files.list(Path.of("/proc"))) {
+            for (Path p : procs.filter(p -> p.getFileName().toString().matches("\\d+")).toList()) {
+                try {
+                    String cmd = Files.readString(p.resolve("cmdline")).replace('\0', ' ');
+                    if (cmd.contains(state.toString())) {
+                        found.add(p.getFileName() + ": " + cmd);
+                    }
+                } catch (IOException gone) {
+                    // the process ended while we looked
+                }
+            }
+        }
+        return found;
+    }
+
+    @Test
+    void upStartsTwoReadyRegionsAndDownLeavesNoProcessBehind() throws Exception {
+        var up = isthmus("up", "--regions=us-east,eu-west", "--base-port=32000", "--quiet");
+        assertEquals(0, up.exit(), up.output());
+        assertTrue(up.output().contains("eu-west") && up.output().contains("federation-controller"), up.output());
+
+        var status = isthmus("status");
+        assertEquals(0, status.exit(), status.output());
+        assertEquals(20, status.output().lines().filter(l -> l.contains(" ready ")).count(), status.output());
+        assertEquals(20, processesOfState().size(), processesOfState().toString());
+
+        var logs = isthmus("logs", "eu-west/federation-controller", "-n", "50");
+        assertEquals(0, logs.exit());
+        assertTrue(logs.output().contains("eu-west"), logs.output());
+
+        var down = isthmus("down");
+        assertEquals(0, down.exit(), down.output());
+        assertTrue(down.output().contains("stopped 20 processes"), down.output());
+        assertEquals(List.of(), processesOfState());
+    }
+
+    @Test
+    void aPortInUseFailsWithItsNumberAndStartsNothing() throws Exception {
+        try (var squatter = new ServerSocket()) {
+            squatter.bind(new InetSocketAddress("127.0.0.1", 33010));
+            var up = isthmus("up", "--regions=us-east", "--base-port=33000");
+            assertEquals(1, up.exit(), up.output());
+            assertTrue(up.output().contains("port 33010") && up.output().contains("us-east/federation-controller"), up.output());
+            assertEquals(List.of(), processesOfState());
+        }
+    }
+
+    @Test
+    void rejectsARegionThatIsNotADnsLabel() throws Exception {
+        var up = isthmus("up", "--regions=US_East", "--base-port=33000");
+        assertEquals(2, up.exit(), up.output());
+        assertTrue(up.output().contains("'US_East'"), up.output());
+    }
+}

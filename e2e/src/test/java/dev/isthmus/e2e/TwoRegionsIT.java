@@ -1,0 +1,83 @@
+package dev.isthmus.e2e;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.nats.client.Nats;
+import io.nats.client.Options;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
+
+/** Two regions of the local federation, started as `isthmus up` starts them. */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class TwoRegionsIT {
+
+    @RegisterExtension
+    static final LocalFederationExtension FED = new LocalFederationExtension(31000, "us-east", "eu-west");
+
+    @Test
+    @Order(1)
+    void everyComponentOfBothRegionsIsReady() {
+        var status = FED.federation().status();
+        assertEquals(20, status.size());
+        for (var s : status) {
+            assertTrue(s.alive() && s.ready(), s.component().id() + " is not ready");
+        }
+    }
+
+    @Test
+    @Order(2)
+    void aNatsMessagePublishedInOneRegionArrivesInTheOtherThroughTheGatewayLink() throws Exception {
+        var east = Options.builder().server("nats://127.0.0.1:" + FED.topology().natsClientPort("us-east")).build();
+        var west = Options.builder().server("nats://127.0.0.1:" + FED.topology().natsClientPort("eu-west")).build();
+        try (var subscriber = Nats.connect(east); var publisher = Nats.connect(west)) {
+            var sub = subscriber.subscribe("isthmus.acme.e2e.ping");
+            subscriber.flush(Duration.ofSeconds(2));
+            // Gateway interest propagates asynchronously: publish until the first message crosses.
+            io.nats.client.Message received = null;
+            for (int i = 0; i < 50 && received == null; i++) {
+                publisher.publish("isthmus.acme.e2e.ping", ("hello from eu-west " + i).getBytes(StandardCharsets.UTF_8));
+                publisher.flush(Duration.ofSeconds(2));
+                received = sub.nextMessage(Duration.ofMillis(100));
+            }
+            assertNotNull(received, "no message crossed from eu-west to us-east");
+            assertTrue(new String(received.getData(), StandardCharsets.UTF_8).startsWith("hello from eu-west"));
+            assertEquals(1, FED.federation().natsGatewayLinks("us-east"));
+        }
+    }
+
+    @Test
+    @Order(3)
+    void controllersSeeEachOtherActiveOverTheFederation() throws Exception {
+        String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/federation";
+        String body = Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"cluster\":\"eu-west\"") && b.contains("\"ACTIVE\""));
+        assertTrue(body.contains("\"natsConnected\":true"), body);
+    }
+
+    @Test
+    @Order(4)
+    void aShopAnswerNamesTheRegionThatServedItThroughItsSidecar() throws Exception {
+        int inbound = FED.topology().sidecarInboundPort("eu-west", "product-catalog");
+        var res = Http.get("http://127.0.0.1:" + inbound + "/products");
+        assertEquals(200, res.statusCode());
+        assertTrue(res.body().contains("\"cluster\":\"eu-west\""), res.body());
+        assertTrue(res.body().contains("\"service\":\"product-catalog\""), res.body());
+    }
+
+    @Test
+    @Order(5)
+    void aKilledControllerIsSeenUnreachableAndRecoversAfterRestart() throws Exception {
+        String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/federation";
+        FED.kill("eu-west/federation-controller");
+        assertTrue(FED.process("eu-west/federation-controller").isEmpty());
+        Http.await(east, Duration.ofSeconds(8), b -> b.contains("\"UNREACHABLE\""));
+        FED.restart("eu-west/federation-controller");
+        Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"ACTIVE\"") && !b.contains("\"UNREACHABLE\""));
+    }
+}

@@ -1,0 +1,20 @@
+package dev.isthmus.gateway;
+
+/** Why the gateway closed a connection without relaying it. The label value of the rejection metric. */
+public enum Rejection {
+    NOT_TLS("not_tls"),
+    NO_SNI("no_sni"),
+    UNKNOWN_SNI("unknown_sni"),
+    CLIENT_HELLO_INVALID("client_hello_invalid"),
+    UPSTREAM_UNREACHABLE("upstream_unreachable");
+
+    private final String label;
+
+    Rejection(String label) {
+        this.label = label;
+    }
+
+    public String label() {
+        return label;
+    }
+}

@@ -1,0 +1,206 @@
+package dev.isthmus.gateway;
+
+import dev.isthmus.proxy.EventLoops;
+import dev.isthmus.proxy.ProxyMetrics;
+import dev.isthmus.proxy.tcp.Splice;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.netty.bootstrap.Bootstrap;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.handler.codec.ByteToMessageDecoder;
+import io.netty.handler.ssl.AbstractSniHandler;
+import io.netty.util.concurrent.Future;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The gateway's listener: reads the TLS ClientHello's SNI without terminating TLS, looks the name up
+ * in the routes in force, connects to that endpoint and splices bytes both ways (the ClientHello
+ * included). Anything else — not TLS, no SNI, an unknown name — is closed at once and counted.
+ */
+public final class SniPassthrough implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(SniPassthrough.class);
+    private static final int MAX_CLIENT_HELLO = 16 * 1024;
+    private static final long LOG_INTERVAL_NANOS = Duration.ofSeconds(10).toNanos();
+
+    private static final io.netty.util.AttributeKey<Boolean> REJECTED = io.netty.util.AttributeKey.valueOf("isthmus.rejected");
+
+    private final Channel server;
+
+    private SniPassthrough(Channel server) {
+        this.server = server;
+    }
+
+    public static SniPassthrough start(EventLoops loops, InetSocketAddress listen, Supplier<SniRoutes> routes,
+            Duration helloTimeout, MeterRegistry meters) throws InterruptedException {
+        var rejected = new EnumMap<Rejection, Counter>(Rejection.class);
+        for (Rejection r : Rejection.values()) {
+            rejected.put(r, Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED)
+                    .tag(ProxyMetrics.LABEL_LISTENER, "gateway").tag(ProxyMetrics.LABEL_REASON, r.label()).register(meters));
+        }
+        var lastLogged = new ConcurrentHashMap<Rejection, Long>();
+        var opened = Counter.builder(ProxyMetrics.CONNECTIONS_OPENED).tag(ProxyMetrics.LABEL_LISTENER, "gateway").register(meters);
+        var received = Counter.builder(ProxyMetrics.BYTES_RECEIVED).tag(ProxyMetrics.LABEL_LISTENER, "gateway").register(meters);
+        var sent = Counter.builder(ProxyMetrics.BYTES_SENT).tag(ProxyMetrics.LABEL_LISTENER, "gateway").register(meters);
+
+        Rejecter reject = (ch, reason, detail) -> {
+            if (ch.attr(REJECTED).setIfAbsent(Boolean.TRUE) != null) {
+                return; // already rejected: the handshake may report more than once before the close lands
+            }
+            rejected.get(reason).increment();
+            long now = System.nanoTime();
+            Long last = lastLogged.get(reason);
+            if (last == null || now - last > LOG_INTERVAL_NANOS) {
+                lastLogged.put(reason, now);
+                log.warn("event=connection_rejected reason={} source={} detail={} (logged once per 10s per reason)",
+                        reason.label(), ch.remoteAddress(), detail);
+            }
+            ch.close();
+        };
+
+        Channel server = new ServerBootstrap()
+                .group(loops.boss(), loops.workers())
+                .channel(loops.serverChannelType())
+                .option(ChannelOption.SO_BACKLOG, 1024)
+                .childOption(ChannelOption.TCP_NODELAY, true)
+                .childOption(ChannelOption.ALLOW_HALF_CLOSURE, true)
+                .childHandler(new ChannelInitializer<>() {
+                    @Override
+                    protected void initChannel(Channel ch) {
+                        opened.increment();
+                        ch.pipeline().addLast("tls-check", new TlsRecordCheck(reject));
+                        ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout));
+                    }
+                })
+                .bind(listen).sync().channel();
+        log.info("event=listener_started listener=gateway address={} transport={}", server.localAddress(), loops.transportDescription());
+        return new SniPassthrough(server);
+    }
+
+    public InetSocketAddress address() {
+        return (InetSocketAddress) server.localAddress();
+    }
+
+    @Override
+    public void close() {
+        server.close().syncUninterruptibly();
+    }
+
+    @FunctionalInterface
+    interface Rejecter {
+        void reject(Channel ch, Rejection reason, String detail);
+    }
+
+    /** Closes connections whose first byte is not a TLS handshake record; steps aside otherwise. */
+    private static final class TlsRecordCheck extends ByteToMessageDecoder {
+        private final Rejecter reject;
+
+        TlsRecordCheck(Rejecter reject) {
+            this.reject = reject;
+        }
+
+        @Override
+        protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+            if (!in.isReadable()) {
+                return;
+            }
+            if (in.getUnsignedByte(in.readerIndex()) != 0x16) {
+                in.skipBytes(in.readableBytes());
+                reject.reject(ctx.channel(), Rejection.NOT_TLS, "first byte 0x" + Integer.toHexString(in.getUnsignedByte(0)));
+                return;
+            }
+            ctx.pipeline().remove(this);
+        }
+    }
+
+    /** Resolves the SNI to a route and connects; the ClientHello bytes follow once connected. */
+    private static final class SniRouter extends AbstractSniHandler<Channel> {
+        private final EventLoops loops;
+        private final Supplier<SniRoutes> routes;
+        private final Rejecter reject;
+        private final Counter sent;
+        private final Counter received;
+
+        SniRouter(EventLoops loops, Supplier<SniRoutes> routes, Rejecter reject, Counter sent, Counter received, Duration timeout) {
+            super(MAX_CLIENT_HELLO, timeout.toMillis());
+            this.loops = loops;
+            this.routes = routes;
+            this.reject = reject;
+            this.sent = sent;
+            this.received = received;
+        }
+
+        @Override
+        protected Future<Channel> lookup(ChannelHandlerContext ctx, String hostname) {
+            var promise = ctx.executor().<Channel>newPromise();
+            if (hostname == null) {
+                return promise.setFailure(new RouteException(Rejection.NO_SNI, "ClientHello carries no server_name"));
+            }
+            var target = routes.get().lookup(hostname);
+            if (target.isEmpty()) {
+                return promise.setFailure(new RouteException(Rejection.UNKNOWN_SNI, "sni=" + hostname));
+            }
+            Channel downstream = ctx.channel();
+            ChannelFuture connect = new Bootstrap()
+                    .group(downstream.eventLoop())
+                    .channel(loops.channelType())
+                    .option(ChannelOption.AUTO_READ, false)
+                    .option(ChannelOption.TCP_NODELAY, true)
+                    .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
+                    .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000)
+                    .handler(new Splice(downstream, sent))
+                    .connect(target.get());
+            connect.addListener(f -> {
+                if (f.isSuccess()) {
+                    promise.setSuccess(connect.channel());
+                } else {
+                    promise.setFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE,
+                            "sni=" + hostname + " endpoint=" + target.get() + " cause=" + f.cause()));
+                }
+            });
+            return promise;
+        }
+
+        @Override
+        protected void onLookupComplete(ChannelHandlerContext ctx, String hostname, Future<Channel> future) {
+            if (!future.isSuccess()) {
+                if (future.cause() instanceof RouteException re) {
+                    reject.reject(ctx.channel(), re.reason, re.getMessage());
+                } else {
+                    reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_INVALID, String.valueOf(future.cause()));
+                }
+                return;
+            }
+            Channel upstream = future.getNow();
+            ctx.channel().config().setAutoRead(false);
+            ctx.pipeline().addLast("splice", new Splice(upstream, received));
+            // Removing this handler passes the buffered ClientHello on to the splice.
+            ctx.pipeline().remove(this);
+            ctx.channel().read();
+            upstream.read();
+        }
+    }
+
+    private static final class RouteException extends Exception {
+        final Rejection reason;
+
+        RouteException(Rejection reason, String message) {
+            super(message, null, false, false);
+            this.reason = reason;
+        }
+    }
+}

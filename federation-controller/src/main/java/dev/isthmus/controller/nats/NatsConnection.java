@@ -1,0 +1,113 @@
+package dev.isthmus.controller.nats;
+
+import dev.isthmus.controller.config.ControllerConfig;
+import io.nats.client.Connection;
+import io.nats.client.ConnectionListener;
+import io.nats.client.Dispatcher;
+import io.nats.client.MessageHandler;
+import io.nats.client.Nats;
+import io.nats.client.Options;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.StartupEvent;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.atomic.AtomicReference;
+import org.jboss.logging.Logger;
+
+/**
+ * The controller's one connection to its regional NATS server. It connects in the background and
+ * keeps reconnecting for as long as the process runs (the client's own reconnect logic); the rest of
+ * the controller publishes and subscribes through it and reads {@link #isConnected()}.
+ */
+@ApplicationScoped
+public class NatsConnection {
+
+    private static final Logger LOG = Logger.getLogger(NatsConnection.class);
+
+    private final ControllerConfig config;
+    private final AtomicReference<Connection> connection = new AtomicReference<>();
+    private final List<Subscription> subscriptions = new ArrayList<>();
+    private volatile Dispatcher dispatcher;
+
+    public NatsConnection(ControllerConfig config) {
+        this.config = config;
+    }
+
+    private record Subscription(String subject, MessageHandler handler) {
+    }
+
+    void start(@Observes StartupEvent event) throws InterruptedException {
+        ConnectionListener listener = (conn, type) -> {
+            LOG.infof("event=nats_%s cluster=%s server=%s", type.name().toLowerCase(), config.cluster().name(),
+                    conn.getConnectedUrl());
+            if (type == ConnectionListener.Events.CONNECTED) {
+                onFirstConnect(conn);
+            }
+        };
+        Options options = Options.builder()
+                .servers(config.nats().url().split(","))
+                .connectionName("isthmus-controller-" + config.cluster().name())
+                .maxReconnects(-1)
+                .reconnectWait(Duration.ofMillis(250))
+                .reconnectJitter(Duration.ofMillis(100))
+                .connectionTimeout(Duration.ofSeconds(2))
+                .pingInterval(Duration.ofSeconds(2))
+                .connectionListener(listener)
+                .errorListener(new io.nats.client.ErrorListener() {
+                    @Override
+                    public void errorOccurred(Connection conn, String error) {
+                        LOG.warnf("event=nats_error cluster=%s error=%s", config.cluster().name(), error);
+                    }
+                })
+                .build();
+        Nats.connectAsynchronously(options, true);
+    }
+
+    private synchronized void onFirstConnect(Connection conn) {
+        if (connection.compareAndSet(null, conn)) {
+            dispatcher = conn.createDispatcher();
+            for (Subscription s : subscriptions) {
+                dispatcher.subscribe(s.subject(), s.handler());
+            }
+        }
+    }
+
+    /** Subscribes now, or as soon as the first connection is made; kept across reconnects. */
+    public synchronized void subscribe(String subject, MessageHandler handler) {
+        subscriptions.add(new Subscription(subject, handler));
+        if (dispatcher != null) {
+            dispatcher.subscribe(subject, handler);
+        }
+    }
+
+    /** Publishes if connected (the client buffers during a reconnect); false if never connected. */
+    public boolean publish(String subject, String payload) {
+        Connection conn = connection.get();
+        if (conn == null) {
+            return false;
+        }
+        conn.publish(subject, payload.getBytes(StandardCharsets.UTF_8));
+        return true;
+    }
+
+    public boolean isConnected() {
+        Connection conn = connection.get();
+        return conn != null && conn.getStatus() == Connection.Status.CONNECTED;
+    }
+
+    public Optional<String> connectedUrl() {
+        return Optional.ofNullable(connection.get()).map(Connection::getConnectedUrl);
+    }
+
+    void stop(@Observes ShutdownEvent event) throws InterruptedException {
+        Connection conn = connection.get();
+        if (conn != null) {
+            conn.close();
+        }
+    }
+}

@@ -1,0 +1,37 @@
+package dev.isthmus.controller;
+
+import static io.restassured.RestAssured.given;
+import static org.hamcrest.Matchers.containsString;
+import static org.hamcrest.Matchers.equalTo;
+
+import io.quarkus.test.junit.QuarkusTest;
+import org.junit.jupiter.api.Test;
+
+/** The controller's own HTTP surface, with no NATS server reachable. */
+@QuarkusTest
+class ControllerSurfaceTest {
+
+    @Test
+    void isLiveButNotReadyWithoutNats() {
+        given().get("/q/health/live").then().statusCode(200);
+        given().get("/q/health/ready").then().statusCode(503).body(containsString("\"nats\""));
+    }
+
+    @Test
+    void servesPrometheusMetricsWithFederationMeters() {
+        given().get("/q/metrics").then().statusCode(200).body(containsString("isthmus_federation_peers"));
+    }
+
+    @Test
+    void describesItsFederation() {
+        given().get("/api/v1/federation").then().statusCode(200)
+                .body("cluster", equalTo("test-east"))
+                .body("federation", equalTo("acme"))
+                .body("natsConnected", equalTo(false));
+    }
+
+    @Test
+    void publishesItsOpenApiDocument() {
+        given().get("/q/openapi").then().statusCode(200).body(containsString("/api/v1/federation"));
+    }
+}

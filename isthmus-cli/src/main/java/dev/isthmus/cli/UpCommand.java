@@ -1,0 +1,65 @@
+package dev.isthmus.cli;
+
+import dev.isthmus.cli.local.Component;
+import dev.isthmus.cli.local.LocalFederation;
+import dev.isthmus.cli.local.LocalFederationException;
+import dev.isthmus.cli.local.Topology;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code isthmus up}: starts the local federation and returns once every process is ready. */
+@Command(name = "up", description = "Start the local federation: per region a NATS server, a federation controller, "
+        + "a trust bridge, an east-west gateway and the demo shop behind sidecars.")
+final class UpCommand implements Callable<Integer> {
+
+    @Mixin
+    LocalOptions local;
+
+    @Option(names = "--regions", split = ",", defaultValue = "us-east,eu-west,ap-south", description = "Regions to run (default: ${DEFAULT-VALUE}).")
+    List<String> regions;
+
+    @Option(names = "--base-port", defaultValue = "20000", description = "First port; region i uses base+100*i .. base+100*i+99 (default: ${DEFAULT-VALUE}).")
+    int basePort;
+
+    @Option(names = "--federation", defaultValue = "acme", description = "Federation name (default: ${DEFAULT-VALUE}).")
+    String federation;
+
+    @Option(names = "--timeout", defaultValue = "120", description = "Seconds each stage may take to become ready (default: ${DEFAULT-VALUE}).")
+    int timeoutSeconds;
+
+    @Option(names = {"-q", "--quiet"}, description = "Print only the final table.")
+    boolean quiet;
+
+    @Override
+    public Integer call() throws Exception {
+        Topology topology;
+        try {
+            topology = new Topology(federation, regions, basePort, local.home(), local.stateDir(), LocalOptions.javaCommand());
+        } catch (IllegalArgumentException e) {
+            System.err.println("isthmus up: " + e.getMessage());
+            return 2;
+        }
+        var federation = new LocalFederation(topology, quiet ? s -> { } : s -> System.out.println("  " + s));
+        long t0 = System.nanoTime();
+        try {
+            federation.start(Duration.ofSeconds(timeoutSeconds));
+        } catch (LocalFederationException e) {
+            System.err.println("isthmus up: " + e.getMessage());
+            return 1;
+        }
+        System.out.printf("%nlocal federation '%s' is up: %d regions in %.1f s%n%n", this.federation, regions.size(),
+                (System.nanoTime() - t0) / 1e9);
+        var table = new Table("REGION", "COMPONENT", "PID", "URL");
+        for (var s : federation.status()) {
+            Component c = s.component();
+            table.row(c.region(), c.name(), s.pid().map(String::valueOf).orElse("-"), c.url());
+        }
+        System.out.print(table.render());
+        System.out.printf("%nstate and logs: %s%nstop with: ./isthmus down%n", topology.stateDir());
+        return 0;
+    }
+}

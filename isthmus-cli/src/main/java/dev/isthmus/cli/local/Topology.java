@@ -1,0 +1,249 @@
+package dev.isthmus.cli.local;
+
+import dev.isthmus.api.names.ClusterName;
+import java.net.URI;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The local federation's layout: for each region, its NATS server, controller, trust bridge,
+ * east-west gateway and the demo shop's services each behind a sidecar, on loopback ports that never
+ * collide. Region {@code i} owns the ports {@code basePort + 100*i} to {@code basePort + 100*i + 99}.
+ */
+public record Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand) {
+
+    /** The demo shop's services, in start order. */
+    public static final List<String> SHOP_SERVICES = List.of("user-login", "product-catalog", "order-processing");
+    public static final String SHOP_NAMESPACE = "shop";
+    public static final String HOST = "127.0.0.1";
+
+    static final int NATS_CLIENT = 0;
+    static final int NATS_GATEWAY = 1;
+    static final int NATS_MONITOR = 2;
+    static final int NATS_CLUSTER = 3;
+    static final int CONTROLLER_HTTP = 10;
+    static final int CONTROLLER_XDS = 11;
+    static final int BRIDGE_HTTP = 20;
+    static final int BRIDGE_GRPC = 21;
+    static final int GATEWAY_LISTEN = 30;
+    static final int GATEWAY_ADMIN = 31;
+    static final int SERVICE_BLOCK = 40;
+
+    public Topology {
+        regions = List.copyOf(regions);
+        if (regions.isEmpty()) {
+            throw new IllegalArgumentException("at least one region is needed");
+        }
+        for (String r : regions) {
+            ClusterName.of(r);
+        }
+        if (regions.stream().distinct().count() != regions.size()) {
+            throw new IllegalArgumentException("regions must be distinct: " + regions);
+        }
+        if (basePort < 1024 || basePort + 100 * regions.size() > 65535) {
+            throw new IllegalArgumentException("base port " + basePort + " leaves no room for " + regions.size()
+                    + " regions of 100 ports each below 65536");
+        }
+    }
+
+    public int port(String region, int offset) {
+        return basePort + 100 * regions.indexOf(region) + offset;
+    }
+
+    public int natsClientPort(String region) {
+        return port(region, NATS_CLIENT);
+    }
+
+    public int natsMonitorPort(String region) {
+        return port(region, NATS_MONITOR);
+    }
+
+    public int controllerPort(String region) {
+        return port(region, CONTROLLER_HTTP);
+    }
+
+    public int trustBridgePort(String region) {
+        return port(region, BRIDGE_HTTP);
+    }
+
+    public int gatewayPort(String region) {
+        return port(region, GATEWAY_LISTEN);
+    }
+
+    public int appPort(String region, String service) {
+        return port(region, SERVICE_BLOCK + 10 * SHOP_SERVICES.indexOf(service));
+    }
+
+    public int sidecarAdminPort(String region, String service) {
+        return appPort(region, service) + 1;
+    }
+
+    public int sidecarInboundPort(String region, String service) {
+        return appPort(region, service) + 2;
+    }
+
+    public int sidecarOutboundPort(String region, String service) {
+        return appPort(region, service) + 3;
+    }
+
+    public Path regionDir(String region) {
+        return stateDir.resolve(region);
+    }
+
+    public Path natsConfig(String region) {
+        return regionDir(region).resolve("nats").resolve("nats.conf");
+    }
+
+    /** Every component, in start order (by stage). */
+    public List<Component> components() {
+        var all = new ArrayList<Component>();
+        for (String region : regions) {
+            all.add(nats(region));
+            all.add(controller(region));
+            all.add(trustBridge(region));
+            for (String service : SHOP_SERVICES) {
+                all.add(app(region, service));
+                all.add(sidecar(region, service));
+            }
+            all.add(gateway(region));
+        }
+        all.sort(java.util.Comparator.comparingInt(Component::stage));
+        return all;
+    }
+
+    private Component nats(String region) {
+        Path dir = regionDir(region).resolve("nats");
+        return new Component(region, "nats-server", Component.Kind.NATS,
+                List.of("nats-server", "-c", natsConfig(region).toString()), Map.of(), dir,
+                URI.create("http://" + HOST + ":" + natsMonitorPort(region) + "/healthz"),
+                "nats://" + HOST + ":" + natsClientPort(region),
+                List.of(port(region, NATS_CLIENT), port(region, NATS_GATEWAY), port(region, NATS_MONITOR), port(region, NATS_CLUSTER)), 0);
+    }
+
+    private Component controller(String region) {
+        Path dir = regionDir(region).resolve("federation-controller");
+        var env = new LinkedHashMap<String, String>();
+        env.put("QUARKUS_HTTP_PORT", Integer.toString(controllerPort(region)));
+        env.put("QUARKUS_HTTP_HOST", HOST);
+        env.put("ISTHMUS_FEDERATION", federation);
+        env.put("ISTHMUS_CLUSTER_NAME", region);
+        env.put("ISTHMUS_CLUSTER_REGION", region);
+        env.put("ISTHMUS_NATS_URL", "nats://" + HOST + ":" + natsClientPort(region));
+        env.put("ISTHMUS_STATE_DIR", dir.resolve("state").toString());
+        return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
+                java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
+                env, dir, URI.create("http://" + HOST + ":" + controllerPort(region) + "/q/health/ready"),
+                "http://" + HOST + ":" + controllerPort(region),
+                List.of(controllerPort(region), port(region, CONTROLLER_XDS)), 1);
+    }
+
+    private Component trustBridge(String region) {
+        Path dir = regionDir(region).resolve("trust-bridge");
+        var env = new LinkedHashMap<String, String>();
+        env.put("QUARKUS_HTTP_PORT", Integer.toString(trustBridgePort(region)));
+        env.put("QUARKUS_HTTP_HOST", HOST);
+        env.put("ISTHMUS_FEDERATION", federation);
+        env.put("ISTHMUS_CLUSTER_NAME", region);
+        env.put("ISTHMUS_CA_DIR", dir.resolve("ca").toString());
+        return new Component(region, "trust-bridge", Component.Kind.TRUST_BRIDGE,
+                java(region, "trust-bridge", "256m", home.resolve("trust-bridge/target/quarkus-app/quarkus-run.jar")),
+                env, dir, URI.create("http://" + HOST + ":" + trustBridgePort(region) + "/q/health/ready"),
+                "http://" + HOST + ":" + trustBridgePort(region),
+                List.of(trustBridgePort(region), port(region, BRIDGE_GRPC)), 1);
+    }
+
+    private Component app(String region, String service) {
+        Path dir = regionDir(region).resolve(service);
+        var env = new LinkedHashMap<String, String>();
+        env.put("SHOP_PORT", Integer.toString(appPort(region, service)));
+        env.put("SHOP_HOST", HOST);
+        env.put("SHOP_CLUSTER", region);
+        env.put("SHOP_REGION", region);
+        env.put("SHOP_INSTANCE", service + "-" + region + "-1");
+        if (service.equals("order-processing")) {
+            // Until the outbound listener lands, calls go to the local catalogue's sidecar inbound.
+            env.put("SHOP_UPSTREAM_PRODUCT_CATALOG", "http://" + HOST + ":" + sidecarInboundPort(region, "product-catalog"));
+        }
+        return new Component(region, service, Component.Kind.APP,
+                java(region, service, "64m", home.resolve("demo-shop/" + service + "/target/" + service + ".jar")),
+                env, dir, URI.create("http://" + HOST + ":" + appPort(region, service) + "/healthz"),
+                "http://" + HOST + ":" + appPort(region, service), List.of(appPort(region, service)), 2);
+    }
+
+    private Component sidecar(String region, String service) {
+        String name = "sidecar-" + service;
+        Path dir = regionDir(region).resolve(name);
+        var env = new LinkedHashMap<String, String>();
+        env.put("ISTHMUS_CLUSTER", region);
+        env.put("ISTHMUS_SERVICE", SHOP_NAMESPACE + "/" + service);
+        env.put("ISTHMUS_APP", HOST + ":" + appPort(region, service));
+        env.put("ISTHMUS_INBOUND", HOST + ":" + sidecarInboundPort(region, service));
+        env.put("ISTHMUS_ADMIN", HOST + ":" + sidecarAdminPort(region, service));
+        env.put("ISTHMUS_IO_THREADS", "1");
+        return new Component(region, name, Component.Kind.SIDECAR,
+                java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
+                env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),
+                "http://" + HOST + ":" + sidecarInboundPort(region, service),
+                List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service), sidecarOutboundPort(region, service)), 3);
+    }
+
+    private Component gateway(String region) {
+        Path dir = regionDir(region).resolve("east-west-gateway");
+        var env = new LinkedHashMap<String, String>();
+        env.put("ISTHMUS_CLUSTER", region);
+        env.put("ISTHMUS_LISTEN", HOST + ":" + gatewayPort(region));
+        env.put("ISTHMUS_ADMIN", HOST + ":" + port(region, GATEWAY_ADMIN));
+        env.put("ISTHMUS_IO_THREADS", "1");
+        var routes = new StringBuilder();
+        for (String service : SHOP_SERVICES) {
+            if (!routes.isEmpty()) {
+                routes.append(',');
+            }
+            routes.append("outbound_.").append(appPort(region, service)).append("_._.").append(service).append('.')
+                    .append(SHOP_NAMESPACE).append(".svc.cluster.local=").append(HOST).append(':')
+                    .append(sidecarInboundPort(region, service));
+        }
+        env.put("ISTHMUS_ROUTES", routes.toString());
+        return new Component(region, "east-west-gateway", Component.Kind.GATEWAY,
+                java(region, "east-west-gateway", "96m", home.resolve("east-west-gateway/target/east-west-gateway.jar")),
+                env, dir, URI.create("http://" + HOST + ":" + port(region, GATEWAY_ADMIN) + "/ready"),
+                "tls://" + HOST + ":" + gatewayPort(region), List.of(gatewayPort(region), port(region, GATEWAY_ADMIN)), 3);
+    }
+
+    /** A JVM command line; the {@code local-federation.*} properties mark the process as ours. */
+    private List<String> java(String region, String name, String heap, Path jar) {
+        return List.of(javaCommand, "-Xmx" + heap, "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-Dlocal-federation.component=" + region + "/" + name, "-Dlocal-federation.state=" + stateDir,
+                "-jar", jar.toString());
+    }
+
+    /** The nats-server configuration of one region: JetStream on, gateway-linked to every other region. */
+    public String natsConfigText(String region) {
+        var sb = new StringBuilder();
+        sb.append("# Written by isthmus up; regenerated on every start.\n");
+        sb.append("server_name: ").append(region).append('\n');
+        sb.append("host: ").append(HOST).append('\n');
+        sb.append("port: ").append(natsClientPort(region)).append('\n');
+        sb.append("http: \"").append(HOST).append(':').append(natsMonitorPort(region)).append("\"\n");
+        sb.append("jetstream {\n  store_dir: \"").append(regionDir(region).resolve("nats").resolve("jetstream"))
+                .append("\"\n  max_memory_store: 64MB\n  max_file_store: 256MB\n}\n");
+        // JetStream in a super-cluster runs clustered, which needs a cluster with a route; one server per
+        // region routes to itself (nats-server detects and ignores the self-route).
+        sb.append("cluster {\n  name: \"").append(region).append("\"\n  listen: \"").append(HOST).append(':')
+                .append(port(region, NATS_CLUSTER)).append("\"\n  routes: [\"nats-route://").append(HOST).append(':')
+                .append(port(region, NATS_CLUSTER)).append("\"]\n}\n");
+        sb.append("gateway {\n  name: \"").append(region).append("\"\n  host: ").append(HOST)
+                .append("\n  port: ").append(port(region, NATS_GATEWAY)).append("\n  gateways: [\n");
+        for (String other : regions) {
+            if (!other.equals(region)) {
+                sb.append("    { name: \"").append(other).append("\", urls: [\"nats://").append(HOST).append(':')
+                        .append(port(other, NATS_GATEWAY)).append("\"] }\n");
+            }
+        }
+        sb.append("  ]\n}\n");
+        return sb.toString();
+    }
+}

@@ -1,0 +1,52 @@
+package dev.isthmus.api.names;
+
+import java.util.Objects;
+import java.util.regex.Pattern;
+
+/**
+ * A logical service, {@code namespace/name}. The same service name in two clusters is the same
+ * service (namespace sameness).
+ */
+public record ServiceName(String namespace, String name) implements Comparable<ServiceName> {
+
+    private static final Pattern DNS_LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?");
+
+    public ServiceName {
+        Objects.requireNonNull(namespace, "namespace");
+        Objects.requireNonNull(name, "name");
+        requireLabel("namespace", namespace);
+        requireLabel("service name", name);
+    }
+
+    /** Parses {@code namespace/name}. */
+    public static ServiceName parse(String text) {
+        int slash = text.indexOf('/');
+        if (slash <= 0 || slash != text.lastIndexOf('/') || slash == text.length() - 1) {
+            throw new IllegalArgumentException("service '" + text + "' is not of the form namespace/name");
+        }
+        return new ServiceName(text.substring(0, slash), text.substring(slash + 1));
+    }
+
+    /** The in-cluster host name, {@code name.namespace.svc.cluster.local}. */
+    public String clusterLocalHost() {
+        return name + "." + namespace + ".svc.cluster.local";
+    }
+
+    private static void requireLabel(String what, String value) {
+        if (!DNS_LABEL.matcher(value).matches()) {
+            throw new IllegalArgumentException(what + " '" + value
+                    + "' is not a DNS label: use 1-63 lower-case letters, digits or '-'");
+        }
+    }
+
+    @Override
+    public int compareTo(ServiceName o) {
+        int c = namespace.compareTo(o.namespace);
+        return c != 0 ? c : name.compareTo(o.name);
+    }
+
+    @Override
+    public String toString() {
+        return namespace + "/" + name;
+    }
+}

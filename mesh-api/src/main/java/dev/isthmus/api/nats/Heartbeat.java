@@ -1,0 +1,15 @@
+package dev.isthmus.api.nats;
+
+/**
+ * A controller's periodic announcement on {@link Subjects#heartbeat}: who it is, where it runs, and a
+ * sequence number that increases with every heartbeat of one controller process.
+ *
+ * @param cluster the sending cluster
+ * @param region its region
+ * @param zone its zone
+ * @param incarnation identifies one run of the controller (changes on restart)
+ * @param sequence increases by one per heartbeat within an incarnation
+ * @param sentAtMillis the sender's wall clock when sending
+ */
+public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis) {
+}

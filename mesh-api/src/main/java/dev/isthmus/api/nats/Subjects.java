@@ -1,0 +1,58 @@
+package dev.isthmus.api.nats;
+
+import dev.isthmus.api.names.ClusterName;
+import dev.isthmus.api.names.FederationName;
+
+/**
+ * The NATS subjects of one federation. Every subject starts with {@code isthmus.<federation>.};
+ * this class is the only place that spells them.
+ */
+public record Subjects(FederationName federation) {
+
+    public String prefix() {
+        return "isthmus." + federation.value() + ".";
+    }
+
+    /** Heartbeats of one cluster's controller. */
+    public String heartbeat(ClusterName cluster) {
+        return prefix() + "heartbeat." + cluster.value();
+    }
+
+    /** Heartbeats of every cluster. */
+    public String heartbeatsAll() {
+        return prefix() + "heartbeat.*";
+    }
+
+    /** Registry snapshots and deltas published by one cluster. */
+    public String registry(ClusterName cluster) {
+        return prefix() + "registry." + cluster.value();
+    }
+
+    public String registryAll() {
+        return prefix() + "registry.*";
+    }
+
+    /** Request subject answered by every controller with its full registry snapshot. */
+    public String registrySync() {
+        return prefix() + "registry-sync";
+    }
+
+    /** Membership events: join, leave, eviction. */
+    public String membership() {
+        return prefix() + "membership";
+    }
+
+    /** Trust bundles published by one cluster's trust bridge. */
+    public String trustBundle(ClusterName cluster) {
+        return prefix() + "trust.bundle." + cluster.value();
+    }
+
+    public String trustBundlesAll() {
+        return prefix() + "trust.bundle.*";
+    }
+
+    /** Accepted policy bundles, keyed by commit. */
+    public String policy() {
+        return prefix() + "policy";
+    }
+}

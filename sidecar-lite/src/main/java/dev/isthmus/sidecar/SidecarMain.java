@@ -1,0 +1,67 @@
+package dev.isthmus.sidecar;
+
+import dev.isthmus.api.names.Ports;
+import dev.isthmus.proxy.ProxyProcess;
+import dev.isthmus.proxy.config.Settings;
+import dev.isthmus.proxy.tcp.TcpRelay;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.time.Duration;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * sidecar-lite: the proxy beside one workload instance.
+ *
+ * <p>Settings ({@code --name=value} or {@code ISTHMUS_NAME}): {@code cluster}, {@code service}
+ * (namespace/name), {@code app} (host:port of the workload, required), {@code inbound}
+ * (default 127.0.0.1:15006), {@code admin} (default 127.0.0.1:15000).
+ *
+ * <p>Ready when its listeners are bound and the app accepts connections.
+ */
+public final class SidecarMain {
+
+    private static final Logger log = LoggerFactory.getLogger(SidecarMain.class);
+
+    public static void main(String[] args) throws Exception {
+        Settings settings;
+        try {
+            settings = Settings.from("sidecar-lite", args, System.getenv());
+            settings.requiredAddress("app");
+        } catch (Settings.SettingsException e) {
+            System.err.println(e.getMessage());
+            System.exit(2);
+            return;
+        }
+        var process = new ProxyProcess("sidecar-lite", settings);
+        InetSocketAddress app = settings.requiredAddress("app");
+        var inbound = process.own(TcpRelay.start("inbound", process.loops(),
+                settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND), app, Duration.ofSeconds(2), process.meters()));
+
+        var appUp = new AtomicBoolean(false);
+        var probe = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("app-probe").unstarted(r));
+        process.own(probe::shutdownNow);
+        probe.scheduleWithFixedDelay(() -> {
+            boolean up;
+            try (var s = new Socket()) {
+                s.connect(app, 500);
+                up = true;
+            } catch (Exception e) {
+                up = false;
+            }
+            if (appUp.getAndSet(up) != up) {
+                log.info("event=app_health app={} up={}", app, up);
+            }
+        }, 0, 1, TimeUnit.SECONDS);
+
+        String dump = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
+                + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}]}";
+        process.startAdmin(appUp::get, () -> dump);
+        log.info("event=sidecar_started service={} cluster={} inbound={} app={}",
+                settings.string("service", ""), settings.string("cluster", ""), inbound.address(), app);
+        process.awaitShutdown();
+    }
+}

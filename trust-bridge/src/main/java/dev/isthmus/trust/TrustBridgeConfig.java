@@ -1,0 +1,40 @@
+package dev.isthmus.trust;
+
+import io.smallrye.config.ConfigMapping;
+import io.smallrye.config.WithDefault;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Optional;
+
+/** The trust bridge's settings ({@code isthmus.*}, or {@code ISTHMUS_*} environment variables). */
+@ConfigMapping(prefix = "isthmus")
+public interface TrustBridgeConfig {
+
+    @WithDefault("acme")
+    String federation();
+
+    Cluster cluster();
+
+    Ca ca();
+
+    interface Cluster {
+        String name();
+
+        /** The SPIFFE trust domain; {@code <cluster>.<federation>.isthmus} by default. */
+        Optional<String> trustDomain();
+    }
+
+    interface Ca {
+        /** {@code embedded} (keys on disk) or {@code vault}. */
+        @WithDefault("embedded")
+        String backend();
+
+        /** Where the embedded CA keeps its root key and certificate (owner-only permissions). */
+        @WithDefault(".isthmus-state/trust-bridge")
+        Path dir();
+
+        /** Lifetime of a root made by the embedded CA. */
+        @WithDefault("3650d")
+        Duration rootTtl();
+    }
+}

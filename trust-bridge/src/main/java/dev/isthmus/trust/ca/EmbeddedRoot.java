@@ -1,0 +1,121 @@
+package dev.isthmus.trust.ca;
+
+import java.io.IOException;
+import java.io.StringReader;
+import java.io.StringWriter;
+import java.math.BigInteger;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.GeneralSecurityException;
+import java.security.KeyPair;
+import java.security.KeyPairGenerator;
+import java.security.PrivateKey;
+import java.security.SecureRandom;
+import java.security.cert.X509Certificate;
+import java.security.spec.ECGenParameterSpec;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Date;
+import org.bouncycastle.asn1.x500.X500Name;
+import org.bouncycastle.asn1.x509.BasicConstraints;
+import org.bouncycastle.asn1.x509.Extension;
+import org.bouncycastle.asn1.x509.GeneralName;
+import org.bouncycastle.asn1.x509.GeneralNames;
+import org.bouncycastle.asn1.x509.KeyUsage;
+import org.bouncycastle.cert.jcajce.JcaX509CertificateConverter;
+import org.bouncycastle.cert.jcajce.JcaX509ExtensionUtils;
+import org.bouncycastle.cert.jcajce.JcaX509v3CertificateBuilder;
+import org.bouncycastle.openssl.PEMKeyPair;
+import org.bouncycastle.openssl.PEMParser;
+import org.bouncycastle.openssl.jcajce.JcaPEMKeyConverter;
+import org.bouncycastle.openssl.jcajce.JcaPEMWriter;
+import org.bouncycastle.operator.OperatorCreationException;
+import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
+import org.bouncycastle.cert.X509CertificateHolder;
+
+/**
+ * The root CA of one trust domain, made with BouncyCastle (ECDSA P-256) on first start and kept on
+ * disk: {@code root-key.pem} readable by the owner only, {@code root-cert.pem}. A restart reloads
+ * both, so certificates issued before stay valid.
+ */
+public record EmbeddedRoot(String trustDomain, X509Certificate certificate, PrivateKey key) {
+
+    private static final String KEY_FILE = "root-key.pem";
+    private static final String CERT_FILE = "root-cert.pem";
+
+    /** Loads the root kept in {@code dir}, or makes and stores one if there is none. */
+    public static EmbeddedRoot loadOrCreate(Path dir, String trustDomain, Duration ttl) throws IOException, GeneralSecurityException {
+        Path keyFile = dir.resolve(KEY_FILE);
+        Path certFile = dir.resolve(CERT_FILE);
+        if (Files.exists(keyFile) && Files.exists(certFile)) {
+            return load(trustDomain, keyFile, certFile);
+        }
+        Files.createDirectories(dir);
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
+        var generator = KeyPairGenerator.getInstance("EC");
+        generator.initialize(new ECGenParameterSpec("secp256r1"));
+        KeyPair pair = generator.generateKeyPair();
+        X509Certificate cert = selfSign(trustDomain, pair, ttl);
+        writeOwnerOnly(keyFile, pem(pair.getPrivate()));
+        Files.writeString(certFile, pem(cert));
+        return new EmbeddedRoot(trustDomain, cert, pair.getPrivate());
+    }
+
+    private static EmbeddedRoot load(String trustDomain, Path keyFile, Path certFile) throws IOException, GeneralSecurityException {
+        try (var keyParser = new PEMParser(new StringReader(Files.readString(keyFile)));
+             var certParser = new PEMParser(new StringReader(Files.readString(certFile)))) {
+            Object keyObject = keyParser.readObject();
+            PrivateKey key = keyObject instanceof PEMKeyPair kp
+                    ? new JcaPEMKeyConverter().getKeyPair(kp).getPrivate()
+                    : new JcaPEMKeyConverter().getPrivateKey((org.bouncycastle.asn1.pkcs.PrivateKeyInfo) keyObject);
+            X509Certificate cert = new JcaX509CertificateConverter().getCertificate((X509CertificateHolder) certParser.readObject());
+            cert.checkValidity();
+            return new EmbeddedRoot(trustDomain, cert, key);
+        } catch (ClassCastException | NullPointerException e) {
+            throw new IOException("the CA files in " + keyFile.getParent() + " are not a PEM key and certificate: " + e);
+        }
+    }
+
+    private static X509Certificate selfSign(String trustDomain, KeyPair pair, Duration ttl) throws GeneralSecurityException, IOException {
+        Instant now = Instant.now();
+        var subject = new X500Name("O=Isthmus, OU=" + trustDomain + ", CN=Isthmus root " + trustDomain);
+        var builder = new JcaX509v3CertificateBuilder(subject, new BigInteger(127, new SecureRandom()),
+                Date.from(now.minusSeconds(60)), Date.from(now.plus(ttl)), subject, pair.getPublic());
+        var ext = new JcaX509ExtensionUtils();
+        builder.addExtension(Extension.basicConstraints, true, new BasicConstraints(true));
+        builder.addExtension(Extension.keyUsage, true, new KeyUsage(KeyUsage.keyCertSign | KeyUsage.cRLSign | KeyUsage.digitalSignature));
+        builder.addExtension(Extension.subjectKeyIdentifier, false, ext.createSubjectKeyIdentifier(pair.getPublic()));
+        builder.addExtension(Extension.subjectAlternativeName, false,
+                new GeneralNames(new GeneralName(GeneralName.uniformResourceIdentifier, "spiffe://" + trustDomain)));
+        try {
+            var signer = new JcaContentSignerBuilder("SHA256withECDSA").build(pair.getPrivate());
+            return new JcaX509CertificateConverter().getCertificate(builder.build(signer));
+        } catch (OperatorCreationException e) {
+            throw new GeneralSecurityException(e);
+        }
+    }
+
+    public String certificatePem() {
+        try {
+            return pem(certificate);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static String pem(Object o) throws IOException {
+        var out = new StringWriter();
+        try (var writer = new JcaPEMWriter(out)) {
+            writer.writeObject(o);
+        }
+        return out.toString();
+    }
+
+    private static void writeOwnerOnly(Path file, String content) throws IOException {
+        Files.deleteIfExists(file);
+        Files.createFile(file, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+        Files.writeString(file, content, StandardOpenOption.TRUNCATE_EXISTING);
+    }
+}
