@@ -41,7 +41,9 @@ final class LocalOptions {
         try {
             List<String> regions = Arrays.asList(Files.readString(dir.resolve("regions")).strip().split(","));
             int base = Integer.parseInt(Files.readString(dir.resolve("base-port")).strip());
-            return new LocalFederation(new Topology("acme", regions, base, home(), dir, javaCommand()), System.out::println);
+            Path federationFile = dir.resolve("federation");
+            String federation = Files.exists(federationFile) ? Files.readString(federationFile).strip() : "acme";
+            return new LocalFederation(new Topology(federation, regions, base, home(), dir, javaCommand()), System.out::println);
         } catch (IOException | NumberFormatException e) {
             throw new LocalFederationException("no local federation was started from " + dir + " (start one with ./isthmus up)");
         }

@@ -19,13 +19,13 @@ final class UpCommand implements Callable<Integer> {
     @Mixin
     LocalOptions local;
 
-    @Option(names = "--regions", split = ",", defaultValue = "us-east,eu-west,ap-south", description = "Regions to run (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--regions", split = ",", description = "Regions to run (default: deploy/local/federation.properties, else us-east,eu-west,ap-south).")
     List<String> regions;
 
-    @Option(names = "--base-port", defaultValue = "20000", description = "First port; region i uses base+100*i .. base+100*i+99 (default: ${DEFAULT-VALUE}).")
-    int basePort;
+    @Option(names = "--base-port", description = "First port; region i uses base+100*i .. base+100*i+99 (default: deploy/local/federation.properties, else 20000).")
+    Integer basePort;
 
-    @Option(names = "--federation", defaultValue = "acme", description = "Federation name (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--federation", description = "Federation name (default: deploy/local/federation.properties, else acme).")
     String federation;
 
     @Option(names = "--timeout", defaultValue = "120", description = "Seconds each stage may take to become ready (default: ${DEFAULT-VALUE}).")
@@ -36,11 +36,27 @@ final class UpCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        var defaults = new java.util.Properties();
+        var file = local.home().resolve("deploy/local/federation.properties");
+        if (java.nio.file.Files.exists(file)) {
+            try (var in = java.nio.file.Files.newBufferedReader(file)) {
+                defaults.load(in);
+            }
+        }
+        if (regions == null) {
+            regions = List.of(defaults.getProperty("regions", "us-east,eu-west,ap-south").split(","));
+        }
+        if (federation == null) {
+            federation = defaults.getProperty("federation", "acme");
+        }
         Topology topology;
         try {
+            if (basePort == null) {
+                basePort = Integer.parseInt(defaults.getProperty("base-port", "20000").strip());
+            }
             topology = new Topology(federation, regions, basePort, local.home(), local.stateDir(), LocalOptions.javaCommand());
         } catch (IllegalArgumentException e) {
-            System.err.println("isthmus up: " + e.getMessage());
+            System.err.println("isthmus up: " + e.getMessage() + " (check the flags and " + file + ")");
             return 2;
         }
         var federation = new LocalFederation(topology, quiet ? s -> { } : s -> System.out.println("  " + s));

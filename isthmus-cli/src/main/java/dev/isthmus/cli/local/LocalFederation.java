@@ -59,6 +59,7 @@ public final class LocalFederation {
         Files.createDirectories(topology.stateDir());
         Files.writeString(topology.stateDir().resolve("regions"), String.join(",", topology.regions()) + "\n");
         Files.writeString(topology.stateDir().resolve("base-port"), topology.basePort() + "\n");
+        Files.writeString(topology.stateDir().resolve("federation"), topology.federation() + "\n");
         for (String region : topology.regions()) {
             Path conf = topology.natsConfig(region);
             Files.createDirectories(conf.getParent());

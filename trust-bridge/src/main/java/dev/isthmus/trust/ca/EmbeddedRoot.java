@@ -58,7 +58,7 @@ public record EmbeddedRoot(String trustDomain, X509Certificate certificate, Priv
         generator.initialize(new ECGenParameterSpec("secp256r1"));
         KeyPair pair = generator.generateKeyPair();
         X509Certificate cert = selfSign(trustDomain, pair, ttl);
-        writeOwnerOnly(keyFile, pem(pair.getPrivate()));
+        writeOwnerOnly(keyFile, pem(new org.bouncycastle.openssl.jcajce.JcaPKCS8Generator(pair.getPrivate(), null)));
         Files.writeString(certFile, pem(cert));
         return new EmbeddedRoot(trustDomain, cert, pair.getPrivate());
     }
@@ -67,14 +67,24 @@ public record EmbeddedRoot(String trustDomain, X509Certificate certificate, Priv
         try (var keyParser = new PEMParser(new StringReader(Files.readString(keyFile)));
              var certParser = new PEMParser(new StringReader(Files.readString(certFile)))) {
             Object keyObject = keyParser.readObject();
-            PrivateKey key = keyObject instanceof PEMKeyPair kp
-                    ? new JcaPEMKeyConverter().getKeyPair(kp).getPrivate()
-                    : new JcaPEMKeyConverter().getPrivateKey((org.bouncycastle.asn1.pkcs.PrivateKeyInfo) keyObject);
-            X509Certificate cert = new JcaX509CertificateConverter().getCertificate((X509CertificateHolder) certParser.readObject());
+            Object certObject = certParser.readObject();
+            PrivateKey key;
+            if (keyObject instanceof org.bouncycastle.asn1.pkcs.PrivateKeyInfo info) {
+                key = new JcaPEMKeyConverter().getPrivateKey(info);
+            } else if (keyObject instanceof PEMKeyPair pair) {
+                key = new JcaPEMKeyConverter().getKeyPair(pair).getPrivate();
+            } else {
+                throw new IOException(keyFile + " holds no PEM private key");
+            }
+            if (!(certObject instanceof X509CertificateHolder holder)) {
+                throw new IOException(certFile + " holds no PEM certificate");
+            }
+            X509Certificate cert = new JcaX509CertificateConverter().getCertificate(holder);
             cert.checkValidity();
             return new EmbeddedRoot(trustDomain, cert, key);
-        } catch (ClassCastException | NullPointerException e) {
-            throw new IOException("the CA files in " + keyFile.getParent() + " are not a PEM key and certificate: " + e);
+        } catch (IOException e) {
+            throw new IOException("the CA files in " + keyFile.getParent() + " cannot be loaded: " + e.getMessage()
+                    + " (restore them from backup, or move the directory away to make a new root)", e);
         }
     }
 
