@@ -72,6 +72,20 @@ class TwoRegionsIT {
 
     @Test
     @Order(5)
+    void aServiceRegisteredInOneRegionShowsInTheOthersCatalogAndLeavesWhenItsSidecarDies() throws Exception {
+        String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/services/shop/product-catalog";
+        String body = Http.await(east, Duration.ofSeconds(10),
+                b -> b.contains("\"instance\":\"product-catalog-eu-west-1\"") && b.contains("\"instance\":\"product-catalog-us-east-1\""));
+        assertTrue(body.contains("\"region\":\"eu-west\""), body);
+
+        FED.kill("eu-west/sidecar-product-catalog");
+        Http.await(east, Duration.ofSeconds(15), b -> !b.contains("product-catalog-eu-west-1"));
+        FED.restart("eu-west/sidecar-product-catalog");
+        Http.await(east, Duration.ofSeconds(10), b -> b.contains("product-catalog-eu-west-1"));
+    }
+
+    @Test
+    @Order(6)
     void aKilledControllerIsSeenUnreachableAndRecoversAfterRestart() throws Exception {
         String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/federation";
         FED.kill("eu-west/federation-controller");

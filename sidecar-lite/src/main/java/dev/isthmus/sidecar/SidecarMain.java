@@ -18,7 +18,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Settings ({@code --name=value} or {@code ISTHMUS_NAME}): {@code cluster}, {@code service}
  * (namespace/name), {@code app} (host:port of the workload, required), {@code inbound}
- * (default 127.0.0.1:15006), {@code admin} (default 127.0.0.1:15000).
+ * (default 127.0.0.1:15006), {@code admin} (default 127.0.0.1:15000), {@code controller} (URL of the
+ * cluster's controller; when set, the workload is registered there and kept alive by heartbeats),
+ * {@code instance}, {@code protocol} (http), {@code version} (v1).
  *
  * <p>Ready when its listeners are bound and the app accepts connections.
  */
@@ -60,6 +62,16 @@ public final class SidecarMain {
         String dump = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
                 + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}]}";
         process.startAdmin(appUp::get, () -> dump);
+
+        var controller = settings.optional("controller");
+        if (controller.isPresent()) {
+            String service = settings.required("service");
+            var registrar = process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service,
+                    settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
+                    inbound.address().getHostString(), inbound.address().getPort(), settings.string("protocol", "http"),
+                    settings.string("version", "v1"), appUp::get));
+            registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));
+        }
         log.info("event=sidecar_started service={} cluster={} inbound={} app={}",
                 settings.string("service", ""), settings.string("cluster", ""), inbound.address(), app);
         process.awaitShutdown();

@@ -20,6 +20,8 @@ public interface ControllerConfig {
 
     Nats nats();
 
+    Registry registry();
+
     /** How often this controller announces itself to the federation. */
     @WithDefault("1s")
     Duration heartbeatInterval();
@@ -42,6 +44,16 @@ public interface ControllerConfig {
         /** The zone within the region. */
         @WithDefault("zone-a")
         String zone();
+    }
+
+    interface Registry {
+        /** A registration not refreshed for this long is removed. */
+        @WithDefault("10s")
+        Duration ttl();
+
+        /** How often the full snapshot is re-published even without changes. */
+        @WithDefault("5s")
+        Duration republishInterval();
     }
 
     interface Nats {

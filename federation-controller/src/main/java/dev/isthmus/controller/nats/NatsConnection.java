@@ -33,6 +33,7 @@ public class NatsConnection {
     private final AtomicReference<Connection> connection = new AtomicReference<>();
     private final List<Subscription> subscriptions = new ArrayList<>();
     private volatile Dispatcher dispatcher;
+    private final List<Runnable> onConnected = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public NatsConnection(ControllerConfig config) {
         this.config = config;
@@ -47,6 +48,9 @@ public class NatsConnection {
                     conn.getConnectedUrl());
             if (type == ConnectionListener.Events.CONNECTED) {
                 onFirstConnect(conn);
+            }
+            if (type == ConnectionListener.Events.CONNECTED || type == ConnectionListener.Events.RECONNECTED) {
+                onConnected.forEach(Runnable::run);
             }
         };
         Options options = Options.builder()
@@ -82,6 +86,14 @@ public class NatsConnection {
         subscriptions.add(new Subscription(subject, handler));
         if (dispatcher != null) {
             dispatcher.subscribe(subject, handler);
+        }
+    }
+
+    /** Runs {@code action} after every (re)connection, e.g. to ask peers for a sync. */
+    public void onConnected(Runnable action) {
+        onConnected.add(action);
+        if (isConnected()) {
+            action.run();
         }
     }
 

@@ -133,6 +133,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_CLUSTER_REGION", region);
         env.put("ISTHMUS_NATS_URL", "nats://" + HOST + ":" + natsClientPort(region));
         env.put("ISTHMUS_STATE_DIR", dir.resolve("state").toString());
+        env.put("ISTHMUS_REGISTRY_TTL", "5s");
         return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
                 java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + controllerPort(region) + "/q/health/ready"),
@@ -183,6 +184,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_INBOUND", HOST + ":" + sidecarInboundPort(region, service));
         env.put("ISTHMUS_ADMIN", HOST + ":" + sidecarAdminPort(region, service));
         env.put("ISTHMUS_IO_THREADS", "1");
+        env.put("ISTHMUS_CONTROLLER", "http://" + HOST + ":" + controllerPort(region));
+        env.put("ISTHMUS_INSTANCE", service + "-" + region + "-1");
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),
