@@ -49,6 +49,19 @@ class IsthmusCommandIT {
         return new Result(p.exitValue(), out);
     }
 
+    /** Runs an API command against one controller (no local-federation options). */
+    private Result isthmusAt(String controller, String... args) throws Exception {
+        var command = new ArrayList<>(List.of(LocalFederationExtension.javaCommand(), "-jar",
+                LocalFederationExtension.home().resolve("isthmus-cli/target/isthmus-cli.jar").toString()));
+        command.addAll(List.of(args));
+        command.add("--controller=" + controller);
+        var p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+        System.out.println("$ isthmus " + String.join(" ", args) + "\n" + out);
+        return new Result(p.exitValue(), out);
+    }
+
     /** Every live process whose command line names the state dir. */
     private List<String> processesOfState() throws IOException {
         var found = new ArrayList<String>();
@@ -77,6 +90,13 @@ class IsthmusCommandIT {
         assertEquals(0, status.exit(), status.output());
         assertEquals(20, status.output().lines().filter(l -> l.contains(" ready ")).count(), status.output());
         assertEquals(20, processesOfState().size(), processesOfState().toString());
+
+        var services = isthmusAt("http://127.0.0.1:32010", "services");
+        assertEquals(0, services.exit(), services.output());
+        assertTrue(services.output().contains("shop/product-catalog") && services.output().contains("eu-west/zone-a"), services.output());
+        var clusters = isthmusAt("http://127.0.0.1:32010", "clusters", "-o", "json");
+        assertEquals(0, clusters.exit(), clusters.output());
+        assertTrue(clusters.output().contains("\"eu-west\""), clusters.output());
 
         var logs = isthmus("logs", "eu-west/federation-controller", "-n", "50");
         assertEquals(0, logs.exit());

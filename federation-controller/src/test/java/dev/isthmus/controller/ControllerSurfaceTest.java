@@ -34,4 +34,11 @@ class ControllerSurfaceTest {
     void publishesItsOpenApiDocument() {
         given().get("/q/openapi").then().statusCode(200).body(containsString("/api/v1/federation"));
     }
+
+    @Test
+    void listsItselfAmongTheClustersAndAnswersUnknownClustersWithAProblem() {
+        given().get("/api/v1/clusters").then().statusCode(200).body("[0].name", equalTo("test-east")).body("[0].state", equalTo("Local"));
+        given().get("/api/v1/clusters/nowhere").then().statusCode(404).contentType("application/problem+json")
+                .body("detail", containsString("'nowhere'"));
+    }
 }

@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** The {@code isthmus} command. */
 @Command(name = "isthmus", mixinStandardHelpOptions = true, version = "isthmus 0.1.0",
         description = "Isthmus: a federated multi-cluster service mesh.",
-        subcommands = {UpCommand.class, DownCommand.class, StatusCommand.class, LogsCommand.class,
+        subcommands = {UpCommand.class, DownCommand.class, StatusCommand.class, LogsCommand.class, ClustersCommand.class, ServicesCommand.class,
                 CommandLine.HelpCommand.class})
 public final class IsthmusCommand implements Runnable {
 

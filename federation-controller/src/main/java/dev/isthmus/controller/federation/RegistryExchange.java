@@ -32,6 +32,7 @@ public class RegistryExchange {
     private final ObjectMapper json;
     private final MeterRegistry meters;
     private final Subjects subjects;
+    private final PeerSnapshotStore store;
 
     public RegistryExchange(ControllerConfig config, NatsConnection nats, WorkloadRegistry registry, FederatedCatalog catalog,
             ObjectMapper json, MeterRegistry meters) {
@@ -42,10 +43,17 @@ public class RegistryExchange {
         this.json = json;
         this.meters = meters;
         this.subjects = new Subjects(FederationName.of(config.federation()));
+        this.store = new PeerSnapshotStore(config.stateDir(), json);
     }
 
     void start(@Observes StartupEvent event) {
         catalog.accept(registry.snapshot());
+        for (RegistrySnapshot known : store.loadAll()) {
+            if (!known.cluster().equals(config.cluster().name()) && catalog.accept(known) == FederatedCatalog.Outcome.APPLIED) {
+                LOG.infof("event=peer_snapshot_restored cluster=%s generation=%d endpoints=%d", known.cluster(),
+                        known.generation(), known.endpoints().size());
+            }
+        }
         nats.subscribe(subjects.registryAll(), msg -> {
             RegistrySnapshot snapshot;
             try {
@@ -63,8 +71,11 @@ public class RegistryExchange {
             }
             meters.counter("isthmus_federation_messages_received", "subject", "registry").increment();
             switch (catalog.accept(snapshot)) {
-                case APPLIED -> LOG.debugf("event=registry_applied cluster=%s generation=%d endpoints=%d", snapshot.cluster(),
-                        snapshot.generation(), snapshot.endpoints().size());
+                case APPLIED -> {
+                    store.save(snapshot);
+                    LOG.debugf("event=registry_applied cluster=%s generation=%d endpoints=%d", snapshot.cluster(),
+                            snapshot.generation(), snapshot.endpoints().size());
+                }
                 case STALE -> meters.counter("isthmus_federation_messages_stale", "subject", "registry").increment();
                 case INCONSISTENT -> reject("hash_mismatch", msg.getSubject(), "content hash does not match endpoints");
             }
