@@ -36,28 +36,24 @@ class IsthmusCommandIT {
     private record Result(int exit, String output) {
     }
 
+    /** Runs a local-federation command against this test's state dir. */
     private Result isthmus(String... args) throws Exception {
+        return run(List.of(args), List.of("--home=" + LocalFederationExtension.home(), "--state-dir=" + state));
+    }
+
+    /** Runs an API command against one controller. */
+    private Result isthmusAt(String controller, String... args) throws Exception {
+        return run(List.of(args), List.of("--controller=" + controller));
+    }
+
+    private Result run(List<String> args, List<String> options) throws Exception {
         var command = new ArrayList<>(List.of(LocalFederationExtension.javaCommand(), "-jar",
                 LocalFederationExtension.home().resolve("isthmus-cli/target/isthmus-cli.jar").toString()));
-        command.addAll(List.of(args));
-        command.add("--home=" + LocalFederationExtension.home());
-        command.add("--state-dir=" + state);
+        command.addAll(args);
+        command.addAll(options);
         var p = new ProcessBuilder(command).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes());
         assertTrue(p.waitFor(180, TimeUnit.SECONDS));
-        System.out.println("$ isthmus " + String.join(" ", args) + "\n" + out);
-        return new Result(p.exitValue(), out);
-    }
-
-    /** Runs an API command against one controller (no local-federation options). */
-    private Result isthmusAt(String controller, String... args) throws Exception {
-        var command = new ArrayList<>(List.of(LocalFederationExtension.javaCommand(), "-jar",
-                LocalFederationExtension.home().resolve("isthmus-cli/target/isthmus-cli.jar").toString()));
-        command.addAll(List.of(args));
-        command.add("--controller=" + controller);
-        var p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes());
-        assertTrue(p.waitFor(60, TimeUnit.SECONDS));
         System.out.println("$ isthmus " + String.join(" ", args) + "\n" + out);
         return new Result(p.exitValue(), out);
     }

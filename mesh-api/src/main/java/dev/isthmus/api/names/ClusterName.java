@@ -1,22 +1,13 @@
 package dev.isthmus.api.names;
 
-import java.util.Objects;
-import java.util.regex.Pattern;
-
 /**
  * The name of a cluster in a federation: a DNS label (RFC 1123), such as {@code us-east}.
  * Construction validates, so any instance is a valid label.
  */
 public record ClusterName(String value) implements Comparable<ClusterName> {
 
-    private static final Pattern DNS_LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?");
-
     public ClusterName {
-        Objects.requireNonNull(value, "cluster name");
-        if (!DNS_LABEL.matcher(value).matches()) {
-            throw new IllegalArgumentException("cluster name '" + value
-                    + "' is not a DNS label: use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit");
-        }
+        DnsLabel.require("cluster name", value);
     }
 
     public static ClusterName of(String value) {

@@ -1,21 +1,14 @@
 package dev.isthmus.api.names;
 
-import java.util.Objects;
-import java.util.regex.Pattern;
-
 /**
  * A logical service, {@code namespace/name}. The same service name in two clusters is the same
  * service (namespace sameness).
  */
 public record ServiceName(String namespace, String name) implements Comparable<ServiceName> {
 
-    private static final Pattern DNS_LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?");
-
     public ServiceName {
-        Objects.requireNonNull(namespace, "namespace");
-        Objects.requireNonNull(name, "name");
-        requireLabel("namespace", namespace);
-        requireLabel("service name", name);
+        DnsLabel.require("namespace", namespace);
+        DnsLabel.require("service name", name);
     }
 
     /** Parses {@code namespace/name}. */
@@ -30,13 +23,6 @@ public record ServiceName(String namespace, String name) implements Comparable<S
     /** The in-cluster host name, {@code name.namespace.svc.cluster.local}. */
     public String clusterLocalHost() {
         return name + "." + namespace + ".svc.cluster.local";
-    }
-
-    private static void requireLabel(String what, String value) {
-        if (!DNS_LABEL.matcher(value).matches()) {
-            throw new IllegalArgumentException(what + " '" + value
-                    + "' is not a DNS label: use 1-63 lower-case letters, digits or '-'");
-        }
     }
 
     @Override
