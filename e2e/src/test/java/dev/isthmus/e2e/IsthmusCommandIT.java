@@ -10,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -47,11 +48,17 @@ class IsthmusCommandIT {
     }
 
     private Result run(List<String> args, List<String> options) throws Exception {
+        return run(args, options, Map.of());
+    }
+
+    private Result run(List<String> args, List<String> options, Map<String, String> env) throws Exception {
         var command = new ArrayList<>(List.of(LocalFederationExtension.javaCommand(), "-jar",
                 LocalFederationExtension.home().resolve("isthmus-cli/target/isthmus-cli.jar").toString()));
         command.addAll(args);
         command.addAll(options);
-        var p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        var pb = new ProcessBuilder(command).redirectErrorStream(true);
+        pb.environment().putAll(env);
+        var p = pb.start();
         String out = new String(p.getInputStream().readAllBytes());
         assertTrue(p.waitFor(180, TimeUnit.SECONDS));
         System.out.println("$ isthmus " + String.join(" ", args) + "\n" + out);
@@ -113,6 +120,15 @@ class IsthmusCommandIT {
             assertTrue(up.output().contains("port 33010") && up.output().contains("us-east/federation-controller"), up.output());
             assertEquals(List.of(), processesOfState());
         }
+    }
+
+    @Test
+    void aMissingNatsServerIsNamedWithTheInstallCommandAndStartsNothing() throws Exception {
+        var up = run(List.of("up", "--regions=us-east", "--base-port=33000"),
+                List.of("--home=" + LocalFederationExtension.home(), "--state-dir=" + state), Map.of("PATH", "/nonexistent"));
+        assertEquals(1, up.exit(), up.output());
+        assertTrue(up.output().contains("nats-server is not installed") && up.output().contains("apt-get install -y nats-server"), up.output());
+        assertEquals(List.of(), processesOfState());
     }
 
     @Test
