@@ -30,16 +30,16 @@ public final class SidecarMain {
 
     public static void main(String[] args) throws Exception {
         Settings settings;
+        InetSocketAddress app;
         try {
             settings = Settings.from("sidecar-lite", args, System.getenv());
-            settings.requiredAddress("app");
+            app = settings.requiredAddress("app");
         } catch (Settings.SettingsException e) {
             System.err.println(e.getMessage());
             System.exit(2);
             return;
         }
         var process = new ProxyProcess("sidecar-lite", settings);
-        InetSocketAddress app = settings.requiredAddress("app");
         var inbound = process.own(TcpRelay.start("inbound", process.loops(),
                 settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND), app, Duration.ofSeconds(2), process.meters()));
 

@@ -24,6 +24,7 @@ public class HeartbeatPublisher {
     private final MeterRegistry meters;
     private final String incarnation = UUID.randomUUID().toString();
     private final AtomicLong sequence = new AtomicLong();
+    private final String subject;
 
     public HeartbeatPublisher(ControllerConfig config, NatsConnection nats, PeerTracker peers, ObjectMapper json, MeterRegistry meters) {
         this.config = config;
@@ -31,14 +32,15 @@ public class HeartbeatPublisher {
         this.peers = peers;
         this.json = json;
         this.meters = meters;
+        this.subject = new Subjects(FederationName.of(config.federation()))
+                .heartbeat(dev.isthmus.api.names.ClusterName.of(config.cluster().name()));
     }
 
     @Scheduled(every = "${isthmus.heartbeat-interval:1s}", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void beat() throws JsonProcessingException {
-        var subjects = new Subjects(FederationName.of(config.federation()));
         var hb = new Heartbeat(config.cluster().name(), config.cluster().region().orElse(config.cluster().name()),
                 config.cluster().zone(), incarnation, sequence.incrementAndGet(), System.currentTimeMillis());
-        if (nats.publish(subjects.heartbeat(dev.isthmus.api.names.ClusterName.of(config.cluster().name())), json.writeValueAsString(hb))) {
+        if (nats.publish(subject, json.writeValueAsString(hb))) {
             meters.counter("isthmus_federation_messages_published", "subject", "heartbeat").increment();
         }
         peers.sweep();

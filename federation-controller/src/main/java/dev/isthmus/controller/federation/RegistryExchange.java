@@ -96,7 +96,6 @@ public class RegistryExchange {
 
     @Scheduled(every = "${isthmus.registry.republish-interval:5s}", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void republish() {
-        registry.expire();
         publish(registry.snapshot());
     }
 

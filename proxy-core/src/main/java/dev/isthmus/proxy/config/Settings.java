@@ -73,9 +73,6 @@ public final class Settings {
     /** A {@code host:port} address. */
     public InetSocketAddress address(String name, String fallback) {
         String raw = optional(name).orElse(fallback);
-        if (raw == null) {
-            return InetSocketAddress.createUnresolved("", 0);
-        }
         int colon = raw.lastIndexOf(':');
         try {
             if (colon <= 0) {

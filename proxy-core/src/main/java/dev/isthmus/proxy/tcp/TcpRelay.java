@@ -98,16 +98,6 @@ public final class TcpRelay implements AutoCloseable {
         return (InetSocketAddress) server.localAddress();
     }
 
-    /** Connections currently relayed (both sides counted). */
-    public int openChannels() {
-        return open.size();
-    }
-
-    /** Stops accepting; connections already relayed continue until {@link #close()}. */
-    public void stopAccepting() {
-        server.close().syncUninterruptibly();
-    }
-
     @Override
     public void close() {
         server.close().syncUninterruptibly();
