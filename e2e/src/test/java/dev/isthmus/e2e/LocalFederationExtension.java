@@ -27,10 +27,17 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
     private final int basePort;
     private LocalFederation federation;
     private Process watchdog;
+    private boolean federate = true;
 
     public LocalFederationExtension(int basePort, String... regions) {
         this.basePort = basePort;
         this.regions = List.of(regions);
+    }
+
+    /** Starts the regions without joining them: each controller is unfederated until the test joins it. */
+    public LocalFederationExtension unfederated() {
+        this.federate = false;
+        return this;
     }
 
     public static Path home() {
@@ -48,7 +55,7 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
                 line -> System.out.println("[fixture] " + line));
         watchdog = startWatchdog(state);
         try {
-            federation.start(Duration.ofSeconds(120));
+            federation.start(Duration.ofSeconds(120), federate);
         } catch (Exception e) {
             stopWatchdog();
             throw e;

@@ -56,7 +56,7 @@ class TwoRegionsIT {
     @Order(3)
     void controllersSeeEachOtherActiveOverTheFederation() throws Exception {
         String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/federation";
-        String body = Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"cluster\":\"eu-west\"") && b.contains("\"ACTIVE\""));
+        String body = Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"cluster\":\"eu-west\"") && b.contains("\"Active\""));
         assertTrue(body.contains("\"natsConnected\":true"), body);
     }
 
@@ -90,8 +90,8 @@ class TwoRegionsIT {
         String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/federation";
         FED.kill("eu-west/federation-controller");
         assertTrue(FED.process("eu-west/federation-controller").isEmpty());
-        Http.await(east, Duration.ofSeconds(8), b -> b.contains("\"UNREACHABLE\""));
+        Http.await(east, Duration.ofSeconds(8), b -> b.contains("\"Unreachable\""));
         FED.restart("eu-west/federation-controller");
-        Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"ACTIVE\"") && !b.contains("\"UNREACHABLE\""));
+        Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"Active\"") && !b.contains("\"Unreachable\""));
     }
 }

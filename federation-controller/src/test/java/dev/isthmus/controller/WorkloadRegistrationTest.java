@@ -11,6 +11,8 @@ import org.junit.jupiter.api.Test;
 @QuarkusTest
 class WorkloadRegistrationTest {
 
+    static final String WORKLOAD = "test-workload-credential-0123456789";
+
     private static String registration(String instance) {
         return """
                 {"service":"shop/product-catalog","instance":"%s","address":"127.0.0.1","port":15006,
@@ -20,21 +22,29 @@ class WorkloadRegistrationTest {
 
     @Test
     void aRegisteredInstanceAppearsInTheCatalogWithItsLocalityAndLeavesOnDeregistration() {
-        given().contentType("application/json").body(registration("pc-1")).post("/api/v1/workloads").then().statusCode(201);
-        given().contentType("application/json").body(registration("pc-1")).post("/api/v1/workloads").then().statusCode(200);
+        given().auth().oauth2(WORKLOAD).contentType("application/json").body(registration("pc-1")).post("/api/v1/workloads").then().statusCode(201);
+        given().auth().oauth2(WORKLOAD).contentType("application/json").body(registration("pc-1")).post("/api/v1/workloads").then().statusCode(200);
         given().get("/api/v1/services/shop/product-catalog").then().statusCode(200)
                 .body("clusters.test-east[0].endpoint.instance", equalTo("pc-1"))
                 .body("clusters.test-east[0].endpoint.region", equalTo("test-east"))
                 .body("clusters.test-east[0].endpoint.labels.version", equalTo("v2"))
                 .body("clusters.test-east[0].clusterState", equalTo("Local"));
-        given().delete("/api/v1/workloads/pc-1").then().statusCode(204);
+        given().auth().oauth2(WORKLOAD).delete("/api/v1/workloads/pc-1").then().statusCode(204);
         given().get("/api/v1/services/shop/product-catalog").then().statusCode(404)
                 .contentType("application/problem+json");
     }
 
     @Test
+    void registrationNeedsTheWorkloadCredential() {
+        given().contentType("application/json").body(registration("pc-9")).post("/api/v1/workloads").then().statusCode(401)
+                .contentType("application/problem+json").body("detail", containsString("workload credential"));
+        given().auth().oauth2("some-other-credential-value").delete("/api/v1/workloads/pc-9").then().statusCode(403);
+        given().get("/api/v1/services/shop/product-catalog").then().statusCode(404);
+    }
+
+    @Test
     void rejectsMalformedJsonWithWhereItBroke() {
-        given().contentType("application/json").body("{\"service\": ").post("/api/v1/workloads").then().statusCode(400)
+        given().auth().oauth2(WORKLOAD).contentType("application/json").body("{\"service\": ").post("/api/v1/workloads").then().statusCode(400)
                 .contentType("application/problem+json")
                 .body("status", equalTo(400))
                 .body("detail", containsString("line 1"));
@@ -42,22 +52,22 @@ class WorkloadRegistrationTest {
 
     @Test
     void rejectsABadServiceNameNamingTheField() {
-        given().contentType("application/json").body(registration("pc-2").replace("shop/product-catalog", "Shop"))
+        given().auth().oauth2(WORKLOAD).contentType("application/json").body(registration("pc-2").replace("shop/product-catalog", "Shop"))
                 .post("/api/v1/workloads").then().statusCode(400)
                 .body("detail", containsString("field 'service'"));
     }
 
     @Test
     void rejectsUnknownFieldsAndBadPorts() {
-        given().contentType("application/json").body(registration("pc-3").replace("\"port\":15006", "\"port\":70000"))
+        given().auth().oauth2(WORKLOAD).contentType("application/json").body(registration("pc-3").replace("\"port\":15006", "\"port\":70000"))
                 .post("/api/v1/workloads").then().statusCode(400).body("detail", containsString("field 'port'"));
-        given().contentType("application/json").body(registration("pc-4").replace("\"protocol\"", "\"protocl\""))
+        given().auth().oauth2(WORKLOAD).contentType("application/json").body(registration("pc-4").replace("\"protocol\"", "\"protocl\""))
                 .post("/api/v1/workloads").then().statusCode(400).body("detail", containsString("protocl"));
     }
 
     @Test
     void deregisteringAnUnknownInstanceIsA404Problem() {
-        given().delete("/api/v1/workloads/nobody").then().statusCode(404)
+        given().auth().oauth2(WORKLOAD).delete("/api/v1/workloads/nobody").then().statusCode(404)
                 .contentType("application/problem+json").body("detail", containsString("nobody"));
     }
 }

@@ -20,6 +20,7 @@ import org.slf4j.LoggerFactory;
  * (namespace/name), {@code app} (host:port of the workload, required), {@code inbound}
  * (default 127.0.0.1:15006), {@code admin} (default 127.0.0.1:15000), {@code controller} (URL of the
  * cluster's controller; when set, the workload is registered there and kept alive by heartbeats),
+ * {@code controller-token-file} (the controller's workload credential, sent as a bearer token),
  * {@code instance}, {@code protocol} (http), {@code version} (v1).
  *
  * <p>Ready when its listeners are bound and the app accepts connections.
@@ -27,6 +28,20 @@ import org.slf4j.LoggerFactory;
 public final class SidecarMain {
 
     private static final Logger log = LoggerFactory.getLogger(SidecarMain.class);
+
+    /** Reads the credential file on every call; empty if it is not there (yet). */
+    static java.util.function.Supplier<String> credentialFile(java.util.Optional<String> file) {
+        return () -> {
+            if (file.isEmpty()) {
+                return "";
+            }
+            try {
+                return java.nio.file.Files.readString(java.nio.file.Path.of(file.get())).strip();
+            } catch (java.io.IOException e) {
+                return "";
+            }
+        };
+    }
 
     public static void main(String[] args) throws Exception {
         Settings settings;
@@ -69,7 +84,7 @@ public final class SidecarMain {
             var registrar = process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service,
                     settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
                     inbound.address().getHostString(), inbound.address().getPort(), settings.string("protocol", "http"),
-                    settings.string("version", "v1"), appUp::get));
+                    settings.string("version", "v1"), appUp::get, credentialFile(settings.optional("controller-token-file"))));
             registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));
         }
         log.info("event=sidecar_started service={} cluster={} inbound={} app={}",

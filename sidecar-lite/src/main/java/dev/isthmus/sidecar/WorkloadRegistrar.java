@@ -30,10 +30,16 @@ final class WorkloadRegistrar implements AutoCloseable {
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().daemon().name("registrar").unstarted(r));
     private volatile String lastOutcome = "";
+    private final java.util.function.Supplier<String> credential;
 
+    /**
+     * @param credential the controller's workload credential, read at every beat (so a credential file
+     *     written after the sidecar started is picked up); null or empty when there is none
+     */
     WorkloadRegistrar(URI controller, String service, String instance, String address, int port, String protocol,
-            String version, BooleanSupplier healthy) {
+            String version, BooleanSupplier healthy, java.util.function.Supplier<String> credential) {
         this.workloads = controller.resolve("/api/v1/workloads");
+        this.credential = credential;
         this.instance = instance;
         this.healthy = healthy;
         this.body = "{\"service\":\"%s\",\"instance\":\"%s\",\"address\":\"%s\",\"port\":%d,\"protocol\":\"%s\",\"labels\":{\"version\":\"%s\"},\"healthy\":"
@@ -47,7 +53,7 @@ final class WorkloadRegistrar implements AutoCloseable {
     private void beat() {
         String outcome;
         try {
-            var res = http.send(HttpRequest.newBuilder(workloads).timeout(Duration.ofSeconds(2))
+            var res = http.send(authorized(HttpRequest.newBuilder(workloads)).timeout(Duration.ofSeconds(2))
                     .header("content-type", "application/json")
                     .POST(HttpRequest.BodyPublishers.ofString(body + healthy.getAsBoolean() + "}")).build(),
                     HttpResponse.BodyHandlers.ofString());
@@ -61,11 +67,16 @@ final class WorkloadRegistrar implements AutoCloseable {
         }
     }
 
+    private HttpRequest.Builder authorized(HttpRequest.Builder b) {
+        String c = credential.get();
+        return c == null || c.isBlank() ? b : b.header("authorization", "Bearer " + c.strip());
+    }
+
     @Override
     public void close() {
         timer.shutdownNow();
         try {
-            http.send(HttpRequest.newBuilder(URI.create(workloads + "/" + instance)).timeout(Duration.ofSeconds(2)).DELETE().build(),
+            http.send(authorized(HttpRequest.newBuilder(URI.create(workloads + "/" + instance))).timeout(Duration.ofSeconds(2)).DELETE().build(),
                     HttpResponse.BodyHandlers.discarding());
             log.info("event=deregistered instance={}", instance);
         } catch (Exception e) {

@@ -1,40 +1,102 @@
 package dev.isthmus.controller.api;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.isthmus.controller.config.ControllerConfig;
 import dev.isthmus.controller.federation.PeerTracker;
+import dev.isthmus.controller.membership.Membership;
+import dev.isthmus.controller.membership.MembershipException;
 import dev.isthmus.controller.nats.NatsConnection;
+import dev.isthmus.controller.security.AdminOnly;
+import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.GET;
+import jakarta.ws.rs.POST;
 import jakarta.ws.rs.Path;
 import jakarta.ws.rs.Produces;
 import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+import java.io.IOException;
 import java.util.List;
 import org.eclipse.microprofile.openapi.annotations.Operation;
+import org.eclipse.microprofile.openapi.annotations.parameters.RequestBody;
 
-/** The federation as this controller sees it. */
+/** The federation as this controller sees it; joining and leaving it. */
 @Path("/api/v1/federation")
 @Produces(MediaType.APPLICATION_JSON)
 public class FederationResource {
 
-    /** This cluster and every peer it has heard from. */
-    public record FederationView(String federation, String cluster, String region, boolean natsConnected, String natsServer,
-            List<PeerTracker.Peer> peers) {
+    /**
+     * This cluster and every peer it knows.
+     *
+     * @param federation the federation's name, or null when unfederated
+     * @param state Unfederated, Joining or Active
+     * @param publicKey this cluster's signing key fingerprint
+     */
+    public record FederationView(String federation, String cluster, String region, String state, String publicKey,
+            boolean natsConnected, String natsServer, List<PeerTracker.Peer> peers) {
     }
 
     private final ControllerConfig config;
     private final PeerTracker peers;
     private final NatsConnection nats;
+    private final Membership membership;
+    private final ObjectMapper json;
 
-    public FederationResource(ControllerConfig config, PeerTracker peers, NatsConnection nats) {
+    public FederationResource(ControllerConfig config, PeerTracker peers, NatsConnection nats, Membership membership, ObjectMapper json) {
         this.config = config;
         this.peers = peers;
         this.nats = nats;
+        this.membership = membership;
+        this.json = json;
     }
 
     @GET
-    @Operation(summary = "The federation seen from this cluster: its own identity and the state of every peer")
+    @Operation(summary = "The federation seen from this cluster: its own identity and state, and the state of every peer")
     public FederationView get() {
-        return new FederationView(config.federation(), config.cluster().name(),
-                config.cluster().region().orElse(config.cluster().name()), nats.isConnected(),
-                nats.connectedUrl().orElse(""), peers.peers());
+        return new FederationView(membership.roster().map(r -> r.federation()).orElse(null), config.cluster().name(),
+                config.cluster().region().orElse(config.cluster().name()), membership.state().display(),
+                membership.identity().fingerprint(), nats.isConnected(), nats.connectedUrl().orElse(""), peers.peers());
+    }
+
+    @POST
+    @Path("/join")
+    @AdminOnly
+    @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Join the federation a token names. Body: {\"token\": \"isthmus-join-v1....\"}. "
+            + "Answers once admitted; the state is Joining until every member's registry has arrived")
+    public Response join(@RequestBody String body) {
+        JsonNode node;
+        try {
+            node = json.readTree(body == null ? "" : body);
+        } catch (IOException e) {
+            return Problem.badRequest("the body is not JSON: " + e.getMessage().lines().findFirst().orElse(""));
+        }
+        if (node == null || !node.isObject() || !node.hasNonNull("token") || !node.get("token").isTextual()) {
+            return Problem.badRequest("the body must be {\"token\": \"<the text printed by isthmus token create>\"}");
+        }
+        try {
+            membership.join(node.get("token").asText());
+            return Response.ok(get()).build();
+        } catch (MembershipException e) {
+            return problem(e);
+        }
+    }
+
+    @POST
+    @Path("/leave")
+    @AdminOnly
+    @Operation(summary = "Leave the federation: the members drop this cluster's endpoints and refuse its messages; it is unfederated after")
+    public Response leave() {
+        try {
+            membership.leave();
+            return Response.ok(get()).build();
+        } catch (MembershipException e) {
+            return problem(e);
+        }
+    }
+
+    static Response problem(MembershipException e) {
+        return Response.status(e.status()).type(Problem.MEDIA_TYPE)
+                .entity(new Problem("https://isthmus.dev/problems/" + e.kind(), e.title(), e.status(), e.getMessage())).build();
     }
 }

@@ -26,6 +26,7 @@ import org.eclipse.microprofile.openapi.annotations.Operation;
  * registry TTL.
  */
 @Path("/api/v1/workloads")
+@dev.isthmus.controller.security.WorkloadOnly
 public class WorkloadResource {
 
     private static final Pattern INSTANCE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,252}");

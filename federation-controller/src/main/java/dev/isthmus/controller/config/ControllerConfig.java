@@ -12,9 +12,18 @@ import java.time.Duration;
 @ConfigMapping(prefix = "isthmus")
 public interface ControllerConfig {
 
-    /** The federation this controller belongs to; the prefix of every NATS subject. */
+    /**
+     * The name of the federation this cluster founds when it issues its first join token while not
+     * yet a member of any. A cluster that joins takes the federation's name from the token.
+     */
     @WithDefault("acme")
     String federation();
+
+    Admin admin();
+
+    Workload workload();
+
+    Membership membership();
 
     Cluster cluster();
 
@@ -44,6 +53,50 @@ public interface ControllerConfig {
         /** The zone within the region. */
         @WithDefault("zone-a")
         String zone();
+    }
+
+    interface Admin {
+        /** The admin credential itself (e.g. from a Kubernetes secret as ISTHMUS_ADMIN_TOKEN); wins over the file. */
+        java.util.Optional<String> token();
+
+        /**
+         * File holding the admin credential (a bearer token) that guards every request that changes
+         * state; made with a random value, owner-only, when missing. Default {@code <state-dir>/admin-token}.
+         */
+        java.util.Optional<Path> tokenFile();
+    }
+
+    interface Workload {
+        /** The workload credential itself (ISTHMUS_WORKLOAD_TOKEN); wins over the file. */
+        java.util.Optional<String> token();
+
+        /**
+         * File holding the credential sidecars present to register workloads (the admin credential
+         * works too); made when missing. Default {@code <state-dir>/workload-token}.
+         */
+        java.util.Optional<Path> tokenFile();
+    }
+
+    interface Membership {
+        /** Lifetime of a join token when the request names none. */
+        @WithDefault("15m")
+        Duration tokenTtl();
+
+        /** Longest lifetime a join token may be given. */
+        @WithDefault("24h")
+        Duration maxTokenTtl();
+
+        /** How long a join waits for the issuing cluster to answer over NATS. */
+        @WithDefault("5s")
+        Duration joinTimeout();
+
+        /** After joining or starting, how long to wait for every member's registry before reporting Active anyway. */
+        @WithDefault("5s")
+        Duration syncTimeout();
+
+        /** How often the roster is re-published even without changes. */
+        @WithDefault("10s")
+        Duration rosterRepublishInterval();
     }
 
     interface Registry {

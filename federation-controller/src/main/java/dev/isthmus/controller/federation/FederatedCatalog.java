@@ -47,6 +47,16 @@ public class FederatedCatalog {
         return result[0];
     }
 
+    /** Drops a cluster's registry (it left or was evicted). */
+    public void remove(String cluster) {
+        snapshots.remove(cluster);
+    }
+
+    /** Drops every registry but this cluster's (it left the federation). */
+    public void retainOnly(String cluster) {
+        snapshots.keySet().removeIf(c -> !c.equals(cluster));
+    }
+
     /** The generation held for a cluster, or -1. */
     public long generation(String cluster) {
         var s = snapshots.get(cluster);
@@ -57,11 +67,12 @@ public class FederatedCatalog {
     public List<CatalogService> services(Map<String, PeerState> peerStates, String localCluster) {
         var byService = new TreeMap<String, TreeMap<String, List<CatalogEndpoint>>>();
         for (RegistrySnapshot s : snapshots.values()) {
-            String state = s.cluster().equals(localCluster) ? "Local"
-                    : peerStates.getOrDefault(s.cluster(), PeerState.UNREACHABLE).display();
-            if (state.equals(PeerState.LEFT.display())) {
+            PeerState peer = peerStates.get(s.cluster());
+            boolean local = s.cluster().equals(localCluster);
+            if (!local && (peer == null || peer == PeerState.LEFT)) {
                 continue;
             }
+            String state = local ? "Local" : peer.display();
             for (Endpoint e : s.endpoints()) {
                 byService.computeIfAbsent(e.service(), k -> new TreeMap<>())
                         .computeIfAbsent(e.cluster(), k -> new ArrayList<>())

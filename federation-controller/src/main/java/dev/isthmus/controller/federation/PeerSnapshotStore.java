@@ -40,6 +40,29 @@ public final class PeerSnapshotStore {
         }
     }
 
+    /** Forgets one cluster's registry (it left the federation). */
+    public void delete(String cluster) {
+        try {
+            Files.deleteIfExists(dir.resolve(ClusterName.of(cluster).value() + ".json"));
+        } catch (IOException | IllegalArgumentException e) {
+            LOG.warnf("event=peer_snapshot_not_deleted cluster=%s dir=%s cause=%s", cluster, dir, e.getMessage());
+        }
+    }
+
+    /** Forgets every peer's registry (this cluster left the federation). */
+    public void deleteAll() {
+        if (!Files.isDirectory(dir)) {
+            return;
+        }
+        try (var files = Files.list(dir)) {
+            for (Path f : files.filter(p -> p.toString().endsWith(".json")).toList()) {
+                Files.deleteIfExists(f);
+            }
+        } catch (IOException e) {
+            LOG.warnf("event=peer_snapshots_not_deleted dir=%s cause=%s", dir, e.getMessage());
+        }
+    }
+
     public List<RegistrySnapshot> loadAll() {
         var out = new ArrayList<RegistrySnapshot>();
         if (!Files.isDirectory(dir)) {

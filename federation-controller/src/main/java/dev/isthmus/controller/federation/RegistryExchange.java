@@ -1,24 +1,38 @@
 package dev.isthmus.controller.federation;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.isthmus.api.names.ClusterName;
-import dev.isthmus.api.names.FederationName;
-import dev.isthmus.api.nats.Subjects;
 import dev.isthmus.api.registry.RegistrySnapshot;
 import dev.isthmus.controller.config.ControllerConfig;
+import dev.isthmus.controller.membership.FederationBus;
+import dev.isthmus.controller.membership.Membership;
+import dev.isthmus.controller.membership.Roster;
 import dev.isthmus.controller.nats.NatsConnection;
 import dev.isthmus.controller.registry.WorkloadRegistry;
 import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
 import io.quarkus.runtime.StartupEvent;
 import io.quarkus.scheduler.Scheduled;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import org.jboss.logging.Logger;
 
 /**
- * Both sides of the registry exchange over NATS: publishes this cluster's snapshot when it changes,
- * periodically, and when a controller asks for a sync; receives every cluster's snapshots into the
- * {@link FederatedCatalog}. Malformed, inconsistent and stale snapshots are dropped and counted.
+ * Both sides of the registry exchange over the federation's bus: publishes this cluster's snapshot
+ * when it changes, periodically, and when a member asks for a sync; receives every member's
+ * snapshots into the {@link FederatedCatalog}. Only verified messages reach it (see
+ * {@link FederationBus}); inconsistent and stale snapshots are dropped and counted.
+ *
+ * <p>Sync: after joining, after a restart and after every NATS reconnect the controller asks every
+ * member for its snapshot; it reports itself {@code Active} once every active member answered (or
+ * after {@code isthmus.membership.sync-timeout}), and records how long that took in
+ * {@code isthmus_federation_sync_duration_seconds}.
  */
 @ApplicationScoped
 public class RegistryExchange {
@@ -27,49 +41,52 @@ public class RegistryExchange {
 
     private final ControllerConfig config;
     private final NatsConnection nats;
+    private final FederationBus bus;
+    private final Membership membership;
     private final WorkloadRegistry registry;
     private final FederatedCatalog catalog;
     private final ObjectMapper json;
     private final MeterRegistry meters;
-    private final Subjects subjects;
     private final PeerSnapshotStore store;
+    private final Set<String> answered = ConcurrentHashMap.newKeySet();
+    private volatile long syncStartedNanos = -1;
 
-    public RegistryExchange(ControllerConfig config, NatsConnection nats, WorkloadRegistry registry, FederatedCatalog catalog,
-            ObjectMapper json, MeterRegistry meters) {
+    public RegistryExchange(ControllerConfig config, NatsConnection nats, FederationBus bus, Membership membership, WorkloadRegistry registry,
+            FederatedCatalog catalog, ObjectMapper json, MeterRegistry meters) {
         this.config = config;
         this.nats = nats;
+        this.bus = bus;
+        this.membership = membership;
         this.registry = registry;
         this.catalog = catalog;
         this.json = json;
         this.meters = meters;
-        this.subjects = new Subjects(FederationName.of(config.federation()));
         this.store = new PeerSnapshotStore(config.stateDir(), json);
     }
 
     void start(@Observes StartupEvent event) {
         catalog.accept(registry.snapshot());
+        var roster = membership.roster();
         for (RegistrySnapshot known : store.loadAll()) {
-            if (!known.cluster().equals(config.cluster().name()) && catalog.accept(known) == FederatedCatalog.Outcome.APPLIED) {
+            boolean member = roster.isPresent() && roster.get().isActive(known.cluster());
+            if (!member) {
+                store.delete(known.cluster());
+            } else if (!known.cluster().equals(config.cluster().name()) && catalog.accept(known) == FederatedCatalog.Outcome.APPLIED) {
                 LOG.infof("event=peer_snapshot_restored cluster=%s generation=%d endpoints=%d", known.cluster(),
                         known.generation(), known.endpoints().size());
             }
         }
-        nats.subscribe(subjects.registryAll(), msg -> {
+        bus.on("registry", msg -> {
             RegistrySnapshot snapshot;
             try {
-                snapshot = json.readValue(msg.getData(), RegistrySnapshot.class);
-                ClusterName.of(snapshot.cluster());
-                if (!msg.getSubject().equals(subjects.registry(ClusterName.of(snapshot.cluster())))) {
-                    throw new IllegalArgumentException("snapshot of " + snapshot.cluster() + " arrived on " + msg.getSubject());
-                }
-            } catch (Exception e) {
-                reject("malformed", msg.getSubject(), e.getMessage());
+                snapshot = json.readValue(msg.data(), RegistrySnapshot.class);
+            } catch (IOException e) {
+                throw new UncheckedIOException("registry snapshot is not valid JSON", e);
+            }
+            if (!msg.sender().equals(snapshot.cluster())) {
+                bus.reject("registry", "sender_mismatch", "registry", "snapshot of " + snapshot.cluster() + " signed by " + msg.sender());
                 return;
             }
-            if (snapshot.cluster().equals(config.cluster().name())) {
-                return;
-            }
-            meters.counter("isthmus_federation_messages_received", "subject", "registry").increment();
             switch (catalog.accept(snapshot)) {
                 case APPLIED -> {
                     store.save(snapshot);
@@ -77,16 +94,90 @@ public class RegistryExchange {
                             snapshot.generation(), snapshot.endpoints().size());
                 }
                 case STALE -> meters.counter("isthmus_federation_messages_stale", "subject", "registry").increment();
-                case INCONSISTENT -> reject("hash_mismatch", msg.getSubject(), "content hash does not match endpoints");
+                case INCONSISTENT -> {
+                    bus.reject("registry", "hash_mismatch", "registry", "content hash of " + snapshot.cluster() + " does not match its endpoints");
+                    return;
+                }
             }
+            answered.add(snapshot.cluster());
+            checkSynced();
         });
-        nats.subscribe(subjects.registrySync(), msg -> publish(registry.snapshot()));
-        nats.onConnected(() -> nats.publish(subjects.registrySync(), config.cluster().name()));
+        bus.on("registry-sync", msg -> publish(registry.snapshot()));
+        nats.onConnected(this::sync);
     }
 
-    private void reject(String reason, String subject, String detail) {
-        meters.counter("isthmus_federation_messages_rejected", "subject", "registry", "reason", reason).increment();
-        LOG.warnf("event=registry_rejected reason=%s subject=%s detail=%s", reason, subject, detail);
+    /** Asks every member for its snapshot and publishes this cluster's. */
+    private void sync() {
+        if (membership.roster().isEmpty()) {
+            return;
+        }
+        answered.clear();
+        syncStartedNanos = System.nanoTime();
+        if (bus.publish("registry-sync", config.cluster().name().getBytes(StandardCharsets.UTF_8))) {
+            publish(registry.snapshot());
+        }
+        checkSynced();
+    }
+
+    private Set<String> missing() {
+        var missing = new TreeSet<String>();
+        membership.peers().stream().filter(Roster.Member::active).map(Roster.Member::cluster).forEach(missing::add);
+        missing.removeAll(answered);
+        return missing;
+    }
+
+    private void checkSynced() {
+        long started = syncStartedNanos;
+        if (started < 0 || !missing().isEmpty()) {
+            return;
+        }
+        syncStartedNanos = -1;
+        long tookNanos = System.nanoTime() - started;
+        Timer.builder("isthmus_federation_sync_duration").description("From a sync request to every member's registry held")
+                .publishPercentiles(0.5, 0.99).register(meters).record(tookNanos, TimeUnit.NANOSECONDS);
+        LOG.infof("event=registry_synced took_ms=%d members=%d", TimeUnit.NANOSECONDS.toMillis(tookNanos), membership.peers().size() + 1);
+        membership.markSynced();
+    }
+
+    /** Gives up waiting for members that do not answer (they are unreachable), so the cluster reports Active. */
+    @Scheduled(every = "1s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
+    void syncDeadline() {
+        long started = syncStartedNanos;
+        if (started >= 0 && System.nanoTime() - started > config.membership().syncTimeout().toNanos()) {
+            syncStartedNanos = -1;
+            LOG.warnf("event=registry_sync_incomplete missing=%s waited=%s (kept their last known registries)", missing(),
+                    config.membership().syncTimeout());
+            membership.markSynced();
+        } else if (started < 0 && membership.state() == Membership.SelfState.JOINING && nats.isConnected()) {
+            sync();
+        }
+    }
+
+    void onMembership(@Observes Membership.MembershipChanged change) {
+        if (change.selfLeft()) {
+            answered.clear();
+            syncStartedNanos = -1;
+            catalog.retainOnly(config.cluster().name());
+            store.deleteAll();
+            return;
+        }
+        boolean newcomer = false;
+        for (Roster.Member m : change.changed()) {
+            if (m.cluster().equals(config.cluster().name())) {
+                if (membership.state() == Membership.SelfState.JOINING) {
+                    sync();
+                }
+            } else if (!m.active()) {
+                catalog.remove(m.cluster());
+                store.delete(m.cluster());
+                LOG.infof("event=peer_registry_removed cluster=%s reason=\"%s\"", m.cluster(), m.leftReason());
+            } else {
+                newcomer = true;
+            }
+        }
+        if (newcomer) {
+            publish(registry.snapshot());
+        }
     }
 
     void onChange(@Observes WorkloadRegistry.RegistryChanged change) {
@@ -107,9 +198,7 @@ public class RegistryExchange {
 
     private void publish(RegistrySnapshot snapshot) {
         try {
-            if (nats.publish(subjects.registry(ClusterName.of(snapshot.cluster())), json.writeValueAsString(snapshot))) {
-                meters.counter("isthmus_federation_messages_published", "subject", "registry").increment();
-            }
+            bus.publish(bus.own("registry"), json.writeValueAsBytes(snapshot));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             throw new IllegalStateException("registry snapshot not serializable", e);
         }

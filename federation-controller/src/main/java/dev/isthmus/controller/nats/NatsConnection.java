@@ -107,6 +107,42 @@ public class NatsConnection {
         return true;
     }
 
+    /** Publishes with headers (signed federation messages); false if never connected. */
+    public boolean publish(String subject, io.nats.client.impl.Headers headers, byte[] payload) {
+        Connection conn = connection.get();
+        if (conn == null) {
+            return false;
+        }
+        conn.publish(subject, headers, payload);
+        return true;
+    }
+
+    /** Answers a request. */
+    public void reply(String replyTo, byte[] payload) {
+        Connection conn = connection.get();
+        if (conn != null) {
+            conn.publish(replyTo, payload);
+        }
+    }
+
+    /**
+     * Sends a request and waits for the first answer; null on timeout. Throws when no one listens on
+     * the subject (the server says so at once) or the connection fails.
+     */
+    public io.nats.client.Message request(String subject, byte[] payload, Duration timeout) throws Exception {
+        Connection conn = connection.get();
+        if (conn == null) {
+            throw new IllegalStateException("not connected to NATS");
+        }
+        try {
+            return conn.request(subject, payload).get(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            return null;
+        } catch (java.util.concurrent.ExecutionException | java.util.concurrent.CancellationException e) {
+            throw new IllegalStateException("no controller listens on " + subject, e);
+        }
+    }
+
     public boolean isConnected() {
         Connection conn = connection.get();
         return conn != null && conn.getStatus() == Connection.Status.CONNECTED;

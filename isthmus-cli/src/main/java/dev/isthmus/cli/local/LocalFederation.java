@@ -3,6 +3,7 @@ package dev.isthmus.cli.local;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.net.URI;
 import java.net.ServerSocket;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -51,6 +52,14 @@ public final class LocalFederation {
      * everything started so far is stopped before the exception is thrown.
      */
     public void start(Duration readyTimeout) throws LocalFederationException, IOException, InterruptedException {
+        start(readyTimeout, true);
+    }
+
+    /**
+     * Starts every component; with {@code federate}, then joins every region to the first through the
+     * REST join flow ({@link #federate}), as an operator would.
+     */
+    public void start(Duration readyTimeout, boolean federate) throws LocalFederationException, IOException, InterruptedException {
         if (running()) {
             throw new LocalFederationException("a local federation is already running from " + topology.stateDir()
                     + ": see ./isthmus status, stop it with ./isthmus down");
@@ -78,11 +87,77 @@ public final class LocalFederation {
                 awaitReady(started, readyTimeout);
             }
             awaitNatsGateways(readyTimeout);
+            if (federate) {
+                federate(readyTimeout);
+            }
         } catch (LocalFederationException | IOException | InterruptedException | RuntimeException e) {
             progress.accept("start failed; stopping what was started");
             stop();
             throw e;
         }
+    }
+
+    /** A client for a region's controller, with its admin credential. */
+    public ControllerClient controller(String region) throws IOException {
+        Path file = topology.adminTokenFile(region);
+        return new ControllerClient(URI.create("http://" + Topology.HOST + ":" + topology.controllerPort(region)),
+                Files.exists(file) ? Files.readString(file).strip() : null);
+    }
+
+    /**
+     * Joins every region to the first one's federation through the REST join flow: a token made on
+     * the first region for each other region, presented to that region's controller. Regions that
+     * are members already (a restart with kept state) are left alone. Returns once every controller
+     * lists every other region {@code Active}.
+     */
+    public void federate(Duration timeout) throws LocalFederationException, IOException, InterruptedException {
+        String founder = topology.regions().get(0);
+        try {
+            for (String region : topology.regions().subList(1, topology.regions().size())) {
+                var view = controller(region).get("/api/v1/federation");
+                if (!view.path("state").asText().equals("Unfederated")) {
+                    continue;
+                }
+                var token = controller(founder).post("/api/v1/join-tokens",
+                        "{\"cluster\":" + ControllerClient.quote(region) + ",\"ttl\":\"5m\"}");
+                controller(region).post("/api/v1/federation/join", "{\"token\":" + ControllerClient.quote(token.path("token").asText()) + "}");
+                progress.accept("joined  " + region + " to federation '" + token.path("federation").asText() + "' (token from " + founder + ")");
+            }
+        } catch (ControllerClient.ApiException e) {
+            throw new LocalFederationException("forming the federation failed: " + e.getMessage());
+        }
+        awaitFederated(timeout);
+    }
+
+    /** Waits until every controller lists every other region as Active. */
+    public void awaitFederated(Duration timeout) throws LocalFederationException, IOException, InterruptedException {
+        Instant deadline = Instant.now().plus(timeout);
+        String last = "";
+        for (String region : topology.regions()) {
+            while (true) {
+                try {
+                    var clusters = controller(region).get("/api/v1/clusters");
+                    long active = 0;
+                    for (var c : clusters) {
+                        if (c.path("state").asText().equals("Active")) {
+                            active++;
+                        }
+                    }
+                    if (active == topology.regions().size() - 1) {
+                        break;
+                    }
+                    last = clusters.toString();
+                } catch (ControllerClient.ApiException e) {
+                    last = e.getMessage();
+                }
+                if (Instant.now().isAfter(deadline)) {
+                    throw new LocalFederationException("the controller of " + region + " did not see every other region Active within "
+                            + timeout.toSeconds() + " s; last answer: " + last);
+                }
+                Thread.sleep(100);
+            }
+        }
+        progress.accept("ready   federation: " + topology.regions().size() + " regions Active on every controller");
     }
 
     /** Fails early, with the fix, on a missing nats-server, a missing build, or a port in use. */

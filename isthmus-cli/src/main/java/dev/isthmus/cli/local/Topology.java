@@ -93,6 +93,16 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return stateDir.resolve(region);
     }
 
+    /** The controller's admin credential (the controller writes it on first start). */
+    public Path adminTokenFile(String region) {
+        return regionDir(region).resolve("credentials").resolve("admin-token");
+    }
+
+    /** The credential the region's sidecars register workloads with. */
+    public Path workloadTokenFile(String region) {
+        return regionDir(region).resolve("credentials").resolve("workload-token");
+    }
+
     public Path natsConfig(String region) {
         return regionDir(region).resolve("nats").resolve("nats.conf");
     }
@@ -134,6 +144,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_NATS_URL", "nats://" + HOST + ":" + natsClientPort(region));
         env.put("ISTHMUS_STATE_DIR", dir.resolve("state").toString());
         env.put("ISTHMUS_REGISTRY_TTL", "5s");
+        env.put("ISTHMUS_ADMIN_TOKEN_FILE", adminTokenFile(region).toString());
+        env.put("ISTHMUS_WORKLOAD_TOKEN_FILE", workloadTokenFile(region).toString());
         return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
                 java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + controllerPort(region) + "/q/health/ready"),
@@ -186,6 +198,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_IO_THREADS", "1");
         env.put("ISTHMUS_CONTROLLER", "http://" + HOST + ":" + controllerPort(region));
         env.put("ISTHMUS_INSTANCE", service + "-" + region + "-1");
+        env.put("ISTHMUS_CONTROLLER_TOKEN_FILE", workloadTokenFile(region).toString());
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),

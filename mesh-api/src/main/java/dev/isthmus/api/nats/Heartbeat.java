@@ -10,6 +10,9 @@ package dev.isthmus.api.nats;
  * @param incarnation identifies one run of the controller (changes on restart)
  * @param sequence increases by one per heartbeat within an incarnation
  * @param sentAtMillis the sender's wall clock when sending
+ * @param registryGeneration the generation of the sender's registry at that moment (receivers
+ *     compare it with the generation they hold to measure how far behind they are)
  */
-public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis) {
+public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis,
+        long registryGeneration) {
 }

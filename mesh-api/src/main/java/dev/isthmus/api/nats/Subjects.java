@@ -37,9 +37,19 @@ public record Subjects(FederationName federation) {
         return prefix() + "registry-sync";
     }
 
-    /** Membership events: join, leave, eviction. */
+    /** Membership: every member's signed view of the roster (who joined, who left or was evicted). */
     public String membership() {
         return prefix() + "membership";
+    }
+
+    /** Join requests for tokens issued by one cluster (request-reply; the issuer answers). */
+    public String join(ClusterName issuer) {
+        return prefix() + "join." + issuer.value();
+    }
+
+    /** Every subject of this federation. */
+    public String all() {
+        return prefix() + ">";
     }
 
     /** Trust bundles published by one cluster's trust bridge. */
