@@ -150,7 +150,7 @@ class FederationJoinIT {
         String text = Http.get("http://127.0.0.1:" + FED.topology().controllerPort(region) + "/q/metrics").body();
         double sum = 0;
         for (String line : text.split("\n")) {
-            if (line.startsWith(name + "{") && labels.test(line)) {
+            if ((line.startsWith(name + "{") || line.startsWith(name + " ")) && labels.test(line)) {
                 sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
             }
         }
@@ -283,23 +283,57 @@ class FederationJoinIT {
 
     @Test
     @Order(6)
+    void staticFileEndpointsOfEuWestReachEveryCatalogAndABrokenFileChangesNothing() throws Exception {
+        Path file = FED.topology().staticRegistryFile("eu-west");
+        Files.createDirectories(file.getParent());
+        Files.writeString(file, """
+                endpoints:
+                  - {service: shop/billing, instance: billing-vm-1, address: 10.0.0.12, port: 8443, zone: zone-b}
+                  - {service: shop/billing, instance: billing-vm-2, address: 10.0.0.13, port: 8443, zone: zone-b}
+                """);
+        String vm1 = "shop/billing eu-west billing-vm-1 eu-west/zone-b";
+        String vm2 = "shop/billing eu-west billing-vm-2 eu-west/zone-b";
+        await("static endpoints everywhere", Duration.ofSeconds(4),
+                () -> catalog("us-east").containsAll(List.of(vm1, vm2)) && catalog("ap-south").containsAll(List.of(vm1, vm2)));
+
+        double errors0 = metric("eu-west", "isthmus_registry_static_file_errors_total", l -> true);
+        Files.writeString(file, "endpoints:\n  - {service: shop/billing, instance: billing-vm-1, address: 10.0.0.12, port: 0}\n");
+        await("the broken file counted", Duration.ofSeconds(4),
+                () -> metric("eu-west", "isthmus_registry_static_file_errors_total", l -> true) > errors0);
+        assertTrue(catalog("us-east").containsAll(List.of(vm1, vm2)), "the last good file's endpoints stay");
+
+        Files.writeString(file, "endpoints:\n  - {service: shop/billing, instance: billing-vm-1, address: 10.0.0.12, port: 8443, zone: zone-b}\n");
+        await("billing-vm-2 gone everywhere", Duration.ofSeconds(4),
+                () -> !catalog("us-east").contains(vm2) && !catalog("ap-south").contains(vm2) && catalog("us-east").contains(vm1));
+        Files.delete(file);
+        await("static endpoints gone", Duration.ofSeconds(4), () -> !catalog("us-east").contains(vm1));
+    }
+
+    @Test
+    @Order(7)
     void forgedAndReplayedRegistryMessagesChangeNothingAndAreCounted() throws Exception {
         var before = catalog("us-east");
         Predicate<String> registry = l -> l.contains("subject=\"registry\"");
         double unsigned0 = metric("us-east", "isthmus_federation_messages_rejected_total", registry.and(l -> l.contains("reason=\"unsigned\"")));
         double forged0 = metric("us-east", "isthmus_federation_messages_rejected_total", registry.and(l -> l.contains("reason=\"bad_signature\"")));
-        double replay0 = metric("us-east", "isthmus_federation_messages_rejected_total", registry.and(l -> l.contains("reason=\"replay\"")));
+        Predicate<String> replayed = l -> l.contains("subject=\"registry-delta\"") && l.contains("reason=\"replay\"");
+        double replay0 = metric("us-east", "isthmus_federation_messages_rejected_total", replayed);
         String subject = "isthmus.acme.registry.eu-west";
         String fake = """
                 {"cluster":"eu-west","generation":99999999999999,"hash":"00","endpoints":[{"service":"shop/payments","instance":"rogue-1",
                 "address":"10.6.6.6","port":443,"cluster":"eu-west","region":"eu-west","zone":"zone-a","protocol":"http","labels":{},
                 "healthy":true,"identity":""}]}""";
         try (var rogue = Nats.connect(Options.builder().server("nats://127.0.0.1:" + FED.topology().natsClientPort("us-east")).build())) {
-            var sub = rogue.subscribe(subject);
+            // Record a real, signed registry change of eu-west (a delta): the static file gets an endpoint.
+            var sub = rogue.subscribe("isthmus.acme.registry-delta.eu-west");
             rogue.flush(Duration.ofSeconds(2));
+            Path file = FED.topology().staticRegistryFile("eu-west");
+            Files.writeString(file, "endpoints:\n  - {service: shop/ledger, instance: ledger-1, address: 10.0.0.40, port: 7000}\n");
             var captured = sub.nextMessage(Duration.ofSeconds(8));
-            assertNotNull(captured, "no registry message of eu-west seen in 8 s");
+            assertNotNull(captured, "no registry delta of eu-west seen in 8 s");
             assertNotNull(captured.getHeaders().getFirst("Isthmus-Signature"), "registry messages carry a signature");
+            Files.delete(file);
+            await("ledger-1 gone again", Duration.ofSeconds(4), () -> catalog("us-east").equals(before));
 
             rogue.publish(subject, fake.getBytes(StandardCharsets.UTF_8));
 
@@ -313,20 +347,20 @@ class FederationJoinIT {
                     .put("Isthmus-Signature", Base64.getEncoder().encodeToString(signer.sign()));
             rogue.publish(subject, headers, fake.getBytes(StandardCharsets.UTF_8));
 
-            rogue.publish(subject, captured.getHeaders(), captured.getData());
+            rogue.publish(captured.getSubject(), captured.getHeaders(), captured.getData());
             rogue.flush(Duration.ofSeconds(2));
         }
         await("all three rejections counted", Duration.ofSeconds(3), () ->
                 metric("us-east", "isthmus_federation_messages_rejected_total", registry.and(l -> l.contains("reason=\"unsigned\""))) > unsigned0
                 && metric("us-east", "isthmus_federation_messages_rejected_total", registry.and(l -> l.contains("reason=\"bad_signature\""))) > forged0
-                && metric("us-east", "isthmus_federation_messages_rejected_total", registry.and(l -> l.contains("reason=\"replay\""))) > replay0);
+                && metric("us-east", "isthmus_federation_messages_rejected_total", replayed) > replay0);
         Thread.sleep(500);
-        assertEquals(before, catalog("us-east"), "a forged registry changed nothing");
+        assertEquals(before, catalog("us-east"), "a forged registry changed nothing, and the replayed delta did not bring ledger-1 back");
         assertFalse(catalog("ap-south").toString().contains("rogue-1"));
     }
 
     @Test
-    @Order(7)
+    @Order(8)
     void aKilledControllerIsUnreachableWithinFiveSecondsKeepsItsEndpointsAndServesItsLastStateOnRestart() throws Exception {
         FED.kill("ap-south/federation-controller");
         long killed = System.nanoTime();
@@ -345,7 +379,7 @@ class FederationJoinIT {
     }
 
     @Test
-    @Order(8)
+    @Order(9)
     void aRestartedNatsServerIsRejoinedWithNoManualStep() throws Exception {
         FED.kill("eu-west/nats-server");
         await("eu-west Unreachable from us-east", Duration.ofSeconds(6), () -> "Unreachable".equals(states("us-east").get("eu-west")));
@@ -355,7 +389,7 @@ class FederationJoinIT {
     }
 
     @Test
-    @Order(9)
+    @Order(10)
     void aClusterThatLeavesIsDroppedEverywhereAndTheTokenItUsedStaysSpent() throws Exception {
         api("ap-south").post("/api/v1/federation/leave", "");
         await("ap-south Left everywhere and its endpoints gone", Duration.ofSeconds(3), () ->
@@ -374,7 +408,7 @@ class FederationJoinIT {
     }
 
     @Test
-    @Order(10)
+    @Order(11)
     void anEvictedClusterIsDroppedEverywhereAndBecomesUnfederated() throws Exception {
         var evicted = api("us-east").delete("/api/v1/clusters/eu-west");
         assertEquals("Left", evicted.path("state").asText());

@@ -3,10 +3,9 @@ package dev.isthmus.controller.api;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.isthmus.api.names.ServiceName;
-import dev.isthmus.api.registry.Endpoint;
 import dev.isthmus.controller.config.ControllerConfig;
-import dev.isthmus.controller.registry.WorkloadRegistry;
+import dev.isthmus.controller.registry.EndpointSpec;
+import dev.isthmus.controller.registry.LocalRegistry;
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.DELETE;
 import jakarta.ws.rs.POST;
@@ -15,9 +14,6 @@ import jakarta.ws.rs.PathParam;
 import jakarta.ws.rs.Produces;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
-import java.util.Map;
-import java.util.Set;
-import java.util.regex.Pattern;
 import org.eclipse.microprofile.openapi.annotations.Operation;
 
 /**
@@ -29,19 +25,11 @@ import org.eclipse.microprofile.openapi.annotations.Operation;
 @dev.isthmus.controller.security.WorkloadOnly
 public class WorkloadResource {
 
-    private static final Pattern INSTANCE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,252}");
-    private static final Set<String> PROTOCOLS = Set.of("http", "http2", "grpc", "tcp");
-
-    /** The body of a registration. */
-    public record Registration(String service, String instance, String address, Integer port, String protocol,
-            Map<String, String> labels, String zone, Boolean healthy, Integer weight, String identity) {
-    }
-
-    private final WorkloadRegistry registry;
+    private final LocalRegistry registry;
     private final ControllerConfig config;
     private final ObjectMapper json;
 
-    public WorkloadResource(WorkloadRegistry registry, ControllerConfig config, ObjectMapper json) {
+    public WorkloadResource(LocalRegistry registry, ControllerConfig config, ObjectMapper json) {
         this.registry = registry;
         this.config = config;
         this.json = json.copy().enable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES);
@@ -52,9 +40,9 @@ public class WorkloadResource {
     @Produces(MediaType.APPLICATION_JSON)
     @Operation(summary = "Register a workload instance, or refresh its registration (heartbeat)")
     public Response register(String body) {
-        Registration r;
+        EndpointSpec r;
         try {
-            r = json.readValue(body, Registration.class);
+            r = json.readValue(body, EndpointSpec.class);
         } catch (JsonProcessingException e) {
             return Problem.badRequest("the body is not a valid registration: " + e.getOriginalMessage()
                     + (e.getLocation() != null ? " (line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + ")" : ""));
@@ -62,49 +50,13 @@ public class WorkloadResource {
         if (r == null) {
             return Problem.badRequest("the body is empty; send a JSON registration");
         }
-        String error = validate(r);
+        String error = r.problem();
         if (error != null) {
             return Problem.badRequest(error);
         }
-        String cluster = config.cluster().name();
-        String region = config.cluster().region().orElse(cluster);
-        var endpoint = new Endpoint(r.service(), r.instance(), cluster, r.address(), r.port(),
-                r.protocol() == null ? "http" : r.protocol(), r.labels(), region,
-                r.zone() == null ? config.cluster().zone() : r.zone(), r.healthy() == null || r.healthy(),
-                r.weight() == null ? 1 : r.weight(), r.identity() == null ? "" : r.identity());
+        var endpoint = r.toEndpoint(config);
         boolean changed = registry.register(endpoint);
         return Response.status(changed ? 201 : 200).entity(endpoint).build();
-    }
-
-    private static String validate(Registration r) {
-        if (r.service() == null) {
-            return "field 'service' is required (namespace/name)";
-        }
-        try {
-            ServiceName.parse(r.service());
-        } catch (IllegalArgumentException e) {
-            return "field 'service': " + e.getMessage();
-        }
-        if (r.instance() == null || !INSTANCE.matcher(r.instance()).matches()) {
-            return "field 'instance' must be 1-253 letters, digits, '.', '_' or '-', got " + quote(r.instance());
-        }
-        if (r.address() == null || r.address().isBlank()) {
-            return "field 'address' is required (host or IP of the sidecar's inbound listener)";
-        }
-        if (r.port() == null || r.port() < 1 || r.port() > 65535) {
-            return "field 'port' must be 1-65535, got " + r.port();
-        }
-        if (r.protocol() != null && !PROTOCOLS.contains(r.protocol())) {
-            return "field 'protocol' must be one of " + PROTOCOLS + ", got " + quote(r.protocol());
-        }
-        if (r.weight() != null && (r.weight() < 1 || r.weight() > 128)) {
-            return "field 'weight' must be 1-128, got " + r.weight();
-        }
-        return null;
-    }
-
-    private static String quote(String s) {
-        return s == null ? "nothing" : "'" + s + "'";
     }
 
     @DELETE

@@ -104,9 +104,36 @@ public interface ControllerConfig {
         @WithDefault("10s")
         Duration ttl();
 
-        /** How often the full snapshot is re-published even without changes. */
-        @WithDefault("5s")
+        /**
+         * How often the full snapshot is re-published even without changes (anti-entropy; changes
+         * go out at once as deltas, and a member that falls behind asks for the snapshot).
+         */
+        @WithDefault("30s")
         Duration republishInterval();
+
+        /**
+         * A YAML or JSON file of endpoints ({@code endpoints: [{service, instance, address, port, ...}]})
+         * for workloads without a sidecar that registers them; re-read when it changes.
+         */
+        java.util.Optional<Path> staticFile();
+
+        /** How often the static file is checked for changes. */
+        @WithDefault("2s")
+        Duration staticFilePoll();
+
+        Kubernetes kubernetes();
+    }
+
+    interface Kubernetes {
+        /** Read Services and EndpointSlices from the Kubernetes API (in-cluster config or kubeconfig). */
+        @WithDefault("false")
+        boolean enabled();
+
+        /** Namespaces to watch; all when empty. */
+        java.util.Optional<java.util.List<String>> namespaces();
+
+        /** The SPIFFE trust domain used for endpoint identities ({@code spiffe://<td>/ns/<ns>/sa/<sa>}). */
+        java.util.Optional<String> trustDomain();
     }
 
     interface Nats {

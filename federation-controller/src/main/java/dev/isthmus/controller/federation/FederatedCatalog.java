@@ -20,7 +20,7 @@ import java.util.concurrent.ConcurrentHashMap;
 public class FederatedCatalog {
 
     /** Why {@link #accept} kept or dropped a snapshot. */
-    public enum Outcome { APPLIED, STALE, INCONSISTENT }
+    public enum Outcome { APPLIED, STALE, INCONSISTENT, GAP }
 
     /** One endpoint as the catalog shows it, with what is known of its cluster. */
     public record CatalogEndpoint(Endpoint endpoint, String clusterState) {
@@ -45,6 +45,40 @@ public class FederatedCatalog {
             return snapshot;
         });
         return result[0];
+    }
+
+    /**
+     * Applies a delta to the held snapshot of its cluster: {@code GAP} if the held generation is not
+     * the delta's base (a delta was missed: ask for the snapshot), {@code INCONSISTENT} if the result
+     * does not have the delta's hash, {@code STALE} if the held snapshot is as new or newer.
+     */
+    public Outcome accept(dev.isthmus.api.registry.RegistryDelta delta) {
+        var result = new Outcome[] {Outcome.GAP};
+        snapshots.compute(delta.cluster(), (k, held) -> {
+            if (held == null) {
+                return null;
+            }
+            if (held.generation() >= delta.generation()) {
+                result[0] = Outcome.STALE;
+                return held;
+            }
+            if (held.generation() != delta.baseGeneration()) {
+                return held;
+            }
+            var applied = delta.applyTo(held);
+            if (applied.isEmpty()) {
+                result[0] = Outcome.INCONSISTENT;
+                return held;
+            }
+            result[0] = Outcome.APPLIED;
+            return applied.get();
+        });
+        return result[0];
+    }
+
+    /** The snapshot held for a cluster, if any. */
+    public java.util.Optional<RegistrySnapshot> snapshot(String cluster) {
+        return java.util.Optional.ofNullable(snapshots.get(cluster));
     }
 
     /** Drops a cluster's registry (it left or was evicted). */

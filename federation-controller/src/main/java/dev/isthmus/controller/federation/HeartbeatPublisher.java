@@ -5,7 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.isthmus.api.nats.Heartbeat;
 import dev.isthmus.controller.config.ControllerConfig;
 import dev.isthmus.controller.membership.FederationBus;
-import dev.isthmus.controller.registry.WorkloadRegistry;
+import dev.isthmus.controller.registry.LocalRegistry;
 import io.quarkus.scheduler.Scheduled;
 import jakarta.enterprise.context.ApplicationScoped;
 import java.util.UUID;
@@ -18,12 +18,12 @@ public class HeartbeatPublisher {
     private final ControllerConfig config;
     private final FederationBus bus;
     private final PeerTracker peers;
-    private final WorkloadRegistry registry;
+    private final LocalRegistry registry;
     private final ObjectMapper json;
     private final String incarnation = UUID.randomUUID().toString();
     private final AtomicLong sequence = new AtomicLong();
 
-    public HeartbeatPublisher(ControllerConfig config, FederationBus bus, PeerTracker peers, WorkloadRegistry registry, ObjectMapper json) {
+    public HeartbeatPublisher(ControllerConfig config, FederationBus bus, PeerTracker peers, LocalRegistry registry, ObjectMapper json) {
         this.config = config;
         this.bus = bus;
         this.peers = peers;

@@ -66,6 +66,8 @@ public class PeerTracker {
     private final Map<String, Heard> heard = new ConcurrentHashMap<>();
     private final Map<String, PeerState> logged = new ConcurrentHashMap<>();
     private MultiGauge lagGauge;
+    @jakarta.inject.Inject
+    RegistryExchange exchange;
 
     public PeerTracker(ControllerConfig config, Membership membership, FederationBus bus, FederatedCatalog catalog, ObjectMapper json,
             MeterRegistry meters) {
@@ -95,6 +97,7 @@ public class PeerTracker {
                 throw new IllegalArgumentException("heartbeat of " + hb.cluster() + " signed by " + msg.sender());
             }
             heard.put(hb.cluster(), new Heard(clock.instant(), hb));
+            exchange.announced(hb.cluster(), hb.registryGeneration());
         });
     }
 

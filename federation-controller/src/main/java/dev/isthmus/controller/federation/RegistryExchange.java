@@ -1,13 +1,14 @@
 package dev.isthmus.controller.federation;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.isthmus.api.registry.RegistryDelta;
 import dev.isthmus.api.registry.RegistrySnapshot;
 import dev.isthmus.controller.config.ControllerConfig;
 import dev.isthmus.controller.membership.FederationBus;
 import dev.isthmus.controller.membership.Membership;
 import dev.isthmus.controller.membership.Roster;
 import dev.isthmus.controller.nats.NatsConnection;
-import dev.isthmus.controller.registry.WorkloadRegistry;
+import dev.isthmus.controller.registry.LocalRegistry;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import io.quarkus.runtime.StartupEvent;
@@ -17,6 +18,8 @@ import jakarta.enterprise.event.Observes;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
@@ -28,6 +31,12 @@ import org.jboss.logging.Logger;
  * when it changes, periodically, and when a member asks for a sync; receives every member's
  * snapshots into the {@link FederatedCatalog}. Only verified messages reach it (see
  * {@link FederationBus}); inconsistent and stale snapshots are dropped and counted.
+ *
+ * <p>Changes go out as deltas ({@code registry-delta.<cluster>}) applied only to the generation
+ * they were made from; a receiver that misses one (or sees a member announce a generation it does
+ * not hold) asks that member alone for its snapshot. Full snapshots also go out every
+ * {@code isthmus.registry.republish-interval}. Received registries are written to disk once a
+ * second, off the receive path.
  *
  * <p>Sync: after joining, after a restart and after every NATS reconnect the controller asks every
  * member for its snapshot; it reports itself {@code Active} once every active member answered (or
@@ -43,15 +52,19 @@ public class RegistryExchange {
     private final NatsConnection nats;
     private final FederationBus bus;
     private final Membership membership;
-    private final WorkloadRegistry registry;
+    private final LocalRegistry registry;
     private final FederatedCatalog catalog;
     private final ObjectMapper json;
     private final MeterRegistry meters;
     private final PeerSnapshotStore store;
     private final Set<String> answered = ConcurrentHashMap.newKeySet();
+    private final Map<String, RegistrySnapshot> pendingSaves = new ConcurrentHashMap<>();
+    private final Map<String, Long> lastAsked = new ConcurrentHashMap<>();
+    private final Map<String, Long> behindSince = new ConcurrentHashMap<>();
+    private final Timer propagation;
     private volatile long syncStartedNanos = -1;
 
-    public RegistryExchange(ControllerConfig config, NatsConnection nats, FederationBus bus, Membership membership, WorkloadRegistry registry,
+    public RegistryExchange(ControllerConfig config, NatsConnection nats, FederationBus bus, Membership membership, LocalRegistry registry,
             FederatedCatalog catalog, ObjectMapper json, MeterRegistry meters) {
         this.config = config;
         this.nats = nats;
@@ -62,6 +75,9 @@ public class RegistryExchange {
         this.json = json;
         this.meters = meters;
         this.store = new PeerSnapshotStore(config.stateDir(), json);
+        this.propagation = Timer.builder("isthmus_federation_propagation")
+                .description("From a change in a peer's registry (its clock) to the change applied here")
+                .publishPercentiles(0.5, 0.99).register(meters);
     }
 
     void start(@Observes StartupEvent event) {
@@ -89,12 +105,12 @@ public class RegistryExchange {
             }
             switch (catalog.accept(snapshot)) {
                 case APPLIED -> {
-                    store.save(snapshot);
+                    pendingSaves.put(snapshot.cluster(), snapshot);
                     LOG.debugf("event=registry_applied cluster=%s generation=%d endpoints=%d", snapshot.cluster(),
                             snapshot.generation(), snapshot.endpoints().size());
                 }
                 case STALE -> meters.counter("isthmus_federation_messages_stale", "subject", "registry").increment();
-                case INCONSISTENT -> {
+                case INCONSISTENT, GAP -> {
                     bus.reject("registry", "hash_mismatch", "registry", "content hash of " + snapshot.cluster() + " does not match its endpoints");
                     return;
                 }
@@ -102,7 +118,44 @@ public class RegistryExchange {
             answered.add(snapshot.cluster());
             checkSynced();
         });
-        bus.on("registry-sync", msg -> publish(registry.snapshot()));
+        bus.on("registry-delta", msg -> {
+            RegistryDelta delta;
+            try {
+                delta = json.readValue(msg.data(), RegistryDelta.class);
+            } catch (IOException e) {
+                throw new UncheckedIOException("registry delta is not valid JSON", e);
+            }
+            if (!msg.sender().equals(delta.cluster())) {
+                bus.reject("registry-delta", "sender_mismatch", "registry-delta", "delta of " + delta.cluster() + " signed by " + msg.sender());
+                return;
+            }
+            switch (catalog.accept(delta)) {
+                case APPLIED -> {
+                    catalog.snapshot(delta.cluster()).ifPresent(s -> pendingSaves.put(s.cluster(), s));
+                    propagation.record(Math.max(0, System.currentTimeMillis() - delta.changedAtMillis()), TimeUnit.MILLISECONDS);
+                }
+                case STALE -> meters.counter("isthmus_federation_messages_stale", "subject", "registry-delta").increment();
+                case GAP -> {
+                    meters.counter("isthmus_federation_delta_gaps").increment();
+                    requestSnapshot(delta.cluster(), "delta base " + delta.baseGeneration() + " not held");
+                }
+                case INCONSISTENT -> {
+                    bus.reject("registry-delta", "hash_mismatch", "registry-delta", "delta of " + delta.cluster() + " does not give its hash");
+                    requestSnapshot(delta.cluster(), "delta result does not match its hash");
+                }
+            }
+        });
+        bus.on("registry-sync", msg -> {
+            var want = new TreeSet<String>();
+            try {
+                json.readTree(msg.data()).path("want").forEach(n -> want.add(n.asText()));
+            } catch (IOException e) {
+                throw new UncheckedIOException("sync request is not valid JSON", e);
+            }
+            if (want.isEmpty() || want.contains(config.cluster().name())) {
+                publish(registry.snapshot());
+            }
+        });
         nats.onConnected(this::sync);
     }
 
@@ -113,10 +166,56 @@ public class RegistryExchange {
         }
         answered.clear();
         syncStartedNanos = System.nanoTime();
-        if (bus.publish("registry-sync", config.cluster().name().getBytes(StandardCharsets.UTF_8))) {
+        if (bus.publish("registry-sync", syncRequest(List.of()))) {
             publish(registry.snapshot());
         }
         checkSynced();
+    }
+
+    private byte[] syncRequest(List<String> want) {
+        var node = json.createObjectNode().put("from", config.cluster().name());
+        want.forEach(node.putArray("want")::add);
+        return node.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** Asks one member for its full snapshot, at most once a second per member. */
+    void requestSnapshot(String cluster, String why) {
+        long now = System.currentTimeMillis();
+        Long last = lastAsked.get(cluster);
+        if (last != null && now - last < 1000) {
+            return;
+        }
+        lastAsked.put(cluster, now);
+        LOG.infof("event=registry_snapshot_requested cluster=%s reason=\"%s\"", cluster, why);
+        bus.publish("registry-sync", syncRequest(List.of(cluster)));
+    }
+
+    /**
+     * Called with every verified heartbeat: a member that announces a generation this controller
+     * does not hold for more than two seconds (a lost delta) is asked for its snapshot.
+     */
+    void announced(String cluster, long generation) {
+        if (generation <= catalog.generation(cluster)) {
+            behindSince.remove(cluster);
+            return;
+        }
+        long now = System.currentTimeMillis();
+        Long since = behindSince.putIfAbsent(cluster, now);
+        if (since != null && now - since > 2000) {
+            behindSince.remove(cluster);
+            requestSnapshot(cluster, "announced generation " + generation + ", held " + catalog.generation(cluster));
+        }
+    }
+
+    /** Writes the registries received in the last second to disk (off the receive path). */
+    @Scheduled(every = "1s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
+    void flushStore() {
+        for (String cluster : List.copyOf(pendingSaves.keySet())) {
+            RegistrySnapshot s = pendingSaves.remove(cluster);
+            if (s != null && membership.roster().map(r -> r.isActive(cluster)).orElse(false)) {
+                store.save(s);
+            }
+        }
     }
 
     private Set<String> missing() {
@@ -158,6 +257,7 @@ public class RegistryExchange {
             answered.clear();
             syncStartedNanos = -1;
             catalog.retainOnly(config.cluster().name());
+            pendingSaves.clear();
             store.deleteAll();
             return;
         }
@@ -169,6 +269,7 @@ public class RegistryExchange {
                 }
             } else if (!m.active()) {
                 catalog.remove(m.cluster());
+                pendingSaves.remove(m.cluster());
                 store.delete(m.cluster());
                 LOG.infof("event=peer_registry_removed cluster=%s reason=\"%s\"", m.cluster(), m.leftReason());
             } else {
@@ -180,12 +281,22 @@ public class RegistryExchange {
         }
     }
 
-    void onChange(@Observes WorkloadRegistry.RegistryChanged change) {
+    /** Publishes a local change: a delta when it is small against the registry, else the whole snapshot. */
+    void onChange(@Observes LocalRegistry.RegistryChanged change) {
         catalog.accept(change.snapshot());
-        publish(change.snapshot());
+        var delta = RegistryDelta.between(change.previous(), change.snapshot(), change.changedAtMillis());
+        if (delta.size() <= Math.max(16, change.snapshot().endpoints().size() / 4)) {
+            try {
+                bus.publish(bus.own("registry-delta"), json.writeValueAsBytes(delta));
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                throw new IllegalStateException("registry delta not serializable", e);
+            }
+        } else {
+            publish(change.snapshot());
+        }
     }
 
-    @Scheduled(every = "${isthmus.registry.republish-interval:5s}", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
+    @Scheduled(every = "${isthmus.registry.republish-interval:30s}", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void republish() {
         publish(registry.snapshot());
     }

@@ -32,7 +32,7 @@ public class FederationBus {
 
     private static final Logger LOG = Logger.getLogger(FederationBus.class);
     /** Kinds whose subject ends with the sending cluster's name. */
-    private static final Set<String> PER_CLUSTER = Set.of("heartbeat", "registry");
+    private static final Set<String> PER_CLUSTER = Set.of("heartbeat", "registry", "registry-delta");
 
     /** A verified message. */
     public record Inbound(String kind, String sender, byte[] data) {

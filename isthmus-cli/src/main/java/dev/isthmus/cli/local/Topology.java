@@ -98,6 +98,11 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return regionDir(region).resolve("credentials").resolve("admin-token");
     }
 
+    /** The region's static registry file (endpoints without a sidecar); absent until someone writes it. */
+    public Path staticRegistryFile(String region) {
+        return regionDir(region).resolve("registry").resolve("endpoints.yaml");
+    }
+
     /** The credential the region's sidecars register workloads with. */
     public Path workloadTokenFile(String region) {
         return regionDir(region).resolve("credentials").resolve("workload-token");
@@ -146,6 +151,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_REGISTRY_TTL", "5s");
         env.put("ISTHMUS_ADMIN_TOKEN_FILE", adminTokenFile(region).toString());
         env.put("ISTHMUS_WORKLOAD_TOKEN_FILE", workloadTokenFile(region).toString());
+        env.put("ISTHMUS_REGISTRY_STATIC_FILE", staticRegistryFile(region).toString());
+        env.put("ISTHMUS_REGISTRY_STATIC_FILE_POLL", "1s");
         return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
                 java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + controllerPort(region) + "/q/health/ready"),

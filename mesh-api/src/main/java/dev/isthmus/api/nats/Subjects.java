@@ -28,6 +28,11 @@ public record Subjects(FederationName federation) {
         return prefix() + "registry." + cluster.value();
     }
 
+    /** Registry deltas of one cluster (changes since a given generation). */
+    public String registryDelta(ClusterName cluster) {
+        return prefix() + "registry-delta." + cluster.value();
+    }
+
     public String registryAll() {
         return prefix() + "registry.*";
     }

@@ -11,23 +11,29 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.jboss.logging.Logger;
 
 /**
- * The cluster's local registry of workload instances registered by their sidecars. A registration
- * is kept while heartbeats (re-registrations) arrive; one silent for the registry TTL is removed.
- * Every change increases the generation and fires a {@link RegistryChanged} event.
+ * The cluster's local registry, merged from its sources: workload instances registered by their
+ * sidecars (kept while heartbeats arrive; one silent for the registry TTL is removed), and whole
+ * sets replaced at once by the other sources ({@code kubernetes}, {@code static}). When two sources
+ * name the same instance, a registration wins over Kubernetes, which wins over the static file.
+ * Every change of content increases the generation and fires a {@link RegistryChanged} event with
+ * the snapshots before and after; a source that re-sends what it sent before changes nothing.
  *
  * <p>One owner for the state: every method is synchronized; readers get immutable snapshots.
  */
 @ApplicationScoped
-public class WorkloadRegistry {
+public class LocalRegistry {
 
-    private static final Logger LOG = Logger.getLogger(WorkloadRegistry.class);
+    private static final Logger LOG = Logger.getLogger(LocalRegistry.class);
+    /** Sources other than registration, by precedence (first wins). */
+    private static final List<String> SOURCES = List.of("kubernetes", "static");
 
     /** Fired after the local registry changed. */
-    public record RegistryChanged(RegistrySnapshot snapshot) {
+    public record RegistryChanged(RegistrySnapshot previous, RegistrySnapshot snapshot, long changedAtMillis) {
     }
 
     private record Registration(Endpoint endpoint, Instant lastSeen) {
@@ -37,11 +43,12 @@ public class WorkloadRegistry {
     private final Event<RegistryChanged> changed;
     private final Clock clock = Clock.systemUTC();
     private final Map<String, Registration> registrations = new LinkedHashMap<>();
+    private final Map<String, List<Endpoint>> sources = new TreeMap<>();
     /** Starts at the boot time in ms, so generations keep increasing across restarts. */
     private final AtomicLong generation = new AtomicLong(System.currentTimeMillis());
     private RegistrySnapshot snapshot;
 
-    public WorkloadRegistry(ControllerConfig config, Event<RegistryChanged> changed) {
+    public LocalRegistry(ControllerConfig config, Event<RegistryChanged> changed) {
         this.config = config;
         this.changed = changed;
         this.snapshot = RegistrySnapshot.of(config.cluster().name(), generation.get(), List.of());
@@ -49,7 +56,7 @@ public class WorkloadRegistry {
 
     /** Registers or refreshes an instance; returns true if its endpoint is new or changed. */
     public boolean register(Endpoint endpoint) {
-        RegistrySnapshot fire = null;
+        RegistryChanged fire = null;
         synchronized (this) {
             var old = registrations.put(endpoint.instance(), new Registration(endpoint, clock.instant()));
             if (old == null || !old.endpoint().equals(endpoint)) {
@@ -58,16 +65,13 @@ public class WorkloadRegistry {
                 fire = rebuild();
             }
         }
-        if (fire != null) {
-            changed.fire(new RegistryChanged(fire));
-            return true;
-        }
-        return false;
+        fire(fire);
+        return fire != null;
     }
 
     /** Removes an instance; false if it was not registered. */
     public boolean deregister(String instance) {
-        RegistrySnapshot fire;
+        RegistryChanged fire;
         synchronized (this) {
             if (registrations.remove(instance) == null) {
                 return false;
@@ -75,13 +79,13 @@ public class WorkloadRegistry {
             LOG.infof("event=workload_deregistered cluster=%s instance=%s", config.cluster().name(), instance);
             fire = rebuild();
         }
-        changed.fire(new RegistryChanged(fire));
+        fire(fire);
         return true;
     }
 
     /** Removes instances whose heartbeats stopped for longer than the TTL. */
     public void expire() {
-        RegistrySnapshot fire = null;
+        RegistryChanged fire = null;
         synchronized (this) {
             Instant deadline = clock.instant().minus(config.registry().ttl());
             var expired = new ArrayList<String>();
@@ -96,18 +100,52 @@ public class WorkloadRegistry {
                 fire = rebuild();
             }
         }
-        if (fire != null) {
-            changed.fire(new RegistryChanged(fire));
+        fire(fire);
+    }
+
+    /** Replaces everything one source ({@code kubernetes} or {@code static}) contributes; true if the registry changed. */
+    public boolean replaceSource(String source, List<Endpoint> endpoints) {
+        if (!SOURCES.contains(source)) {
+            throw new IllegalArgumentException("unknown registry source '" + source + "'; known: " + SOURCES);
         }
+        RegistryChanged fire;
+        synchronized (this) {
+            sources.put(source, List.copyOf(endpoints));
+            fire = rebuild();
+        }
+        fire(fire);
+        return fire != null;
     }
 
     public synchronized RegistrySnapshot snapshot() {
         return snapshot;
     }
 
-    private RegistrySnapshot rebuild() {
-        snapshot = RegistrySnapshot.of(config.cluster().name(), generation.incrementAndGet(),
-                registrations.values().stream().map(Registration::endpoint).toList());
-        return snapshot;
+    private void fire(RegistryChanged event) {
+        if (event != null) {
+            changed.fire(event);
+        }
+    }
+
+    /** Merges the sources; returns the change, or null if the content is what it was. */
+    private RegistryChanged rebuild() {
+        var merged = new LinkedHashMap<String, Endpoint>();
+        registrations.values().forEach(r -> merged.put(r.endpoint().instance(), r.endpoint()));
+        for (String source : SOURCES) {
+            for (Endpoint e : sources.getOrDefault(source, List.of())) {
+                Endpoint held = merged.putIfAbsent(e.instance(), e);
+                if (held != null && !held.equals(e)) {
+                    LOG.debugf("event=registry_instance_shadowed instance=%s source=%s", e.instance(), source);
+                }
+            }
+        }
+        var candidate = RegistrySnapshot.of(config.cluster().name(), generation.get() + 1, List.copyOf(merged.values()));
+        if (candidate.hash().equals(snapshot.hash())) {
+            return null;
+        }
+        generation.incrementAndGet();
+        var previous = snapshot;
+        snapshot = candidate;
+        return new RegistryChanged(previous, candidate, clock.millis());
     }
 }
