@@ -9,14 +9,21 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.nats.client.Message;
 import io.nats.client.impl.Headers;
 import io.quarkus.runtime.StartupEvent;
+import io.quarkus.scheduler.Scheduled;
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.util.Base64;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
+import java.util.zip.GZIPInputStream;
+import java.util.zip.GZIPOutputStream;
 import org.jboss.logging.Logger;
 
 /**
@@ -25,7 +32,13 @@ import org.jboss.logging.Logger;
  * federation are verified ({@link MessageAuth}) before the handler registered for their kind sees
  * them. Refused messages are dropped, counted in {@code isthmus_federation_messages_rejected} by
  * kind and reason, and logged at most once per reason and kind every 10 s. A cluster that is not a
- * member of a federation neither publishes nor accepts anything.
+ * member of a federation neither publishes nor subscribes; a member subscribes to its federation's
+ * subjects only.
+ *
+ * <p>Large bodies (a registry of thousands of endpoints) are gzip-compressed
+ * ({@code Isthmus-Encoding: gzip}) and, when still larger than the server's {@code max_payload},
+ * split into parts ({@code Isthmus-Part: <index>/<count>}, {@code Isthmus-Message: <id>}), each signed
+ * on its own. The receiver verifies every part, joins them, and drops parts left incomplete for 10 s.
  */
 @ApplicationScoped
 public class FederationBus {
@@ -33,6 +46,11 @@ public class FederationBus {
     private static final Logger LOG = Logger.getLogger(FederationBus.class);
     /** Kinds whose subject ends with the sending cluster's name. */
     private static final Set<String> PER_CLUSTER = Set.of("heartbeat", "registry", "registry-delta");
+    static final String ENCODING = "Isthmus-Encoding";
+    static final String PART = "Isthmus-Part";
+    static final String MESSAGE = "Isthmus-Message";
+    private static final int COMPRESS_ABOVE = 32 * 1024;
+    private static final int MAX_INFLATED = 256 * 1024 * 1024;
 
     /** A verified message. */
     public record Inbound(String kind, String sender, byte[] data) {
@@ -45,8 +63,10 @@ public class FederationBus {
     private final MessageAuth auth = new MessageAuth();
     private final Map<String, Consumer<Inbound>> handlers = new ConcurrentHashMap<>();
     private final Map<String, Long> lastLogged = new ConcurrentHashMap<>();
+    private final PartAssembler assembler = new PartAssembler();
     private final AtomicLong lastSequence = new AtomicLong();
     private final Object publishLock = new Object();
+    private String subscribed;
 
     public FederationBus(ControllerConfig config, NatsConnection nats, Membership membership, MeterRegistry meters) {
         this.config = config;
@@ -57,10 +77,30 @@ public class FederationBus {
 
     void start(@Observes StartupEvent event) {
         handlers.put("membership", membership::onRoster);
-        nats.subscribe("isthmus.>", this::receive);
+        resubscribe();
     }
 
-    /** Registers the handler of one kind (heartbeat, registry, registry-sync, membership, join). */
+    /** Runs before the other observers, so a sync request sent on joining finds the subscription in place. */
+    void onMembership(@Observes @jakarta.annotation.Priority(1) Membership.MembershipChanged change) {
+        resubscribe();
+    }
+
+    /** Subscribes to the current federation's subjects (and drops the old subscription). */
+    private synchronized void resubscribe() {
+        String wanted = membership.roster().map(r -> new Subjects(FederationName.of(r.federation())).all()).orElse(null);
+        if (java.util.Objects.equals(wanted, subscribed)) {
+            return;
+        }
+        if (subscribed != null) {
+            nats.unsubscribe(subscribed);
+        }
+        if (wanted != null) {
+            nats.subscribe(wanted, this::receive);
+        }
+        subscribed = wanted;
+    }
+
+    /** Registers the handler of one kind (heartbeat, registry, registry-delta, registry-sync, membership). */
     public void on(String kind, Consumer<Inbound> handler) {
         handlers.put(kind, handler);
     }
@@ -75,20 +115,53 @@ public class FederationBus {
             return false;
         }
         String subject = new Subjects(FederationName.of(roster.get().federation())).prefix() + suffix;
-        String self = config.cluster().name();
+        boolean gzip = data.length > COMPRESS_ABOVE;
+        byte[] body = gzip ? gzip(data) : data;
+        var pieces = PartAssembler.split(body, (int) Math.max(16 * 1024, nats.maxPayload() - 8 * 1024));
+        int count = pieces.size();
         synchronized (publishLock) {
-            long seq = lastSequence.updateAndGet(last -> Math.max(last + 1, System.currentTimeMillis() * 1000));
-            var headers = new Headers();
-            headers.put(MessageAuth.SENDER, self);
-            headers.put(MessageAuth.SEQUENCE, Long.toString(seq));
-            headers.put(MessageAuth.SIGNATURE, Base64.getEncoder()
-                    .encodeToString(membership.identity().sign(MessageAuth.signedBytes(subject, self, seq, data))));
-            boolean sent = nats.publish(subject, headers, data);
+            boolean sent = true;
+            String messageId = null;
+            for (int i = 0; i < count; i++) {
+                byte[] part = pieces.get(i);
+                long seq = nextSequence();
+                var headers = sign(subject, seq, part);
+                if (gzip) {
+                    headers.put(ENCODING, "gzip");
+                }
+                if (count > 1) {
+                    messageId = messageId == null ? Long.toString(seq) : messageId;
+                    headers.put(PART, (i + 1) + "/" + count);
+                    headers.put(MESSAGE, messageId);
+                }
+                try {
+                    sent &= nats.publish(subject, headers, part);
+                } catch (IllegalArgumentException e) {
+                    meters.counter("isthmus_federation_publish_failures", "subject", kindOf(suffix)).increment();
+                    LOG.errorf("event=publish_failed subject=%s bytes=%d cause=%s", subject, part.length, e.getMessage());
+                    return false;
+                }
+            }
             if (sent) {
                 meters.counter("isthmus_federation_messages_published", "subject", kindOf(suffix)).increment();
+                meters.counter("isthmus_federation_bytes_published", "subject", kindOf(suffix)).increment(body.length);
             }
             return sent;
         }
+    }
+
+    private long nextSequence() {
+        return lastSequence.updateAndGet(last -> Math.max(last + 1, System.currentTimeMillis() * 1000));
+    }
+
+    private Headers sign(String subject, long seq, byte[] body) {
+        String self = config.cluster().name();
+        var headers = new Headers();
+        headers.put(MessageAuth.SENDER, self);
+        headers.put(MessageAuth.SEQUENCE, Long.toString(seq));
+        headers.put(MessageAuth.SIGNATURE, Base64.getEncoder()
+                .encodeToString(membership.identity().sign(MessageAuth.signedBytes(subject, self, seq, body))));
+        return headers;
     }
 
     /** Forgets replay state for a cluster that left. */
@@ -126,18 +199,68 @@ public class FederationBus {
         if (config.cluster().name().equals(sender)) {
             return;
         }
+        byte[] data = msg.getData() == null ? new byte[0] : msg.getData();
         var verdict = auth.check(roster.get(), msg.getSubject(), subjectCluster, sender,
                 h == null ? null : h.getFirst(MessageAuth.SEQUENCE), h == null ? null : h.getFirst(MessageAuth.SIGNATURE),
-                msg.getData() == null ? new byte[0] : msg.getData(), System.currentTimeMillis());
+                data, System.currentTimeMillis());
         if (verdict != MessageAuth.Verdict.OK) {
             reject(kind, verdict.label(), msg.getSubject(), sender);
             return;
         }
+        boolean gzip = "gzip".equals(h.getFirst(ENCODING));
+        String part = h.getFirst(PART);
+        if (part != null) {
+            try {
+                var whole = assembler.add(sender, h.getFirst(MESSAGE), part, data, System.currentTimeMillis());
+                if (whole.isEmpty()) {
+                    return;
+                }
+                data = whole.get();
+            } catch (PartAssembler.BadPartException e) {
+                reject(kind, "malformed", msg.getSubject(), sender + ": " + e.getMessage());
+                return;
+            }
+        }
         meters.counter("isthmus_federation_messages_received", "subject", kind).increment();
         try {
-            handler.accept(new Inbound(kind, sender, msg.getData()));
+            handler.accept(new Inbound(kind, sender, gzip ? gunzip(data) : data));
         } catch (RuntimeException e) {
             reject(kind, "malformed", msg.getSubject(), sender + ": " + e.getMessage());
+        }
+    }
+
+    /** Drops messages whose parts stopped arriving. */
+    @Scheduled(every = "5s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
+    void expireParts() {
+        for (String key : assembler.expire(System.currentTimeMillis() - 10_000)) {
+            reject("parts", "incomplete", key, "parts missing after 10 s");
+        }
+    }
+
+    static byte[] gzip(byte[] data) {
+        var out = new ByteArrayOutputStream(data.length / 4 + 64);
+        try (var z = new GZIPOutputStream(out, 64 * 1024)) {
+            z.write(data);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return out.toByteArray();
+    }
+
+    static byte[] gunzip(byte[] data) {
+        try (var in = new GZIPInputStream(new ByteArrayInputStream(data), 64 * 1024)) {
+            var out = new ByteArrayOutputStream(data.length * 8);
+            byte[] buf = new byte[64 * 1024];
+            int n;
+            while ((n = in.read(buf)) > 0) {
+                out.write(buf, 0, n);
+                if (out.size() > MAX_INFLATED) {
+                    throw new IllegalArgumentException("compressed body inflates beyond " + MAX_INFLATED + " bytes");
+                }
+            }
+            return out.toByteArray();
+        } catch (IOException e) {
+            throw new IllegalArgumentException("compressed body is not valid gzip: " + e.getMessage());
         }
     }
 

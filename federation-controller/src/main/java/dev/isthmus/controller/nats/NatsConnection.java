@@ -89,6 +89,20 @@ public class NatsConnection {
         }
     }
 
+    /** Stops a subscription made with {@link #subscribe}. */
+    public synchronized void unsubscribe(String subject) {
+        subscriptions.removeIf(s -> s.subject().equals(subject));
+        if (dispatcher != null) {
+            dispatcher.unsubscribe(subject);
+        }
+    }
+
+    /** The largest message the server accepts (1 MiB until connected, the NATS default). */
+    public long maxPayload() {
+        Connection conn = connection.get();
+        return conn == null || conn.getServerInfo() == null ? 1024 * 1024 : conn.getServerInfo().getMaxPayload();
+    }
+
     /** Runs {@code action} after every (re)connection, e.g. to ask peers for a sync. */
     public void onConnected(Runnable action) {
         onConnected.add(action);
