@@ -105,11 +105,12 @@ public interface ControllerConfig {
         Duration ttl();
 
         /**
-         * How often the full snapshot is re-published even without changes (anti-entropy; changes
-         * go out at once as deltas, and a member that falls behind asks for the snapshot).
+         * How often the full snapshot is re-published to every member even without changes, as a
+         * Quarkus scheduler interval ({@code 60s}), or {@code off} (the default: heartbeats carry the
+         * generation and hash, and a member that differs asks for the snapshot).
          */
-        @WithDefault("30s")
-        Duration republishInterval();
+        @WithDefault("off")
+        String republishInterval();
 
         /**
          * A YAML or JSON file of endpoints ({@code endpoints: [{service, instance, address, port, ...}]})
@@ -141,7 +142,7 @@ public interface ControllerConfig {
         @WithDefault("nats://127.0.0.1:4222")
         String url();
 
-        /** Longest wait between reconnect attempts. */
+        /** Longest wait between reconnect attempts (they start at 250 ms and double, with jitter). */
         @WithDefault("2s")
         Duration maxReconnectWait();
     }

@@ -33,9 +33,10 @@ public class HeartbeatPublisher {
 
     @Scheduled(every = "${isthmus.heartbeat-interval:1s}", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void beat() throws JsonProcessingException {
+        var snapshot = registry.snapshot();
         var hb = new Heartbeat(config.cluster().name(), config.cluster().region().orElse(config.cluster().name()),
                 config.cluster().zone(), incarnation, sequence.incrementAndGet(), System.currentTimeMillis(),
-                registry.snapshot().generation());
+                snapshot.generation(), snapshot.hash());
         bus.publish(bus.own("heartbeat"), json.writeValueAsBytes(hb));
         peers.sweep();
     }

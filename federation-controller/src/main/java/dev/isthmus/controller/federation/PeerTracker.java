@@ -97,7 +97,7 @@ public class PeerTracker {
                 throw new IllegalArgumentException("heartbeat of " + hb.cluster() + " signed by " + msg.sender());
             }
             heard.put(hb.cluster(), new Heard(clock.instant(), hb));
-            exchange.announced(hb.cluster(), hb.registryGeneration());
+            exchange.announced(hb.cluster(), hb.registryGeneration(), hb.registryHash());
         });
     }
 

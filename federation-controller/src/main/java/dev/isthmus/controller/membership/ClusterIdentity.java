@@ -28,6 +28,8 @@ import java.util.HexFormat;
 public final class ClusterIdentity {
 
     private static final String ALGORITHM = "Ed25519";
+    /** Parsed public keys by their base64 form (members' keys are checked on every message). */
+    private static final java.util.Map<String, PublicKey> KEYS = new java.util.concurrent.ConcurrentHashMap<>();
 
     private final PrivateKey privateKey;
     private final String publicKey;
@@ -105,8 +107,14 @@ public final class ClusterIdentity {
             return false;
         }
         try {
-            PublicKey key = KeyFactory.getInstance(ALGORITHM)
-                    .generatePublic(new X509EncodedKeySpec(Base64.getDecoder().decode(publicKeyBase64)));
+            PublicKey key = KEYS.get(publicKeyBase64);
+            if (key == null) {
+                key = KeyFactory.getInstance(ALGORITHM).generatePublic(new X509EncodedKeySpec(Base64.getDecoder().decode(publicKeyBase64)));
+                if (KEYS.size() > 1024) {
+                    KEYS.clear();
+                }
+                KEYS.put(publicKeyBase64, key);
+            }
             Signature s = Signature.getInstance(ALGORITHM);
             s.initVerify(key);
             s.update(data);

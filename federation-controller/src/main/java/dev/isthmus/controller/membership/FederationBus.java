@@ -17,6 +17,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.util.Base64;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -33,7 +34,7 @@ import org.jboss.logging.Logger;
  * them. Refused messages are dropped, counted in {@code isthmus_federation_messages_rejected} by
  * kind and reason, and logged at most once per reason and kind every 10 s. A cluster that is not a
  * member of a federation neither publishes nor subscribes; a member subscribes to its federation's
- * subjects only.
+ * subjects only, and of the addressed ones ({@code join.*}, {@code registry-to.*}) to its own.
  *
  * <p>Large bodies (a registry of thousands of endpoints) are gzip-compressed
  * ({@code Isthmus-Encoding: gzip}) and, when still larger than the server's {@code max_payload},
@@ -66,7 +67,7 @@ public class FederationBus {
     private final PartAssembler assembler = new PartAssembler();
     private final AtomicLong lastSequence = new AtomicLong();
     private final Object publishLock = new Object();
-    private String subscribed;
+    private List<String> subscribed = List.of();
 
     public FederationBus(ControllerConfig config, NatsConnection nats, Membership membership, MeterRegistry meters) {
         this.config = config;
@@ -87,17 +88,25 @@ public class FederationBus {
 
     /** Subscribes to the current federation's subjects (and drops the old subscription). */
     private synchronized void resubscribe() {
-        String wanted = membership.roster().map(r -> new Subjects(FederationName.of(r.federation())).all()).orElse(null);
-        if (java.util.Objects.equals(wanted, subscribed)) {
+        List<String> wanted = membership.roster().map(r -> subjects(new Subjects(FederationName.of(r.federation())).prefix()))
+                .orElse(List.of());
+        if (wanted.equals(subscribed)) {
             return;
         }
-        if (subscribed != null) {
-            nats.unsubscribe(subscribed);
-        }
-        if (wanted != null) {
-            nats.subscribe(wanted, this::receive);
-        }
+        subscribed.forEach(nats::unsubscribe);
+        wanted.forEach(s -> nats.subscribe(s, this::receive));
         subscribed = wanted;
+    }
+
+    /**
+     * What a member listens to: every member's heartbeats, registries, deltas and sync requests, the
+     * roster, and, addressed to it alone, join requests and registries sent in answer to its own
+     * sync requests (so a joiner's sync does not send every registry to every member).
+     */
+    private List<String> subjects(String prefix) {
+        String self = ClusterName.of(config.cluster().name()).value();
+        return List.of(prefix + "heartbeat.*", prefix + "registry.*", prefix + "registry-delta.*", prefix + "registry-sync",
+                prefix + "membership", prefix + "join." + self, prefix + "registry-to." + self);
     }
 
     /** Registers the handler of one kind (heartbeat, registry, registry-delta, registry-sync, membership). */
@@ -110,13 +119,25 @@ public class FederationBus {
      * member or NATS never connected. Publishes are serialized so sequences go out in order.
      */
     public boolean publish(String suffix, byte[] data) {
+        return publish(suffix, encode(data));
+    }
+
+    /** A body ready for the wire: compressed when large. Encode once, publish many times. */
+    public record Encoded(byte[] body, boolean gzip) {
+    }
+
+    public static Encoded encode(byte[] data) {
+        return data.length > COMPRESS_ABOVE ? new Encoded(gzip(data), true) : new Encoded(data, false);
+    }
+
+    /** Signs and publishes an encoded body (split into parts when larger than the server's limit). */
+    public boolean publish(String suffix, Encoded encoded) {
         var roster = membership.roster();
         if (roster.isEmpty()) {
             return false;
         }
         String subject = new Subjects(FederationName.of(roster.get().federation())).prefix() + suffix;
-        boolean gzip = data.length > COMPRESS_ABOVE;
-        byte[] body = gzip ? gzip(data) : data;
+        byte[] body = encoded.body();
         var pieces = PartAssembler.split(body, (int) Math.max(16 * 1024, nats.maxPayload() - 8 * 1024));
         int count = pieces.size();
         synchronized (publishLock) {
@@ -126,7 +147,7 @@ public class FederationBus {
                 byte[] part = pieces.get(i);
                 long seq = nextSequence();
                 var headers = sign(subject, seq, part);
-                if (gzip) {
+                if (encoded.gzip()) {
                     headers.put(ENCODING, "gzip");
                 }
                 if (count > 1) {
@@ -189,7 +210,10 @@ public class FederationBus {
             membership.handleJoinRequest(msg);
             return;
         }
-        Consumer<Inbound> handler = handlers.get(kind);
+        if (kind.equals("registry-to") && !(parts.length == 4 && parts[3].equals(config.cluster().name()))) {
+            return;
+        }
+        Consumer<Inbound> handler = handlers.get(kind.equals("registry-to") ? "registry" : kind);
         if (handler == null) {
             return;
         }

@@ -8,7 +8,8 @@ import java.util.concurrent.ConcurrentHashMap;
  * Checks that a message on the federation's bus comes from a member: the sender named in its
  * headers is an active member of the roster, the Ed25519 signature over subject, sender, sequence
  * and body verifies with that member's key, and the sequence is newer than the last accepted one
- * from that sender (so a recorded message replayed later is refused) and within
+ * from that sender on that subject (so a recorded message replayed later is refused; subjects are
+ * tracked apart because each is handled by its own thread, in order) and within
  * {@link #WINDOW_MILLIS} of this clock (so a replay after a restart is refused too).
  *
  * <p>Sequences are the sender's wall clock in microseconds, forced to increase, so they keep
@@ -76,7 +77,7 @@ public final class MessageAuth {
             return Verdict.OUTSIDE_WINDOW;
         }
         var accepted = new boolean[1];
-        lastSequence.compute(sender, (k, last) -> {
+        lastSequence.compute(sender + "\n" + subject, (k, last) -> {
             if (last != null && sequence <= last) {
                 return last;
             }
@@ -88,6 +89,6 @@ public final class MessageAuth {
 
     /** Forgets what was seen from a sender (it left; a new admission starts afresh). */
     public void forget(String sender) {
-        lastSequence.remove(sender);
+        lastSequence.keySet().removeIf(k -> k.startsWith(sender + "\n"));
     }
 }

@@ -32,7 +32,7 @@ public class NatsConnection {
     private final ControllerConfig config;
     private final AtomicReference<Connection> connection = new AtomicReference<>();
     private final List<Subscription> subscriptions = new ArrayList<>();
-    private volatile Dispatcher dispatcher;
+    private final java.util.Map<String, Dispatcher> dispatchers = new java.util.HashMap<>();
     private final List<Runnable> onConnected = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public NatsConnection(ControllerConfig config) {
@@ -57,8 +57,7 @@ public class NatsConnection {
                 .servers(config.nats().url().split(","))
                 .connectionName("isthmus-controller-" + config.cluster().name())
                 .maxReconnects(-1)
-                .reconnectWait(Duration.ofMillis(250))
-                .reconnectJitter(Duration.ofMillis(100))
+                .reconnectDelayHandler(attempts -> backoff(attempts, config.nats().maxReconnectWait()))
                 .connectionTimeout(Duration.ofSeconds(2))
                 .pingInterval(Duration.ofSeconds(2))
                 .connectionListener(listener)
@@ -72,28 +71,46 @@ public class NatsConnection {
         Nats.connectAsynchronously(options, true);
     }
 
+    /**
+     * The wait before reconnect attempt {@code attempts} (counted by the client over its whole server
+     * list): 250 ms doubling up to {@code max}, plus up to 25% random jitter so the controllers of a
+     * region do not all come back in the same instant.
+     */
+    static Duration backoff(long attempts, Duration max) {
+        long base = 250L << Math.min(Math.max(attempts - 1, 0), 10);
+        long capped = Math.min(base, max.toMillis());
+        long jitter = (long) (capped * 0.25 * java.util.concurrent.ThreadLocalRandom.current().nextDouble());
+        return Duration.ofMillis(capped + jitter);
+    }
+
     private synchronized void onFirstConnect(Connection conn) {
         if (connection.compareAndSet(null, conn)) {
-            dispatcher = conn.createDispatcher();
             for (Subscription s : subscriptions) {
-                dispatcher.subscribe(s.subject(), s.handler());
+                dispatchers.put(s.subject(), conn.createDispatcher(s.handler()).subscribe(s.subject()));
             }
         }
     }
 
-    /** Subscribes now, or as soon as the first connection is made; kept across reconnects. */
+    /**
+     * Subscribes now, or as soon as the first connection is made; kept across reconnects. Each
+     * subscription has its own dispatcher thread, so a large registry being processed never holds up
+     * heartbeats; messages of one subscription are handled one at a time, in order.
+     */
     public synchronized void subscribe(String subject, MessageHandler handler) {
         subscriptions.add(new Subscription(subject, handler));
-        if (dispatcher != null) {
-            dispatcher.subscribe(subject, handler);
+        Connection conn = connection.get();
+        if (conn != null) {
+            dispatchers.put(subject, conn.createDispatcher(handler).subscribe(subject));
         }
     }
 
     /** Stops a subscription made with {@link #subscribe}. */
     public synchronized void unsubscribe(String subject) {
         subscriptions.removeIf(s -> s.subject().equals(subject));
-        if (dispatcher != null) {
-            dispatcher.unsubscribe(subject);
+        Dispatcher d = dispatchers.remove(subject);
+        Connection conn = connection.get();
+        if (d != null && conn != null) {
+            conn.closeDispatcher(d);
         }
     }
 

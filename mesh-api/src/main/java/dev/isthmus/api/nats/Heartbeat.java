@@ -12,7 +12,9 @@ package dev.isthmus.api.nats;
  * @param sentAtMillis the sender's wall clock when sending
  * @param registryGeneration the generation of the sender's registry at that moment (receivers
  *     compare it with the generation they hold to measure how far behind they are)
+ * @param registryHash the content hash of that registry (a receiver holding the same generation with
+ *     another hash asks for the snapshot: this is the registry's anti-entropy)
  */
 public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis,
-        long registryGeneration) {
+        long registryGeneration, String registryHash) {
 }

@@ -59,12 +59,41 @@ public record RegistryDelta(String cluster, long baseGeneration, long generation
         if (base.generation() != baseGeneration || !base.cluster().equals(cluster)) {
             return Optional.empty();
         }
-        Map<String, Endpoint> byInstance = new HashMap<>();
+        Map<String, Endpoint> byInstance = new HashMap<>(base.endpoints().size() * 2);
         base.endpoints().forEach(e -> byInstance.put(e.instance(), e));
+        if (!applyInPlace(byInstance, base.hash())) {
+            return Optional.empty();
+        }
+        var list = new ArrayList<>(byInstance.values());
+        list.sort(Comparator.comparing(Endpoint::instance));
+        return Optional.of(new RegistrySnapshot(cluster, generation, hash, list));
+    }
+
+    /**
+     * Applies the delta to a registry held as endpoints by instance, whose content hash is
+     * {@code baseHash}, in time proportional to the delta's size. The map changes only if the result
+     * has the delta's hash; returns whether it did.
+     */
+    public boolean applyInPlace(Map<String, Endpoint> byInstance, String baseHash) {
+        var gone = new ArrayList<Endpoint>();
+        var touched = new HashSet<String>();
+        for (String r : removed) {
+            Endpoint old = byInstance.get(r);
+            if (old != null && touched.add(r)) {
+                gone.add(old);
+            }
+        }
+        for (Endpoint e : upserted) {
+            Endpoint old = byInstance.get(e.instance());
+            if (old != null && touched.add(e.instance())) {
+                gone.add(old);
+            }
+        }
+        if (!RegistrySnapshot.combine(baseHash, gone, upserted).equals(hash)) {
+            return false;
+        }
         removed.forEach(byInstance::remove);
         upserted.forEach(e -> byInstance.put(e.instance(), e));
-        var result = RegistrySnapshot.of(cluster, generation,
-                byInstance.values().stream().sorted(Comparator.comparing(Endpoint::instance)).toList());
-        return result.hash().equals(hash) ? Optional.of(result) : Optional.empty();
+        return true;
     }
 }
