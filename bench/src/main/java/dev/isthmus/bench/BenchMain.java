@@ -1,0 +1,30 @@
+package dev.isthmus.bench;
+
+import java.util.Arrays;
+
+/** Entry point of {@code bench/run}: the first argument names the benchmark. */
+public final class BenchMain {
+
+    private BenchMain() {
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length == 0 || args[0].equals("-h") || args[0].equals("--help")) {
+            System.out.println("""
+                    usage: bench/run <benchmark> [options]
+                      federation-scale [--clusters 10] [--services 1000] [--endpoints 10] [--changes 60] [--base-port 37000]
+                          N controllers against one real nats-server, each with S services x E endpoints (static file);
+                          the last joins the running federation: time to the full catalog, heap, NATS bytes; then
+                          single-endpoint changes: propagation p50/p99 to every other controller.""");
+            return;
+        }
+        String[] rest = Arrays.copyOfRange(args, 1, args.length);
+        switch (args[0]) {
+            case "federation-scale" -> System.exit(FederationScale.run(rest));
+            default -> {
+                System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
+                System.exit(2);
+            }
+        }
+    }
+}
