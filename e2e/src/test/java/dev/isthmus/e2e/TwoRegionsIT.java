@@ -72,6 +72,18 @@ class TwoRegionsIT {
 
     @Test
     @Order(5)
+    void everySidecarHoldsAWorkloadCertificateFromItsRegionsTrustBridge() throws Exception {
+        for (String region : java.util.List.of("us-east", "eu-west")) {
+            int admin = FED.topology().sidecarAdminPort(region, "product-catalog");
+            String dump = Http.await("http://127.0.0.1:" + admin + "/config_dump", Duration.ofSeconds(15), b -> b.contains("\"serial\""));
+            assertTrue(dump.contains("\"spiffe_id\":\"spiffe://" + region + ".acme.isthmus/ns/shop/sa/product-catalog\""), dump);
+        }
+        String metrics = Http.get("http://127.0.0.1:" + FED.topology().trustBridgePort("eu-west") + "/q/metrics").body();
+        assertTrue(metrics.lines().anyMatch(l -> l.startsWith("isthmus_svid_issued_total") && !l.endsWith(" 0.0")), "issued counter");
+    }
+
+    @Test
+    @Order(6)
     void aServiceRegisteredInOneRegionShowsInTheOthersCatalogAndLeavesWhenItsSidecarDies() throws Exception {
         String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/services/shop/product-catalog";
         String body = Http.await(east, Duration.ofSeconds(10),
@@ -85,7 +97,7 @@ class TwoRegionsIT {
     }
 
     @Test
-    @Order(6)
+    @Order(7)
     void aKilledControllerIsSeenUnreachableAndRecoversAfterRestart() throws Exception {
         String east = "http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/federation";
         FED.kill("eu-west/federation-controller");

@@ -3,6 +3,7 @@ package dev.isthmus.sidecar;
 import dev.isthmus.api.names.Ports;
 import dev.isthmus.proxy.ProxyProcess;
 import dev.isthmus.proxy.config.Settings;
+import dev.isthmus.proxy.identity.SvidClient;
 import dev.isthmus.proxy.tcp.TcpRelay;
 import java.net.InetSocketAddress;
 import java.net.Socket;
@@ -20,7 +21,10 @@ import org.slf4j.LoggerFactory;
  * (namespace/name), {@code app} (host:port of the workload, required), {@code inbound}
  * (default 127.0.0.1:15006), {@code admin} (default 127.0.0.1:15000), {@code controller} (URL of the
  * cluster's controller; when set, the workload is registered there and kept alive by heartbeats),
- * {@code controller-token-file} (the controller's workload credential, sent as a bearer token),
+ * {@code controller-token-file} (the cluster's workload join secret: sent to the controller as a bearer
+ * token, and to the trust bridge as the bootstrap credential), {@code trust-bridge} (host:port of the
+ * bridge's gRPC port; when set, the sidecar keeps a workload certificate for {@code spiffe-id},
+ * default {@code spiffe://<trust-domain>/ns/<namespace>/sa/<name>}, and shows it in /config_dump),
  * {@code instance}, {@code protocol} (http), {@code version} (v1).
  *
  * <p>Ready when its listeners are bound and the app accepts connections.
@@ -28,6 +32,13 @@ import org.slf4j.LoggerFactory;
 public final class SidecarMain {
 
     private static final Logger log = LoggerFactory.getLogger(SidecarMain.class);
+
+    /** The certificate part of /config_dump: what the sidecar holds, or why it holds none. */
+    static String svidDump(SvidClient client) {
+        return client.current().map(c -> ",\"svid\":{\"spiffe_id\":\"" + c.spiffeId() + "\",\"serial\":\""
+                + c.certificate().getSerialNumber().toString(16) + "\",\"not_after\":\"" + c.notAfter() + "\",\"trust_roots\":"
+                + c.trustRoots().size() + "}").orElse(",\"svid\":{\"error\":\"" + client.lastError().replace("\\", "\\\\").replace("\"", "'") + "\"}");
+    }
 
     /** Reads the credential file on every call; empty if it is not there (yet). */
     static java.util.function.Supplier<String> credentialFile(java.util.Optional<String> file) {
@@ -74,9 +85,17 @@ public final class SidecarMain {
             }
         }, 0, 1, TimeUnit.SECONDS);
 
+        var svid = settings.optional("trust-bridge").map(bridge -> {
+            String service = settings.string("service", "default/" + settings.string("instance", "workload"));
+            String id = settings.string("spiffe-id", "spiffe://" + settings.string("trust-domain", settings.string("cluster", "local") + ".acme.isthmus")
+                    + "/ns/" + service.substring(0, service.indexOf('/')) + "/sa/" + service.substring(service.indexOf('/') + 1));
+            var client = process.own(new SvidClient(bridge, id, credentialFile(settings.optional("controller-token-file")).get(), Duration.ZERO));
+            client.start();
+            return client;
+        });
         String dump = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
-                + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}]}";
-        process.startAdmin(appUp::get, () -> dump);
+                + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}]";
+        process.startAdmin(appUp::get, () -> dump + svid.map(SidecarMain::svidDump).orElse("") + "}");
 
         var controller = settings.optional("controller");
         if (controller.isPresent()) {

@@ -17,6 +17,16 @@ public interface TrustBridgeConfig {
 
     Ca ca();
 
+    Bootstrap bootstrap();
+
+    interface Bootstrap {
+        /** The bootstrap credential proxies present to get a certificate (ISTHMUS_BOOTSTRAP_TOKEN); wins over the file. */
+        Optional<String> token();
+
+        /** File holding it (the cluster's workload join secret in the local default). */
+        Optional<Path> tokenFile();
+    }
+
     interface Cluster {
         String name();
 
@@ -36,5 +46,13 @@ public interface TrustBridgeConfig {
         /** Lifetime of a root made by the embedded CA. */
         @WithDefault("3650d")
         Duration rootTtl();
+
+        /** Lifetime of a workload certificate when the request names none. */
+        @WithDefault("24h")
+        Duration svidTtl();
+
+        /** Longest lifetime a workload certificate may be given. */
+        @WithDefault("24h")
+        Duration maxSvidTtl();
     }
 }

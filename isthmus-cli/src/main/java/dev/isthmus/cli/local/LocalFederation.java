@@ -70,6 +70,8 @@ public final class LocalFederation {
         Files.writeString(topology.stateDir().resolve("base-port"), topology.basePort() + "\n");
         Files.writeString(topology.stateDir().resolve("federation"), topology.federation() + "\n");
         for (String region : topology.regions()) {
+            writeCredential(topology.adminTokenFile(region));
+            writeCredential(topology.workloadTokenFile(region));
             Path conf = topology.natsConfig(region);
             Files.createDirectories(conf.getParent());
             Files.writeString(conf, topology.natsConfigText(region));
@@ -158,6 +160,20 @@ public final class LocalFederation {
             }
         }
         progress.accept("ready   federation: " + topology.regions().size() + " regions Active on every controller");
+    }
+
+    /** Makes a random credential file (owner-only) unless one exists; the processes of a region read it. */
+    static void writeCredential(Path file) throws IOException {
+        if (Files.exists(file)) {
+            return;
+        }
+        Files.createDirectories(file.getParent());
+        Files.setPosixFilePermissions(file.getParent(), java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        byte[] raw = new byte[32];
+        new java.security.SecureRandom().nextBytes(raw);
+        Files.createFile(file, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                java.nio.file.attribute.PosixFilePermissions.fromString("rw-------")));
+        Files.writeString(file, java.util.HexFormat.of().formatHex(raw) + "\n");
     }
 
     /** Fails early, with the fix, on a missing nats-server, a missing build, or a port in use. */

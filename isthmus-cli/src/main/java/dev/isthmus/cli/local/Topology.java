@@ -103,7 +103,15 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return regionDir(region).resolve("registry").resolve("endpoints.yaml");
     }
 
-    /** The credential the region's sidecars register workloads with. */
+    /** The trust bridge's gRPC port (workload certificates). */
+    public int trustBridgeGrpcPort(String region) {
+        return port(region, BRIDGE_GRPC);
+    }
+
+    /**
+     * The region's workload join secret: sidecars register workloads with it at the controller and
+     * present it to the trust bridge for their certificates.
+     */
     public Path workloadTokenFile(String region) {
         return regionDir(region).resolve("credentials").resolve("workload-token");
     }
@@ -168,6 +176,9 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_FEDERATION", federation);
         env.put("ISTHMUS_CLUSTER_NAME", region);
         env.put("ISTHMUS_CA_DIR", dir.resolve("ca").toString());
+        env.put("QUARKUS_GRPC_SERVER_PORT", Integer.toString(port(region, BRIDGE_GRPC)));
+        env.put("QUARKUS_GRPC_SERVER_HOST", HOST);
+        env.put("ISTHMUS_BOOTSTRAP_TOKEN_FILE", workloadTokenFile(region).toString());
         return new Component(region, "trust-bridge", Component.Kind.TRUST_BRIDGE,
                 java(region, "trust-bridge", "256m", home.resolve("trust-bridge/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + trustBridgePort(region) + "/q/health/ready"),
@@ -206,6 +217,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_CONTROLLER", "http://" + HOST + ":" + controllerPort(region));
         env.put("ISTHMUS_INSTANCE", service + "-" + region + "-1");
         env.put("ISTHMUS_CONTROLLER_TOKEN_FILE", workloadTokenFile(region).toString());
+        env.put("ISTHMUS_TRUST_BRIDGE", HOST + ":" + trustBridgeGrpcPort(region));
+        env.put("ISTHMUS_TRUST_DOMAIN", region + "." + federation + ".isthmus");
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),

@@ -1,0 +1,183 @@
+package dev.isthmus.proxy.identity;
+
+import dev.isthmus.api.trust.v1.IssueRequest;
+import dev.isthmus.api.trust.v1.IssueResponse;
+import dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import java.io.ByteArrayInputStream;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.security.KeyPair;
+import java.security.KeyPairGenerator;
+import java.security.PrivateKey;
+import java.security.cert.CertificateFactory;
+import java.security.cert.X509Certificate;
+import java.security.spec.ECGenParameterSpec;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+import org.bouncycastle.asn1.pkcs.PKCSObjectIdentifiers;
+import org.bouncycastle.asn1.x500.X500Name;
+import org.bouncycastle.asn1.x509.Extension;
+import org.bouncycastle.asn1.x509.ExtensionsGenerator;
+import org.bouncycastle.asn1.x509.GeneralName;
+import org.bouncycastle.asn1.x509.GeneralNames;
+import org.bouncycastle.openssl.jcajce.JcaPEMWriter;
+import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
+import org.bouncycastle.pkcs.jcajce.JcaPKCS10CertificationRequestBuilder;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Keeps a proxy's workload certificate (X.509 SVID) current: makes an ECDSA P-256 key locally (the
+ * key never leaves the process), sends a CSR with the bootstrap credential to the trust bridge's
+ * WorkloadCertificates service, and renews at half the certificate's life (with up to 10% jitter).
+ * A failed request is retried with exponential backoff (1 s doubling to 60 s, with jitter); the
+ * current certificate stays in use until a new one arrives, so a bridge that is away costs nothing
+ * until the certificate expires. Listeners hear of every new certificate.
+ */
+public final class SvidClient implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(SvidClient.class);
+
+    /** A certificate with its key, issuing chain and trust bundle roots. */
+    public record Svid(String spiffeId, PrivateKey key, X509Certificate certificate, List<X509Certificate> chain,
+            List<X509Certificate> trustRoots, Instant notAfter) {
+    }
+
+    private final String spiffeId;
+    private final String credential;
+    private final ManagedChannel channel;
+    private final WorkloadCertificatesGrpc.WorkloadCertificatesBlockingStub stub;
+    private final Duration ttl;
+    private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
+            r -> Thread.ofPlatform().daemon().name("svid-client").unstarted(r));
+    private final AtomicReference<Svid> current = new AtomicReference<>();
+    private final AtomicReference<String> lastError = new AtomicReference<>("");
+    private final List<Consumer<Svid>> listeners = new CopyOnWriteArrayList<>();
+    private volatile int failures;
+
+    /**
+     * @param bridge host:port of the trust bridge's gRPC port
+     * @param ttl lifetime to ask for; zero for the bridge's default
+     */
+    public SvidClient(String bridge, String spiffeId, String credential, Duration ttl) {
+        this.spiffeId = spiffeId;
+        this.credential = credential;
+        this.ttl = ttl;
+        int colon = bridge.lastIndexOf(':');
+        this.channel = NettyChannelBuilder.forAddress(bridge.substring(0, colon), Integer.parseInt(bridge.substring(colon + 1)))
+                .usePlaintext().build();
+        this.stub = WorkloadCertificatesGrpc.newBlockingStub(channel);
+    }
+
+    /** Starts fetching now; returns at once. */
+    public void start() {
+        timer.execute(this::renew);
+    }
+
+    public void onRotation(Consumer<Svid> listener) {
+        listeners.add(listener);
+    }
+
+    public Optional<Svid> current() {
+        return Optional.ofNullable(current.get());
+    }
+
+    /** The last failure's status and message, empty after a success. */
+    public String lastError() {
+        return lastError.get();
+    }
+
+    private void renew() {
+        try {
+            Svid svid = fetch();
+            current.set(svid);
+            failures = 0;
+            lastError.set("");
+            log.info("event=svid_received spiffe_id={} serial={} not_after={}", spiffeId, svid.certificate().getSerialNumber().toString(16),
+                    svid.notAfter());
+            listeners.forEach(l -> l.accept(svid));
+            Instant issued = svid.certificate().getNotBefore().toInstant().plusSeconds(60);
+            long lifeMs = Math.max(1000, Duration.between(issued, svid.notAfter()).toMillis());
+            long halfLife = lifeMs / 2;
+            long jitter = (long) (halfLife * 0.1 * ThreadLocalRandom.current().nextDouble());
+            long delay = Math.max(500, Duration.between(Instant.now(), issued.plusMillis(halfLife)).toMillis() - jitter);
+            timer.schedule(this::renew, delay, TimeUnit.MILLISECONDS);
+        } catch (StatusRuntimeException | IllegalStateException e) {
+            failures++;
+            String why = e instanceof StatusRuntimeException s ? s.getStatus().getCode() + ": " + s.getStatus().getDescription() : e.getMessage();
+            lastError.set(why);
+            long base = Math.min(60_000, 1000L << Math.min(failures - 1, 6));
+            long delay = base + (long) (base * 0.2 * ThreadLocalRandom.current().nextDouble());
+            log.warn("event=svid_request_failed spiffe_id={} attempt={} retry_in_ms={} cause=\"{}\" current_valid_until={}", spiffeId,
+                    failures, delay, why, current().map(Svid::notAfter).map(Instant::toString).orElse("none"));
+            timer.schedule(this::renew, delay, TimeUnit.MILLISECONDS);
+        }
+    }
+
+    private Svid fetch() {
+        try {
+            var generator = KeyPairGenerator.getInstance("EC");
+            generator.initialize(new ECGenParameterSpec("secp256r1"));
+            KeyPair pair = generator.generateKeyPair();
+            var ext = new ExtensionsGenerator();
+            ext.addExtension(Extension.subjectAlternativeName, true,
+                    new GeneralNames(new GeneralName(GeneralName.uniformResourceIdentifier, spiffeId)));
+            var csr = new JcaPKCS10CertificationRequestBuilder(new X500Name("CN=workload"), pair.getPublic())
+                    .addAttribute(PKCSObjectIdentifiers.pkcs_9_at_extensionRequest, ext.generate())
+                    .build(new JcaContentSignerBuilder("SHA256withECDSA").build(pair.getPrivate()));
+            var pem = new StringWriter();
+            try (var w = new JcaPEMWriter(pem)) {
+                w.writeObject(csr);
+            }
+            IssueResponse res = stub.withDeadlineAfter(10, TimeUnit.SECONDS).issue(IssueRequest.newBuilder().setCsrPem(pem.toString())
+                    .setSpiffeId(spiffeId).setCredential(credential).setTtlSeconds(ttl.toSeconds()).build());
+            X509Certificate cert = parse(res.getCertificatePem());
+            if (!cert.getPublicKey().equals(pair.getPublic())) {
+                throw new IllegalStateException("the bridge returned a certificate for another key");
+            }
+            var chain = new ArrayList<X509Certificate>();
+            for (String c : res.getChainPemList()) {
+                chain.add(parse(c));
+            }
+            var roots = new ArrayList<X509Certificate>();
+            for (var r : res.getBundle().getRootsMap().values()) {
+                for (String c : r.getCertificatePemList()) {
+                    roots.add(parse(c));
+                }
+            }
+            if (chain.isEmpty()) {
+                throw new IllegalStateException("the bridge returned no issuing chain");
+            }
+            cert.verify(chain.get(0).getPublicKey());
+            return new Svid(spiffeId, pair.getPrivate(), cert, List.copyOf(chain), List.copyOf(roots), cert.getNotAfter().toInstant());
+        } catch (StatusRuntimeException | IllegalStateException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException("cannot make or check the certificate: " + e.getMessage(), e);
+        }
+    }
+
+    private static X509Certificate parse(String pem) throws Exception {
+        return (X509Certificate) CertificateFactory.getInstance("X.509")
+                .generateCertificate(new ByteArrayInputStream(pem.getBytes(StandardCharsets.US_ASCII)));
+    }
+
+    @Override
+    public void close() {
+        timer.shutdownNow();
+        channel.shutdownNow();
+    }
+}

@@ -1,0 +1,165 @@
+package dev.isthmus.trust.grpc;
+
+import dev.isthmus.api.trust.v1.IssueRequest;
+import dev.isthmus.api.trust.v1.IssueResponse;
+import dev.isthmus.api.trust.v1.RootCertificates;
+import dev.isthmus.api.trust.v1.TrustBundle;
+import dev.isthmus.api.trust.v1.WatchBundleRequest;
+import dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc;
+import dev.isthmus.trust.TrustBridgeConfig;
+import dev.isthmus.trust.ca.SvidIssuer;
+import dev.isthmus.trust.ca.TrustDomainCa;
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.quarkus.grpc.GrpcService;
+import io.smallrye.common.annotation.Blocking;
+import java.io.IOException;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.attribute.PosixFilePermission;
+import java.security.MessageDigest;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.bouncycastle.openssl.jcajce.JcaPEMWriter;
+import org.jboss.logging.Logger;
+
+/**
+ * The WorkloadCertificates gRPC service (mesh-api's {@code isthmus/trust/v1/workload_certificates.proto}):
+ * a proxy presents the cluster's bootstrap credential and a CSR for its SPIFFE ID and gets an X.509
+ * SVID. Refusals carry a precise status and message (see {@link SvidIssuer}) and are counted in
+ * {@code isthmus_svid_refused_total{reason}}; issued certificates in {@code isthmus_svid_issued_total}.
+ */
+@GrpcService
+public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.WorkloadCertificatesImplBase {
+
+    private static final Logger LOG = Logger.getLogger(WorkloadCertificatesService.class);
+
+    private final TrustDomainCa ca;
+    private final TrustBridgeConfig config;
+    private final MeterRegistry meters;
+    private final byte[] credential;
+    private final List<StreamObserver<TrustBundle>> watchers = new CopyOnWriteArrayList<>();
+
+    public WorkloadCertificatesService(TrustDomainCa ca, TrustBridgeConfig config, MeterRegistry meters) {
+        this.ca = ca;
+        this.config = config;
+        this.meters = meters;
+        this.credential = loadCredential(config);
+    }
+
+    private static byte[] loadCredential(TrustBridgeConfig config) {
+        var b = config.bootstrap();
+        try {
+            if (b.token().isPresent()) {
+                return b.token().get().strip().getBytes(StandardCharsets.UTF_8);
+            }
+            if (b.tokenFile().isPresent()) {
+                var file = b.tokenFile().get();
+                var perms = Files.getPosixFilePermissions(file);
+                if (perms.contains(PosixFilePermission.GROUP_READ) || perms.contains(PosixFilePermission.OTHERS_READ)) {
+                    throw new IllegalStateException(file + " is readable by group or others; run chmod 600 " + file);
+                }
+                return Files.readString(file).strip().getBytes(StandardCharsets.UTF_8);
+            }
+        } catch (IOException e) {
+            throw new IllegalStateException("the bootstrap credential cannot be read: " + e.getMessage(), e);
+        }
+        LOG.warn("event=no_bootstrap_credential (isthmus.bootstrap.token or token-file): every certificate request is refused");
+        return null;
+    }
+
+    private void checkCredential(String presented) throws SvidIssuer.Refusal {
+        if (credential == null) {
+            throw new SvidIssuer.Refusal(Status.Code.UNAUTHENTICATED, "no_credential_configured",
+                    "this bridge has no bootstrap credential configured (isthmus.bootstrap.token-file); it issues nothing");
+        }
+        if (presented == null || presented.isBlank()) {
+            throw new SvidIssuer.Refusal(Status.Code.UNAUTHENTICATED, "missing_credential",
+                    "credential is empty; send the cluster's bootstrap credential");
+        }
+        if (!MessageDigest.isEqual(credential, presented.strip().getBytes(StandardCharsets.UTF_8))) {
+            throw new SvidIssuer.Refusal(Status.Code.UNAUTHENTICATED, "unknown_credential",
+                    "the credential is not this cluster's bootstrap credential");
+        }
+    }
+
+    @Override
+    @Blocking
+    public void issue(IssueRequest request, StreamObserver<IssueResponse> response) {
+        try {
+            checkCredential(request.getCredential());
+            var root = ca.root().orElseThrow(() -> new SvidIssuer.Refusal(Status.Code.UNAVAILABLE, "ca_not_ready", "the CA is not loaded yet"));
+            String id = SvidIssuer.checkSpiffeId(request.getSpiffeId(), ca.trustDomain());
+            if (request.getTtlSeconds() < 0) {
+                throw new SvidIssuer.Refusal(Status.Code.INVALID_ARGUMENT, "bad_ttl", "ttl_seconds is negative: " + request.getTtlSeconds());
+            }
+            Duration ttl = request.getTtlSeconds() == 0 ? config.ca().svidTtl() : Duration.ofSeconds(request.getTtlSeconds());
+            if (ttl.compareTo(config.ca().maxSvidTtl()) > 0) {
+                ttl = config.ca().maxSvidTtl();
+            }
+            var issued = SvidIssuer.issue(root, request.getCsrPem(), id, ttl);
+            meters.counter("isthmus_svid_issued").increment();
+            LOG.infof("event=svid_issued spiffe_id=%s serial=%s not_after=%s", id, issued.certificate().getSerialNumber().toString(16),
+                    issued.certificate().getNotAfter().toInstant());
+            response.onNext(IssueResponse.newBuilder().setCertificatePem(pem(issued.certificate())).addChainPem(root.certificatePem())
+                    .setBundle(bundle()).setNotAfterUnix(issued.certificate().getNotAfter().toInstant().getEpochSecond()).build());
+            response.onCompleted();
+        } catch (SvidIssuer.Refusal r) {
+            meters.counter("isthmus_svid_refused", "reason", r.reason()).increment();
+            LOG.warnf("event=svid_refused reason=%s status=%s detail=\"%s\"", r.reason(), r.code(), r.getMessage());
+            response.onError(r.toStatus());
+        }
+    }
+
+    @Override
+    public void watchBundle(WatchBundleRequest request, StreamObserver<TrustBundle> response) {
+        try {
+            checkCredential(request.getCredential());
+        } catch (SvidIssuer.Refusal r) {
+            meters.counter("isthmus_svid_refused", "reason", r.reason()).increment();
+            response.onError(r.toStatus());
+            return;
+        }
+        if (ca.root().isEmpty()) {
+            response.onError(Status.UNAVAILABLE.withDescription("the CA is not loaded yet").asRuntimeException());
+            return;
+        }
+        response.onNext(bundle());
+        watchers.add(response);
+        if (response instanceof ServerCallStreamObserver<TrustBundle> server) {
+            server.setOnCancelHandler(() -> watchers.remove(response));
+        }
+    }
+
+    /** Sends the current bundle to every open watch (after a root change). */
+    public void bundleChanged() {
+        TrustBundle b = bundle();
+        for (var w : watchers) {
+            try {
+                w.onNext(b);
+            } catch (RuntimeException e) {
+                watchers.remove(w);
+            }
+        }
+    }
+
+    private TrustBundle bundle() {
+        var root = ca.root().orElseThrow();
+        return TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(1)
+                .putRoots(ca.trustDomain(), RootCertificates.newBuilder().addCertificatePem(root.certificatePem()).build()).build();
+    }
+
+    private static String pem(Object o) {
+        var out = new StringWriter();
+        try (var writer = new JcaPEMWriter(out)) {
+            writer.writeObject(o);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+        return out.toString();
+    }
+}
