@@ -19,6 +19,44 @@ public interface TrustBridgeConfig {
 
     Bootstrap bootstrap();
 
+    Vault vault();
+
+    /** The {@code vault} backend's settings. */
+    interface Vault {
+        /** e.g. {@code https://vault.example:8200}. */
+        Optional<String> address();
+
+        /** A Vault token (VAULT_TOKEN style); or use {@code token-file}, or AppRole. */
+        Optional<String> token();
+
+        Optional<Path> tokenFile();
+
+        AppRole approle();
+
+        /** The PKI mount of this trust domain; {@code pki-isthmus-<cluster>} by default. */
+        Optional<String> pkiMount();
+
+        /** The PKI role that signs workload certificates. */
+        @WithDefault("svid")
+        String role();
+
+        /** The KV v2 mount where the trust bundle is kept. */
+        @WithDefault("secret")
+        String kvMount();
+
+        /** Make the mount, root and role when missing; false when an operator provisions them. */
+        @WithDefault("true")
+        boolean provision();
+
+        interface AppRole {
+            Optional<String> roleId();
+
+            Optional<String> secretId();
+
+            Optional<Path> secretIdFile();
+        }
+    }
+
     interface Bootstrap {
         /** The bootstrap credential proxies present to get a certificate (ISTHMUS_BOOTSTRAP_TOKEN); wins over the file. */
         Optional<String> token();

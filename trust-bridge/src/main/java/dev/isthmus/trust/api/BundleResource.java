@@ -23,12 +23,12 @@ public class BundleResource {
     @GET
     @Produces("application/json")
     public Map<String, Object> bundle() throws Exception {
-        var root = ca.root().orElseThrow(() -> new WebApplicationException("CA not ready", Response.Status.SERVICE_UNAVAILABLE));
-        var key = Map.<String, Object>of(
-                "use", "x509-svid",
-                "kty", "EC",
-                "crv", "P-256",
-                "x5c", List.of(Base64.getEncoder().encodeToString(root.certificate().getEncoded())));
-        return Map.of("trust_domain", ca.trustDomain(), "spiffe_sequence", 1, "keys", List.of(key));
+        var backend = ca.backend().orElseThrow(() -> new WebApplicationException("CA not ready", Response.Status.SERVICE_UNAVAILABLE));
+        var keys = new java.util.ArrayList<Map<String, Object>>();
+        for (var root : backend.roots()) {
+            keys.add(Map.of("use", "x509-svid", "kty", "EC", "crv", "P-256",
+                    "x5c", List.of(Base64.getEncoder().encodeToString(root.getEncoded()))));
+        }
+        return Map.of("trust_domain", ca.trustDomain(), "spiffe_sequence", 1, "keys", keys);
     }
 }

@@ -5,7 +5,7 @@ import org.eclipse.microprofile.health.HealthCheck;
 import org.eclipse.microprofile.health.HealthCheckResponse;
 import org.eclipse.microprofile.health.Readiness;
 
-/** Ready once the trust domain's CA is loaded. */
+/** Ready once the trust domain's CA backend is ready (down, with the reason, while Vault is away). */
 @Readiness
 @ApplicationScoped
 public class CaReadiness implements HealthCheck {
@@ -18,6 +18,11 @@ public class CaReadiness implements HealthCheck {
 
     @Override
     public HealthCheckResponse call() {
-        return HealthCheckResponse.named("ca").status(ca.root().isPresent()).withData("trustDomain", ca.trustDomain()).build();
+        var b = HealthCheckResponse.named("ca").status(ca.backend().isPresent()).withData("trustDomain", ca.trustDomain());
+        ca.backend().ifPresent(x -> b.withData("backend", x.name()));
+        if (ca.backend().isEmpty()) {
+            b.withData("error", ca.lastError());
+        }
+        return b.build();
     }
 }

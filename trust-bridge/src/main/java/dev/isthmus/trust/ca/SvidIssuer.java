@@ -110,8 +110,13 @@ public final class SvidIssuer {
         return id;
     }
 
-    /** Signs the request for {@code spiffeId} (already checked) with {@code root}. */
+    /** Checks the request and signs it for {@code spiffeId} (already checked) with {@code root}. */
     public static Issued issue(EmbeddedRoot root, String csrPem, String spiffeId, Duration ttl) throws Refusal {
+        return sign(root, checkCsr(csrPem, spiffeId), spiffeId, ttl);
+    }
+
+    /** Checks a request (see the class comment); returns its public key. */
+    public static PublicKey checkCsr(String csrPem, String spiffeId) throws Refusal {
         if (csrPem == null || csrPem.isBlank()) {
             throw new Refusal(Status.Code.INVALID_ARGUMENT, "malformed_csr", "csr_pem is empty; send a PEM 'CERTIFICATE REQUEST'");
         }
@@ -159,6 +164,11 @@ public final class SvidIssuer {
                         + "; the only SAN allowed is the requested SPIFFE ID " + spiffeId);
             }
         }
+        return key;
+    }
+
+    /** Signs a checked key for {@code spiffeId} with the embedded root. */
+    public static Issued sign(EmbeddedRoot root, PublicKey key, String spiffeId, Duration ttl) throws Refusal {
         try {
             Instant now = Instant.now();
             Instant notAfter = now.plus(ttl);

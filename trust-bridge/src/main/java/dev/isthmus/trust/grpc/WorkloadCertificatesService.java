@@ -92,7 +92,8 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     public void issue(IssueRequest request, StreamObserver<IssueResponse> response) {
         try {
             checkCredential(request.getCredential());
-            var root = ca.root().orElseThrow(() -> new SvidIssuer.Refusal(Status.Code.UNAVAILABLE, "ca_not_ready", "the CA is not loaded yet"));
+            var backend = ca.backend().orElseThrow(() -> new SvidIssuer.Refusal(Status.Code.UNAVAILABLE, "ca_not_ready",
+                    "the CA backend is not ready: " + ca.lastError()));
             String id = SvidIssuer.checkSpiffeId(request.getSpiffeId(), ca.trustDomain());
             if (request.getTtlSeconds() < 0) {
                 throw new SvidIssuer.Refusal(Status.Code.INVALID_ARGUMENT, "bad_ttl", "ttl_seconds is negative: " + request.getTtlSeconds());
@@ -101,12 +102,15 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
             if (ttl.compareTo(config.ca().maxSvidTtl()) > 0) {
                 ttl = config.ca().maxSvidTtl();
             }
-            var issued = SvidIssuer.issue(root, request.getCsrPem(), id, ttl);
-            meters.counter("isthmus_svid_issued").increment();
-            LOG.infof("event=svid_issued spiffe_id=%s serial=%s not_after=%s", id, issued.certificate().getSerialNumber().toString(16),
-                    issued.certificate().getNotAfter().toInstant());
-            response.onNext(IssueResponse.newBuilder().setCertificatePem(pem(issued.certificate())).addChainPem(root.certificatePem())
-                    .setBundle(bundle()).setNotAfterUnix(issued.certificate().getNotAfter().toInstant().getEpochSecond()).build());
+            SvidIssuer.checkCsr(request.getCsrPem(), id);
+            var issued = backend.sign(request.getCsrPem(), id, ttl);
+            meters.counter("isthmus_svid_issued", "backend", backend.name()).increment();
+            LOG.infof("event=svid_issued spiffe_id=%s serial=%s not_after=%s backend=%s", id, issued.certificate().getSerialNumber().toString(16),
+                    issued.certificate().getNotAfter().toInstant(), backend.name());
+            var answer = IssueResponse.newBuilder().setCertificatePem(pem(issued.certificate())).setBundle(bundle())
+                    .setNotAfterUnix(issued.certificate().getNotAfter().toInstant().getEpochSecond());
+            issued.chain().forEach(c -> answer.addChainPem(pem(c)));
+            response.onNext(answer.build());
             response.onCompleted();
         } catch (SvidIssuer.Refusal r) {
             meters.counter("isthmus_svid_refused", "reason", r.reason()).increment();
@@ -124,7 +128,7 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
             response.onError(r.toStatus());
             return;
         }
-        if (ca.root().isEmpty()) {
+        if (ca.backend().isEmpty()) {
             response.onError(Status.UNAVAILABLE.withDescription("the CA is not loaded yet").asRuntimeException());
             return;
         }
@@ -148,9 +152,9 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     }
 
     private TrustBundle bundle() {
-        var root = ca.root().orElseThrow();
-        return TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(1)
-                .putRoots(ca.trustDomain(), RootCertificates.newBuilder().addCertificatePem(root.certificatePem()).build()).build();
+        var roots = RootCertificates.newBuilder();
+        ca.backend().orElseThrow().roots().forEach(r -> roots.addCertificatePem(pem(r)));
+        return TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(1).putRoots(ca.trustDomain(), roots.build()).build();
     }
 
     private static String pem(Object o) {
