@@ -43,7 +43,7 @@ final class FederationScale {
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String ADMIN = "bench-admin-credential-00000000";
-    private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+    private static final HttpClient HTTP = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
 
     private int clusters = 10;
     private int services = 1000;

@@ -263,7 +263,7 @@ class FederationJoinIT {
         String credential = Files.readString(FED.topology().workloadTokenFile("eu-west")).strip();
         String body = """
                 {"service":"shop/reviews","instance":"reviews-eu-west-1","address":"127.0.0.1","port":15006,"protocol":"http"}""";
-        var http = java.net.http.HttpClient.newHttpClient();
+        var http = java.net.http.HttpClient.newBuilder().version(java.net.http.HttpClient.Version.HTTP_1_1).build();
         var register = java.net.http.HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + FED.topology().controllerPort("eu-west")
                 + "/api/v1/workloads")).header("authorization", "Bearer " + credential).header("content-type", "application/json")
                 .POST(java.net.http.HttpRequest.BodyPublishers.ofString(body)).build();

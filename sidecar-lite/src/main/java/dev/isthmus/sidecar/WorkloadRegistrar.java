@@ -26,7 +26,7 @@ final class WorkloadRegistrar implements AutoCloseable {
     private final String instance;
     private final String body;
     private final BooleanSupplier healthy;
-    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
+    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(1)).build();
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().daemon().name("registrar").unstarted(r));
     private volatile String lastOutcome = "";

@@ -21,6 +21,16 @@ public interface TrustBridgeConfig {
 
     Vault vault();
 
+    Admin admin();
+
+    interface Admin {
+        /** The admin credential (bearer token) for state-changing endpoints (root rotation); wins over the file. */
+        Optional<String> token();
+
+        /** File holding it; without either, rotation over REST is refused. */
+        Optional<Path> tokenFile();
+    }
+
     /** The {@code vault} backend's settings. */
     interface Vault {
         /** e.g. {@code https://vault.example:8200}. */
@@ -84,6 +94,17 @@ public interface TrustBridgeConfig {
         /** Lifetime of a root made by the embedded CA. */
         @WithDefault("3650d")
         Duration rootTtl();
+
+        Rotation rotation();
+
+        interface Rotation {
+            /**
+             * How long a new root is only distributed (in every bundle, not yet signing), so every
+             * proxy trusts it before the first certificate it signed is seen.
+             */
+            @WithDefault("5m")
+            Duration distributionPeriod();
+        }
 
         /** Lifetime of a workload certificate when the request names none. */
         @WithDefault("24h")

@@ -28,7 +28,7 @@ public final class ShopService {
     private final String service;
     private final Map<String, String> env;
     private final HttpServer server;
-    private final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+    private final HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
 
     private ShopService(String service, Map<String, String> env, HttpServer server) {
         this.service = service;

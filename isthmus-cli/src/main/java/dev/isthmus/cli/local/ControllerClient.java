@@ -19,7 +19,7 @@ public final class ControllerClient {
 
     private final URI base;
     private final String adminToken;
-    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
+    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(3)).build();
 
     public ControllerClient(URI base, String adminToken) {
         this.base = base;

@@ -31,7 +31,7 @@ import java.util.function.Consumer;
 public final class LocalFederation {
 
     private final Topology topology;
-    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
+    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(1)).build();
     private final Consumer<String> progress;
 
     public LocalFederation(Topology topology, Consumer<String> progress) {

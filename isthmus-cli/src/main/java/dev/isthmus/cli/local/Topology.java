@@ -179,6 +179,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("QUARKUS_GRPC_SERVER_PORT", Integer.toString(port(region, BRIDGE_GRPC)));
         env.put("QUARKUS_GRPC_SERVER_HOST", HOST);
         env.put("ISTHMUS_BOOTSTRAP_TOKEN_FILE", workloadTokenFile(region).toString());
+        env.put("ISTHMUS_ADMIN_TOKEN_FILE", adminTokenFile(region).toString());
         return new Component(region, "trust-bridge", Component.Kind.TRUST_BRIDGE,
                 java(region, "trust-bridge", "256m", home.resolve("trust-bridge/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + trustBridgePort(region) + "/q/health/ready"),

@@ -45,7 +45,8 @@ import org.slf4j.LoggerFactory;
  * WorkloadCertificates service, and renews at half the certificate's life (with up to 10% jitter).
  * A failed request is retried with exponential backoff (1 s doubling to 60 s, with jitter); the
  * current certificate stays in use until a new one arrives, so a bridge that is away costs nothing
- * until the certificate expires. Listeners hear of every new certificate.
+ * until the certificate expires. The trust bundle is watched between renewals. Listeners hear of
+ * every new certificate and every new set of trust roots.
  */
 public final class SvidClient implements AutoCloseable {
 
@@ -109,6 +110,7 @@ public final class SvidClient implements AutoCloseable {
             log.info("event=svid_received spiffe_id={} serial={} not_after={}", spiffeId, svid.certificate().getSerialNumber().toString(16),
                     svid.notAfter());
             listeners.forEach(l -> l.accept(svid));
+            watchBundle();
             Instant issued = svid.certificate().getNotBefore().toInstant().plusSeconds(60);
             long lifeMs = Math.max(1000, Duration.between(issued, svid.notAfter()).toMillis());
             long halfLife = lifeMs / 2;
@@ -124,6 +126,61 @@ public final class SvidClient implements AutoCloseable {
             log.warn("event=svid_request_failed spiffe_id={} attempt={} retry_in_ms={} cause=\"{}\" current_valid_until={}", spiffeId,
                     failures, delay, why, current().map(Svid::notAfter).map(Instant::toString).orElse("none"));
             timer.schedule(this::renew, delay, TimeUnit.MILLISECONDS);
+        }
+    }
+
+    private volatile boolean watching;
+
+    /**
+     * Keeps the trust roots current between renewals: the bridge pushes the bundle on every change
+     * (a root rotation distributes the new root before it signs anything). A broken watch is
+     * reopened 5 s later.
+     */
+    private synchronized void watchBundle() {
+        if (watching || timer.isShutdown()) {
+            return;
+        }
+        watching = true;
+        WorkloadCertificatesGrpc.newStub(channel).watchBundle(
+                dev.isthmus.api.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential).build(),
+                new io.grpc.stub.StreamObserver<>() {
+                    @Override
+                    public void onNext(dev.isthmus.api.trust.v1.TrustBundle bundle) {
+                        try {
+                            var roots = new ArrayList<X509Certificate>();
+                            for (var r : bundle.getRootsMap().values()) {
+                                for (String c : r.getCertificatePemList()) {
+                                    roots.add(parse(c));
+                                }
+                            }
+                            Svid now = current.get();
+                            if (now != null && !now.trustRoots().equals(roots)) {
+                                Svid updated = new Svid(now.spiffeId(), now.key(), now.certificate(), now.chain(), List.copyOf(roots), now.notAfter());
+                                current.set(updated);
+                                log.info("event=trust_bundle_updated sequence={} roots={}", bundle.getSequence(), roots.size());
+                                listeners.forEach(l -> l.accept(updated));
+                            }
+                        } catch (Exception e) {
+                            log.warn("event=trust_bundle_unreadable cause={}", e.toString());
+                        }
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        rewatch();
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        rewatch();
+                    }
+                });
+    }
+
+    private void rewatch() {
+        watching = false;
+        if (!timer.isShutdown()) {
+            timer.schedule(this::watchBundle, 5, TimeUnit.SECONDS);
         }
     }
 

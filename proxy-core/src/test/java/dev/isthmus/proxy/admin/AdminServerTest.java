@@ -22,7 +22,7 @@ class AdminServerTest {
     private final EventLoops loops = EventLoops.create("test", 1);
     private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
     private final AtomicBoolean ready = new AtomicBoolean(false);
-    private final HttpClient http = HttpClient.newHttpClient();
+    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build();
     private AdminServer admin;
 
     @BeforeEach

@@ -29,6 +29,6 @@ public class BundleResource {
             keys.add(Map.of("use", "x509-svid", "kty", "EC", "crv", "P-256",
                     "x5c", List.of(Base64.getEncoder().encodeToString(root.getEncoded()))));
         }
-        return Map.of("trust_domain", ca.trustDomain(), "spiffe_sequence", 1, "keys", keys);
+        return Map.of("trust_domain", ca.trustDomain(), "spiffe_sequence", ca.rotation().sequence(), "keys", keys);
     }
 }

@@ -8,9 +8,20 @@ import java.util.List;
 public final class EmbeddedBackend implements CaBackend {
 
     private final EmbeddedRoot root;
+    private final List<X509Certificate> others;
 
     public EmbeddedBackend(EmbeddedRoot root) {
+        this(root, List.of());
+    }
+
+    /** @param others roots trusted besides the signing one (during a rotation: the next, or the retiring) */
+    public EmbeddedBackend(EmbeddedRoot root, List<X509Certificate> others) {
         this.root = root;
+        this.others = List.copyOf(others);
+    }
+
+    public EmbeddedRoot signingRoot() {
+        return root;
     }
 
     @Override
@@ -20,7 +31,10 @@ public final class EmbeddedBackend implements CaBackend {
 
     @Override
     public List<X509Certificate> roots() {
-        return List.of(root.certificate());
+        var all = new java.util.ArrayList<X509Certificate>();
+        all.add(root.certificate());
+        all.addAll(others);
+        return List.copyOf(all);
     }
 
     @Override

@@ -42,13 +42,20 @@ import org.bouncycastle.cert.X509CertificateHolder;
  */
 public record EmbeddedRoot(String trustDomain, X509Certificate certificate, PrivateKey key) {
 
-    private static final String KEY_FILE = "root-key.pem";
-    private static final String CERT_FILE = "root-cert.pem";
 
     /** Loads the root kept in {@code dir}, or makes and stores one if there is none. */
     public static EmbeddedRoot loadOrCreate(Path dir, String trustDomain, Duration ttl) throws IOException, GeneralSecurityException {
-        Path keyFile = dir.resolve(KEY_FILE);
-        Path certFile = dir.resolve(CERT_FILE);
+        return loadOrCreate(dir, "root", trustDomain, ttl);
+    }
+
+    /**
+     * Loads, or makes, the root stored as {@code <name>-key.pem} and {@code <name>-cert.pem} in
+     * {@code dir}: {@code root} is the one that signs; a rotation also keeps {@code next-root} and
+     * {@code retiring-root}.
+     */
+    public static EmbeddedRoot loadOrCreate(Path dir, String name, String trustDomain, Duration ttl) throws IOException, GeneralSecurityException {
+        Path keyFile = dir.resolve(name + "-key.pem");
+        Path certFile = dir.resolve(name + "-cert.pem");
         if (Files.exists(keyFile) && Files.exists(certFile)) {
             return load(trustDomain, keyFile, certFile);
         }
@@ -61,6 +68,19 @@ public record EmbeddedRoot(String trustDomain, X509Certificate certificate, Priv
         writeOwnerOnly(keyFile, pem(new org.bouncycastle.openssl.jcajce.JcaPKCS8Generator(pair.getPrivate(), null)));
         Files.writeString(certFile, pem(cert));
         return new EmbeddedRoot(trustDomain, cert, pair.getPrivate());
+    }
+
+    /** True if a root named {@code name} is stored in {@code dir}. */
+    public static boolean exists(Path dir, String name) {
+        return Files.exists(dir.resolve(name + "-key.pem")) && Files.exists(dir.resolve(name + "-cert.pem"));
+    }
+
+    /** Renames the stored root {@code from} to {@code to} (replacing {@code to}); the key is moved first. */
+    public static void rename(Path dir, String from, String to) throws IOException {
+        Files.move(dir.resolve(from + "-key.pem"), dir.resolve(to + "-key.pem"), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        Files.move(dir.resolve(from + "-cert.pem"), dir.resolve(to + "-cert.pem"), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
 
     private static EmbeddedRoot load(String trustDomain, Path keyFile, Path certFile) throws IOException, GeneralSecurityException {

@@ -8,6 +8,11 @@ import jakarta.enterprise.event.Observes;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.quarkus.scheduler.Scheduled;
+import jakarta.enterprise.event.Event;
+import jakarta.inject.Inject;
+import java.time.Instant;
 import java.util.Optional;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -39,11 +44,16 @@ public class TrustDomainCa {
     void start(@Observes StartupEvent event) throws Exception {
         switch (config.ca().backend()) {
             case "embedded" -> {
-                var root = EmbeddedRoot.loadOrCreate(config.ca().dir(), trustDomain(), config.ca().rootTtl());
-                backend = new EmbeddedBackend(root);
+                rotation = loadRotation();
+                Path dir = config.ca().dir();
+                if (!EmbeddedRoot.exists(dir, "root") && EmbeddedRoot.exists(dir, "next-root") && EmbeddedRoot.exists(dir, "retiring-root")) {
+                    EmbeddedRoot.rename(dir, "next-root", "root"); // a switch interrupted between its two renames
+                }
+                rebuildEmbedded();
+                var root = ((EmbeddedBackend) backend).signingRoot();
                 lastError = "";
-                LOG.infof("event=ca_ready trust_domain=%s backend=embedded root_expires=%s dir=%s", trustDomain(),
-                        root.certificate().getNotAfter().toInstant(), config.ca().dir());
+                LOG.infof("event=ca_ready trust_domain=%s backend=embedded root_expires=%s dir=%s rotation=%s", trustDomain(),
+                        root.certificate().getNotAfter().toInstant(), config.ca().dir(), rotation.phase());
             }
             case "vault" -> retry.execute(() -> startVault(1));
             default -> throw new IllegalStateException("isthmus.ca.backend=" + config.ca().backend() + " is not known; use 'embedded' or 'vault'");
@@ -88,6 +98,103 @@ public class TrustDomainCa {
 
     void stop(@Observes ShutdownEvent event) {
         retry.shutdownNow();
+    }
+
+    // ----- root rotation (embedded backend) -----
+
+    /**
+     * The rotation state: {@code Stable} (one root); {@code Distributing} (a new root is in every
+     * bundle, the old one still signs, until {@code switchAt}); {@code Issuing} (the new root signs,
+     * the old one stays in the bundle until {@code retireAt}, the longest certificate lifetime later).
+     *
+     * @param sequence increases with every change of the bundle
+     */
+    public record Rotation(String phase, Instant startedAt, Instant switchAt, Instant retireAt, long sequence) {
+        static Rotation stable(long sequence) {
+            return new Rotation("Stable", null, null, null, sequence);
+        }
+    }
+
+    /** Fired when the roots in the bundle change. */
+    public record BundleChanged(long sequence) {
+    }
+
+    @Inject
+    ObjectMapper json;
+    @Inject
+    Event<BundleChanged> bundleChanged;
+    private volatile Rotation rotation = Rotation.stable(1);
+
+    public Rotation rotation() {
+        return rotation;
+    }
+
+    private Path rotationFile() {
+        return config.ca().dir().resolve("rotation.json");
+    }
+
+    private Rotation loadRotation() throws IOException {
+        return Files.exists(rotationFile()) ? json.readValue(rotationFile().toFile(), Rotation.class) : Rotation.stable(1);
+    }
+
+    private void saveRotation(Rotation r) throws IOException {
+        Path tmp = rotationFile().resolveSibling("rotation.json.tmp");
+        json.writeValue(tmp.toFile(), r);
+        Files.move(tmp, rotationFile(), java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        rotation = r;
+    }
+
+    private void rebuildEmbedded() throws Exception {
+        Path dir = config.ca().dir();
+        var root = EmbeddedRoot.loadOrCreate(dir, "root", trustDomain(), config.ca().rootTtl());
+        var others = new java.util.ArrayList<java.security.cert.X509Certificate>();
+        for (String extra : java.util.List.of("next-root", "retiring-root")) {
+            if (EmbeddedRoot.exists(dir, extra)) {
+                others.add(EmbeddedRoot.loadOrCreate(dir, extra, trustDomain(), config.ca().rootTtl()).certificate());
+            }
+        }
+        backend = new EmbeddedBackend(root, others);
+    }
+
+    /** Starts a rotation: a new root goes into every bundle now and signs after the distribution period. */
+    public synchronized Rotation rotate() throws Exception {
+        if (!"embedded".equals(config.ca().backend())) {
+            throw new IllegalStateException("root rotation is implemented for the embedded backend only; with Vault, rotate the "
+                    + "PKI mount's issuer in Vault (this bridge does not do it yet)");
+        }
+        if (!rotation.phase().equals("Stable")) {
+            throw new IllegalStateException("a rotation is already under way (phase " + rotation.phase() + ", started "
+                    + rotation.startedAt() + "); wait for it to finish");
+        }
+        Instant now = Instant.now();
+        EmbeddedRoot.loadOrCreate(config.ca().dir(), "next-root", trustDomain(), config.ca().rootTtl());
+        saveRotation(new Rotation("Distributing", now, now.plus(config.ca().rotation().distributionPeriod()), null, rotation.sequence() + 1));
+        rebuildEmbedded();
+        LOG.infof("event=root_rotation phase=Distributing switch_at=%s", rotation.switchAt());
+        bundleChanged.fire(new BundleChanged(rotation.sequence()));
+        return rotation;
+    }
+
+    /** Moves a rotation on when its time comes. */
+    @Scheduled(every = "1s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
+    synchronized void advance() throws Exception {
+        Rotation r = rotation;
+        Instant now = Instant.now();
+        Path dir = config.ca().dir();
+        if (r.phase().equals("Distributing") && !now.isBefore(r.switchAt())) {
+            EmbeddedRoot.rename(dir, "root", "retiring-root");
+            EmbeddedRoot.rename(dir, "next-root", "root");
+            saveRotation(new Rotation("Issuing", r.startedAt(), r.switchAt(), now.plus(config.ca().maxSvidTtl()), r.sequence() + 1));
+            rebuildEmbedded();
+            LOG.infof("event=root_rotation phase=Issuing retire_at=%s", rotation.retireAt());
+            bundleChanged.fire(new BundleChanged(rotation.sequence()));
+        } else if (r.phase().equals("Issuing") && !now.isBefore(r.retireAt())) {
+            EmbeddedRoot.rename(dir, "retiring-root", "retired-" + now.getEpochSecond() + "-root");
+            saveRotation(Rotation.stable(r.sequence() + 1));
+            rebuildEmbedded();
+            LOG.infof("event=root_rotation phase=Stable (old root retired)");
+            bundleChanged.fire(new BundleChanged(rotation.sequence()));
+        }
     }
 
     public String trustDomain() {

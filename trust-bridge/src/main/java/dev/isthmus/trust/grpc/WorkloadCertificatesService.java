@@ -140,7 +140,7 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     }
 
     /** Sends the current bundle to every open watch (after a root change). */
-    public void bundleChanged() {
+    void bundleChanged(@jakarta.enterprise.event.Observes TrustDomainCa.BundleChanged change) {
         TrustBundle b = bundle();
         for (var w : watchers) {
             try {
@@ -154,7 +154,8 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     private TrustBundle bundle() {
         var roots = RootCertificates.newBuilder();
         ca.backend().orElseThrow().roots().forEach(r -> roots.addCertificatePem(pem(r)));
-        return TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(1).putRoots(ca.trustDomain(), roots.build()).build();
+        return TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(ca.rotation().sequence())
+                .putRoots(ca.trustDomain(), roots.build()).build();
     }
 
     private static String pem(Object o) {

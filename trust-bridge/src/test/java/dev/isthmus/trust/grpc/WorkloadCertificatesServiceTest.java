@@ -40,10 +40,10 @@ import org.junit.jupiter.api.Test;
 
 /** The WorkloadCertificates service over a real gRPC connection to the running bridge. */
 @QuarkusTest
-class WorkloadCertificatesServiceTest {
+public class WorkloadCertificatesServiceTest {
 
-    static final String CREDENTIAL = "test-bootstrap-credential-0123456789";
-    static final String ID = "spiffe://test-east.acme.isthmus/ns/shop/sa/product-catalog";
+    public static final String CREDENTIAL = "test-bootstrap-credential-0123456789";
+    public static final String ID = "spiffe://test-east.acme.isthmus/ns/shop/sa/product-catalog";
     static ManagedChannel channel;
     static WorkloadCertificatesGrpc.WorkloadCertificatesBlockingStub stub;
 

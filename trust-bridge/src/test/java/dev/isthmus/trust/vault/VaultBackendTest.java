@@ -28,7 +28,7 @@ import org.junit.jupiter.api.Test;
  * not Vault); with {@code -Preal-vault} against the real Vault named by {@code VAULT_ADDR} and
  * {@code VAULT_TOKEN} (a fresh PKI mount per run), and skipped, visibly, when they are not set.
  */
-class VaultBackendTest {
+public class VaultBackendTest {
 
     static final boolean REAL = "real".equals(System.getProperty("isthmus.test.vault"));
     static final String TD = "test-east.acme.isthmus";
@@ -64,7 +64,7 @@ class VaultBackendTest {
         return new VaultBackend.Settings(address, tok, roleId, secretId, mount, "svid", "secret", provision, Duration.ofHours(24 * 30));
     }
 
-    static String csr() throws Exception {
+    public static String csr() throws Exception {
         var g = KeyPairGenerator.getInstance("EC");
         g.initialize(new ECGenParameterSpec("secp256r1"));
         var pair = g.generateKeyPair();
