@@ -12,7 +12,7 @@ public final class BenchMain {
         if (args.length == 0 || args[0].equals("-h") || args[0].equals("--help")) {
             System.out.println("""
                     usage: bench/run <benchmark> [options]
-                      federation-scale [--clusters 10] [--services 1000] [--endpoints 10] [--changes 60] [--base-port 37000]
+                      federation-scale [--clusters 10] [--services 1000] [--endpoints 10] [--changes 60] [--base-port 24000]
                           N controllers against one real nats-server, each with S services x E endpoints (static file);
                           the last joins the running federation: time to the full catalog, heap, NATS bytes; then
                           single-endpoint changes: propagation p50/p99 to every other controller.""");

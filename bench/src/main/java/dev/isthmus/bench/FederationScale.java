@@ -49,7 +49,7 @@ final class FederationScale {
     private int services = 1000;
     private int endpoints = 10;
     private int changes = 60;
-    private int basePort = 37000;
+    private int basePort = 24000;
     private final List<Process> processes = new ArrayList<>();
     private Path work;
 

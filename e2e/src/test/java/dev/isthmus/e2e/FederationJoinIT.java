@@ -42,7 +42,7 @@ class FederationJoinIT {
     static final List<String> REGIONS = List.of("us-east", "eu-west", "ap-south");
 
     @RegisterExtension
-    static final LocalFederationExtension FED = new LocalFederationExtension(34000, "us-east", "eu-west", "ap-south").unfederated();
+    static final LocalFederationExtension FED = new LocalFederationExtension(27000, "us-east", "eu-west", "ap-south").unfederated();
 
     static String usedToken;
 

@@ -115,7 +115,7 @@ class IsthmusCommandIT {
     void aPortInUseFailsWithItsNumberAndStartsNothing() throws Exception {
         try (var squatter = new ServerSocket()) {
             squatter.bind(new InetSocketAddress("127.0.0.1", 33010));
-            var up = isthmus("up", "--regions=us-east", "--base-port=33000");
+            var up = isthmus("up", "--regions=us-east", "--base-port=28000");
             assertEquals(1, up.exit(), up.output());
             assertTrue(up.output().contains("port 33010") && up.output().contains("us-east/federation-controller"), up.output());
             assertEquals(List.of(), processesOfState());
@@ -124,7 +124,7 @@ class IsthmusCommandIT {
 
     @Test
     void aMissingNatsServerIsNamedWithTheInstallCommandAndStartsNothing() throws Exception {
-        var up = run(List.of("up", "--regions=us-east", "--base-port=33000"),
+        var up = run(List.of("up", "--regions=us-east", "--base-port=28000"),
                 List.of("--home=" + LocalFederationExtension.home(), "--state-dir=" + state), Map.of("PATH", "/nonexistent"));
         assertEquals(1, up.exit(), up.output());
         assertTrue(up.output().contains("nats-server is not installed") && up.output().contains("apt-get install -y nats-server"), up.output());
@@ -133,7 +133,7 @@ class IsthmusCommandIT {
 
     @Test
     void rejectsARegionThatIsNotADnsLabel() throws Exception {
-        var up = isthmus("up", "--regions=US_East", "--base-port=33000");
+        var up = isthmus("up", "--regions=US_East", "--base-port=28000");
         assertEquals(2, up.exit(), up.output());
         assertTrue(up.output().contains("'US_East'"), up.output());
     }

@@ -190,13 +190,30 @@ public final class LocalFederation {
                 }
             }
         }
+        int[] ephemeral = ephemeralPortRange();
         for (Component c : topology.components()) {
             for (int port : c.ports()) {
+                if (port >= ephemeral[0] && port <= ephemeral[1]) {
+                    throw new LocalFederationException("port " + port + " (wanted by " + c.id() + ") is in this machine's ephemeral port "
+                            + "range " + ephemeral[0] + "-" + ephemeral[1] + " (/proc/sys/net/ipv4/ip_local_port_range), where any outgoing "
+                            + "connection may take it first; pick a --base-port below " + ephemeral[0] + " (at most "
+                            + (ephemeral[0] - 100 * topology.regions().size()) + " for " + topology.regions().size() + " regions)");
+                }
                 if (!portFree(port)) {
                     throw new LocalFederationException("port " + port + " (wanted by " + c.id() + ") is in use by another process: "
                             + "stop that process, or pick another port range with --base-port");
                 }
             }
+        }
+    }
+
+    /** The kernel's range for outgoing connections' local ports; 32768-60999 if it cannot be read. */
+    static int[] ephemeralPortRange() {
+        try {
+            String[] parts = Files.readString(Path.of("/proc/sys/net/ipv4/ip_local_port_range")).strip().split("\\s+");
+            return new int[] {Integer.parseInt(parts[0]), Integer.parseInt(parts[1])};
+        } catch (IOException | RuntimeException e) {
+            return new int[] {32768, 60999};
         }
     }
 
