@@ -332,6 +332,7 @@ class FederationJoinIT {
             var captured = sub.nextMessage(Duration.ofSeconds(8));
             assertNotNull(captured, "no registry delta of eu-west seen in 8 s");
             assertNotNull(captured.getHeaders().getFirst("Isthmus-Signature"), "registry messages carry a signature");
+            await("ledger-1 reached us-east", Duration.ofSeconds(4), () -> catalog("us-east").stream().anyMatch(l -> l.contains("ledger-1")));
             Files.delete(file);
             await("ledger-1 gone again", Duration.ofSeconds(4), () -> catalog("us-east").equals(before));
 

@@ -114,10 +114,10 @@ class IsthmusCommandIT {
     @Test
     void aPortInUseFailsWithItsNumberAndStartsNothing() throws Exception {
         try (var squatter = new ServerSocket()) {
-            squatter.bind(new InetSocketAddress("127.0.0.1", 33010));
+            squatter.bind(new InetSocketAddress("127.0.0.1", 28010));
             var up = isthmus("up", "--regions=us-east", "--base-port=28000");
             assertEquals(1, up.exit(), up.output());
-            assertTrue(up.output().contains("port 33010") && up.output().contains("us-east/federation-controller"), up.output());
+            assertTrue(up.output().contains("port 28010") && up.output().contains("us-east/federation-controller"), up.output());
             assertEquals(List.of(), processesOfState());
         }
     }
