@@ -267,6 +267,10 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         sb.append("http: \"").append(HOST).append(':').append(natsMonitorPort(region)).append("\"\n");
         sb.append("jetstream {\n  store_dir: \"").append(regionDir(region).resolve("nats").resolve("jetstream"))
                 .append("\"\n  max_memory_store: 64MB\n  max_file_store: 256MB\n}\n");
+        if (regions.size() == 1) {
+            // One region: a standalone server (a cluster or gateway block would make JetStream wait for peers).
+            return sb.toString();
+        }
         // JetStream in a super-cluster runs clustered, which needs a cluster with a route; one server per
         // region routes to itself (nats-server detects and ignores the self-route).
         sb.append("cluster {\n  name: \"").append(region).append("\"\n  listen: \"").append(HOST).append(':')

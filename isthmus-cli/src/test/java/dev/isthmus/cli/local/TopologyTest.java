@@ -49,4 +49,12 @@ class TopologyTest {
         assertThrows(IllegalArgumentException.class, () -> new Topology("acme", List.of("a", "a"), 20000, Path.of("/"), Path.of("/s"), "java"));
         assertThrows(IllegalArgumentException.class, () -> new Topology("acme", List.of("a"), 65500, Path.of("/"), Path.of("/s"), "java"));
     }
+
+    @Test
+    void aSingleRegionRunsAStandaloneNatsServer() {
+        var one = new Topology("acme", List.of("us-east"), 21000, Path.of("/home"), Path.of("/state"), "java");
+        String conf = one.natsConfigText("us-east");
+        org.junit.jupiter.api.Assertions.assertTrue(conf.contains("jetstream"), conf);
+        org.junit.jupiter.api.Assertions.assertFalse(conf.contains("gateway") || conf.contains("cluster"), conf);
+    }
 }
