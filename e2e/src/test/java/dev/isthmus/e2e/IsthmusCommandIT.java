@@ -47,6 +47,11 @@ class IsthmusCommandIT {
         return run(List.of(args), List.of("--controller=" + controller));
     }
 
+    /** Runs an API command against one controller of this test's local federation (its admin credential is found there). */
+    private Result isthmusAtLocal(String controller, String... args) throws Exception {
+        return run(List.of(args), List.of("--controller=" + controller, "--home=" + LocalFederationExtension.home(), "--state-dir=" + state));
+    }
+
     private Result run(List<String> args, List<String> options) throws Exception {
         return run(args, options, Map.of());
     }
@@ -100,6 +105,23 @@ class IsthmusCommandIT {
         var clusters = isthmusAt("http://127.0.0.1:32010", "clusters", "-o", "json");
         assertEquals(0, clusters.exit(), clusters.output());
         assertTrue(clusters.output().contains("\"eu-west\""), clusters.output());
+
+        var trust = isthmus("trust", "status", "--cluster", "eu-west");
+        assertEquals(0, trust.exit(), trust.output());
+        assertTrue(trust.output().contains("eu-west.acme.isthmus") && trust.output().contains("rotation Stable"), trust.output());
+        var rotate = isthmus("trust", "rotate", "--cluster", "eu-west");
+        assertEquals(0, rotate.exit(), rotate.output());
+        assertTrue(rotate.output().contains("rotation Distributing"), rotate.output());
+        var again = isthmus("trust", "rotate", "--cluster", "eu-west");
+        assertEquals(1, again.exit(), again.output());
+        assertTrue(again.output().contains("409") && again.output().contains("already under way"), again.output());
+
+        var token = isthmusAtLocal("http://127.0.0.1:32010", "token", "create", "--cluster", "ap-south", "-q");
+        assertEquals(0, token.exit(), token.output());
+        assertTrue(token.output().strip().startsWith("isthmus-join-v1."), token.output());
+        var join = isthmusAtLocal("http://127.0.0.1:32110", "join", token.output().strip());
+        assertEquals(1, join.exit(), join.output());
+        assertTrue(join.output().contains("409") && join.output().contains("eu-west is a member of federation 'acme'"), join.output());
 
         var logs = isthmus("logs", "eu-west/federation-controller", "-n", "50");
         assertEquals(0, logs.exit());

@@ -25,6 +25,10 @@ final class ControllerOptions {
     @Option(names = {"-o", "--output"}, defaultValue = "table", description = "table or json (default: ${DEFAULT-VALUE}).")
     String output;
 
+    /** Where the local federation is, to find the admin credential of one of its controllers. */
+    @picocli.CommandLine.Mixin
+    LocalOptions local = new LocalOptions();
+
     boolean json() {
         return "json".equals(output);
     }
@@ -46,8 +50,7 @@ final class ControllerOptions {
     }
 
     private String localAdminToken() throws IOException {
-        String homeEnv = System.getenv("ISTHMUS_HOME");
-        Path state = Path.of(homeEnv != null ? homeEnv : ".").toAbsolutePath().normalize().resolve(".isthmus");
+        Path state = local.stateDir();
         if (!Files.exists(state.resolve("regions"))) {
             return null;
         }
