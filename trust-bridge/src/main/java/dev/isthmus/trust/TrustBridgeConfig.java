@@ -73,6 +73,16 @@ public interface TrustBridgeConfig {
 
         /** File holding it (the cluster's workload join secret in the local default). */
         Optional<Path> tokenFile();
+
+        /**
+         * Also accept Kubernetes service-account tokens (checked with the TokenReview API): such a
+         * token may ask only for {@code spiffe://<trust-domain>/ns/<its namespace>/sa/<its account>}.
+         */
+        @WithDefault("false")
+        boolean kubernetes();
+
+        /** Audiences the service-account token must be for (TokenReview {@code spec.audiences}); none by default. */
+        Optional<java.util.List<String>> kubernetesAudiences();
     }
 
     interface Cluster {

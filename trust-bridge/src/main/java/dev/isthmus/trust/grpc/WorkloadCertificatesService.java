@@ -44,11 +44,22 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     private final byte[] credential;
     private final List<StreamObserver<TrustBundle>> watchers = new CopyOnWriteArrayList<>();
 
+    private final ServiceAccountTokens serviceAccounts;
+
+    @jakarta.inject.Inject
     public WorkloadCertificatesService(TrustDomainCa ca, TrustBridgeConfig config, MeterRegistry meters) {
+        this(ca, config, meters, config.bootstrap().kubernetes()
+                ? new ServiceAccountTokens(new io.fabric8.kubernetes.client.KubernetesClientBuilder().build(),
+                        config.bootstrap().kubernetesAudiences().orElse(List.of()))
+                : null);
+    }
+
+    WorkloadCertificatesService(TrustDomainCa ca, TrustBridgeConfig config, MeterRegistry meters, ServiceAccountTokens serviceAccounts) {
         this.ca = ca;
         this.config = config;
         this.meters = meters;
         this.credential = loadCredential(config);
+        this.serviceAccounts = serviceAccounts;
     }
 
     private static byte[] loadCredential(TrustBridgeConfig config) {
@@ -72,7 +83,14 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
         return null;
     }
 
-    private void checkCredential(String presented) throws SvidIssuer.Refusal {
+    /**
+     * Checks the credential; returns the one SPIFFE ID it may have, or null when it is the cluster's
+     * bootstrap secret (which may have any ID of the trust domain).
+     */
+    private String checkCredential(String presented) throws SvidIssuer.Refusal {
+        if (serviceAccounts != null && ServiceAccountTokens.looksLikeJwt(presented)) {
+            return serviceAccounts.allowedId(presented, ca.trustDomain());
+        }
         if (credential == null) {
             throw new SvidIssuer.Refusal(Status.Code.UNAUTHENTICATED, "no_credential_configured",
                     "this bridge has no bootstrap credential configured (isthmus.bootstrap.token-file); it issues nothing");
@@ -85,16 +103,21 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
             throw new SvidIssuer.Refusal(Status.Code.UNAUTHENTICATED, "unknown_credential",
                     "the credential is not this cluster's bootstrap credential");
         }
+        return null;
     }
 
     @Override
     @Blocking
     public void issue(IssueRequest request, StreamObserver<IssueResponse> response) {
         try {
-            checkCredential(request.getCredential());
+            String allowed = checkCredential(request.getCredential());
             var backend = ca.backend().orElseThrow(() -> new SvidIssuer.Refusal(Status.Code.UNAVAILABLE, "ca_not_ready",
                     "the CA backend is not ready: " + ca.lastError()));
             String id = SvidIssuer.checkSpiffeId(request.getSpiffeId(), ca.trustDomain());
+            if (allowed != null && !allowed.equals(id)) {
+                throw new SvidIssuer.Refusal(Status.Code.PERMISSION_DENIED, "id_not_allowed", "the service-account token may have only "
+                        + allowed + ", not " + id);
+            }
             if (request.getTtlSeconds() < 0) {
                 throw new SvidIssuer.Refusal(Status.Code.INVALID_ARGUMENT, "bad_ttl", "ttl_seconds is negative: " + request.getTtlSeconds());
             }
