@@ -418,5 +418,8 @@ class FederationJoinIT {
                 && catalog("ap-south").stream().noneMatch(l -> l.contains(" eu-west ")));
         var e = refused(() -> api("us-east").delete("/api/v1/clusters/eu-west"));
         assertEquals(409, e.status());
+        await("eu-west's trust roots withdrawn", Duration.ofSeconds(3),
+                () -> !api("us-east").get("/api/v1/trust/federated-bundles").has("eu-west.acme.isthmus")
+                        && api("us-east").get("/api/v1/trust/federated-bundles").has("ap-south.acme.isthmus"));
     }
 }

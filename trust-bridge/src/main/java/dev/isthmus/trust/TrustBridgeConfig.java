@@ -23,6 +23,13 @@ public interface TrustBridgeConfig {
 
     Admin admin();
 
+    Controller controller();
+
+    interface Controller {
+        /** This cluster's controller (HTTP), whose federated trust bundles are added to the bundle; none: own roots only. */
+        Optional<String> url();
+    }
+
     interface Admin {
         /** The admin credential (bearer token) for state-changing endpoints (root rotation); wins over the file. */
         Optional<String> token();

@@ -21,6 +21,10 @@ public interface ControllerConfig {
 
     Admin admin();
 
+    /** The HTTP URL of this cluster's trust bridge, whose bundle the controller federates (none: no bundle exchange). */
+    @io.smallrye.config.WithName("trust-bridge.url")
+    java.util.Optional<String> trustBridgeUrl();
+
     Workload workload();
 
     Membership membership();

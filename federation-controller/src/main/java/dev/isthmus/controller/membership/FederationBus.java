@@ -46,7 +46,7 @@ public class FederationBus {
 
     private static final Logger LOG = Logger.getLogger(FederationBus.class);
     /** Kinds whose subject ends with the sending cluster's name. */
-    private static final Set<String> PER_CLUSTER = Set.of("heartbeat", "registry", "registry-delta");
+    private static final Set<String> PER_CLUSTER = Set.of("heartbeat", "registry", "registry-delta", "trust-bundle");
     static final String ENCODING = "Isthmus-Encoding";
     static final String PART = "Isthmus-Part";
     static final String MESSAGE = "Isthmus-Message";
@@ -105,7 +105,7 @@ public class FederationBus {
      */
     private List<String> subjects(String prefix) {
         String self = ClusterName.of(config.cluster().name()).value();
-        return List.of(prefix + "heartbeat.*", prefix + "registry.*", prefix + "registry-delta.*", prefix + "registry-sync",
+        return List.of(prefix + "heartbeat.*", prefix + "registry.*", prefix + "registry-delta.*", prefix + "registry-sync", prefix + "trust-bundle.*",
                 prefix + "membership", prefix + "join." + self, prefix + "registry-to." + self);
     }
 

@@ -160,6 +160,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_ADMIN_TOKEN_FILE", adminTokenFile(region).toString());
         env.put("ISTHMUS_WORKLOAD_TOKEN_FILE", workloadTokenFile(region).toString());
         env.put("ISTHMUS_REGISTRY_STATIC_FILE", staticRegistryFile(region).toString());
+        env.put("ISTHMUS_TRUST_BRIDGE_URL", "http://" + HOST + ":" + trustBridgePort(region));
         env.put("ISTHMUS_REGISTRY_STATIC_FILE_POLL", "1s");
         return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
                 java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
@@ -180,6 +181,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("QUARKUS_GRPC_SERVER_HOST", HOST);
         env.put("ISTHMUS_BOOTSTRAP_TOKEN_FILE", workloadTokenFile(region).toString());
         env.put("ISTHMUS_ADMIN_TOKEN_FILE", adminTokenFile(region).toString());
+        env.put("ISTHMUS_CONTROLLER_URL", "http://" + HOST + ":" + controllerPort(region));
         return new Component(region, "trust-bridge", Component.Kind.TRUST_BRIDGE,
                 java(region, "trust-bridge", "256m", home.resolve("trust-bridge/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + trustBridgePort(region) + "/q/health/ready"),

@@ -57,13 +57,13 @@ public record Subjects(FederationName federation) {
         return prefix() + ">";
     }
 
-    /** Trust bundles published by one cluster's trust bridge. */
+    /** The trust bundle of one cluster's trust domain, published by its controller. */
     public String trustBundle(ClusterName cluster) {
-        return prefix() + "trust.bundle." + cluster.value();
+        return prefix() + "trust-bundle." + cluster.value();
     }
 
     public String trustBundlesAll() {
-        return prefix() + "trust.bundle.*";
+        return prefix() + "trust-bundle.*";
     }
 
     /** Accepted policy bundles, keyed by commit. */

@@ -47,6 +47,9 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     private final ServiceAccountTokens serviceAccounts;
 
     @jakarta.inject.Inject
+    dev.isthmus.trust.ca.FederatedRoots federated;
+
+    @jakarta.inject.Inject
     public WorkloadCertificatesService(TrustDomainCa ca, TrustBridgeConfig config, MeterRegistry meters) {
         this(ca, config, meters, config.bootstrap().kubernetes()
                 ? new ServiceAccountTokens(new io.fabric8.kubernetes.client.KubernetesClientBuilder().build(),
@@ -177,8 +180,14 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     private TrustBundle bundle() {
         var roots = RootCertificates.newBuilder();
         ca.backend().orElseThrow().roots().forEach(r -> roots.addCertificatePem(pem(r)));
-        return TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(ca.rotation().sequence())
-                .putRoots(ca.trustDomain(), roots.build()).build();
+        var bundle = TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(ca.rotation().sequence() + federated.version())
+                .putRoots(ca.trustDomain(), roots.build());
+        federated.roots().forEach((td, certs) -> {
+            var other = RootCertificates.newBuilder();
+            certs.forEach(c -> other.addCertificatePem(pem(c)));
+            bundle.putRoots(td, other.build());
+        });
+        return bundle.build();
     }
 
     private static String pem(Object o) {
