@@ -15,12 +15,16 @@ public final class BenchMain {
                       federation-scale [--clusters 10] [--services 1000] [--endpoints 10] [--changes 60] [--base-port 24000]
                           N controllers against one real nats-server, each with S services x E endpoints (static file);
                           the last joins the running federation: time to the full catalog, heap, NATS bytes; then
-                          single-endpoint changes: propagation p50/p99 to every other controller.""");
+                          single-endpoint changes: propagation p50/p99 to every other controller.
+                      csr-signing [--csrs 3000] [--concurrency 4] [--openssl 400]
+                          a real trust bridge signing P-256 CSRs over gRPC (embedded backend), side by side
+                          with `openssl x509 -req` signing the same CSRs with the same root.""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
         switch (args[0]) {
             case "federation-scale" -> System.exit(FederationScale.run(rest));
+            case "csr-signing" -> System.exit(CsrSigning.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);

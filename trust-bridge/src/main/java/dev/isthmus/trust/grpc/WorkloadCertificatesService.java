@@ -131,11 +131,11 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
             SvidIssuer.checkCsr(request.getCsrPem(), id);
             var issued = backend.sign(request.getCsrPem(), id, ttl);
             meters.counter("isthmus_svid_issued", "backend", backend.name()).increment();
-            LOG.infof("event=svid_issued spiffe_id=%s serial=%s not_after=%s backend=%s", id, issued.certificate().getSerialNumber().toString(16),
+            LOG.debugf("event=svid_issued spiffe_id=%s serial=%s not_after=%s backend=%s", id, issued.certificate().getSerialNumber().toString(16),
                     issued.certificate().getNotAfter().toInstant(), backend.name());
             var answer = IssueResponse.newBuilder().setCertificatePem(pem(issued.certificate())).setBundle(bundle())
                     .setNotAfterUnix(issued.certificate().getNotAfter().toInstant().getEpochSecond());
-            issued.chain().forEach(c -> answer.addChainPem(pem(c)));
+            issued.chain().forEach(c -> answer.addChainPem(pemCached(c)));
             response.onNext(answer.build());
             response.onCompleted();
         } catch (SvidIssuer.Refusal r) {
@@ -177,7 +177,32 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
         }
     }
 
+    private final java.util.Map<java.security.cert.X509Certificate, String> pemCache = new java.util.concurrent.ConcurrentHashMap<>();
+    private volatile TrustBundle cachedBundle;
+    private volatile long cachedSequence = -1;
+
+    /** Root certificates are PEM-encoded once. */
+    private String pemCached(java.security.cert.X509Certificate c) {
+        if (pemCache.size() > 64) {
+            pemCache.clear();
+        }
+        return pemCache.computeIfAbsent(c, WorkloadCertificatesService::pem);
+    }
+
+    /** The bundle, rebuilt only when its sequence changed. */
     private TrustBundle bundle() {
+        long seq = ca.rotation().sequence() + federated.version();
+        TrustBundle b = cachedBundle;
+        if (b != null && cachedSequence == seq) {
+            return b;
+        }
+        b = buildBundle();
+        cachedBundle = b;
+        cachedSequence = seq;
+        return b;
+    }
+
+    private TrustBundle buildBundle() {
         var roots = RootCertificates.newBuilder();
         ca.backend().orElseThrow().roots().forEach(r -> roots.addCertificatePem(pem(r)));
         var bundle = TrustBundle.newBuilder().setTrustDomain(ca.trustDomain()).setSequence(ca.rotation().sequence() + federated.version())
