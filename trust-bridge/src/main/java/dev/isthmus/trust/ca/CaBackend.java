@@ -20,8 +20,8 @@ public interface CaBackend {
     /** The trust domain's current root certificates (more than one during a rotation). */
     List<X509Certificate> roots();
 
-    /** Signs a checked CSR for {@code spiffeId}. */
-    Signed sign(String csrPem, String spiffeId, Duration ttl) throws SvidIssuer.Refusal;
+    /** Signs a CSR already checked by {@link SvidIssuer#checkCsr} (which gave {@code key}) for {@code spiffeId}. */
+    Signed sign(String csrPem, java.security.PublicKey key, String spiffeId, Duration ttl) throws SvidIssuer.Refusal;
 
     /** Where the federated bundle is kept when NATS is away: a no-op for the embedded backend. */
     default void storeBundle(String bundleJson) throws SvidIssuer.Refusal {

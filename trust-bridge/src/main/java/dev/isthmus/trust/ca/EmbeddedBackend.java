@@ -38,8 +38,8 @@ public final class EmbeddedBackend implements CaBackend {
     }
 
     @Override
-    public Signed sign(String csrPem, String spiffeId, Duration ttl) throws SvidIssuer.Refusal {
-        var issued = SvidIssuer.issue(root, csrPem, spiffeId, ttl);
+    public Signed sign(String csrPem, java.security.PublicKey key, String spiffeId, Duration ttl) throws SvidIssuer.Refusal {
+        var issued = SvidIssuer.sign(root, key, spiffeId, ttl);
         return new Signed(issued.certificate(), List.of(root.certificate()));
     }
 }

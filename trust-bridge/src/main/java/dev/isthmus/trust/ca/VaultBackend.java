@@ -149,7 +149,7 @@ public final class VaultBackend implements CaBackend {
     }
 
     @Override
-    public Signed sign(String csrPem, String spiffeId, Duration ttl) throws SvidIssuer.Refusal {
+    public Signed sign(String csrPem, java.security.PublicKey key, String spiffeId, Duration ttl) throws SvidIssuer.Refusal {
         try {
             var body = new LinkedHashMap<String, Object>();
             body.put("csr", csrPem);

@@ -128,8 +128,8 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
             if (ttl.compareTo(config.ca().maxSvidTtl()) > 0) {
                 ttl = config.ca().maxSvidTtl();
             }
-            SvidIssuer.checkCsr(request.getCsrPem(), id);
-            var issued = backend.sign(request.getCsrPem(), id, ttl);
+            var key = SvidIssuer.checkCsr(request.getCsrPem(), id);
+            var issued = backend.sign(request.getCsrPem(), key, id, ttl);
             meters.counter("isthmus_svid_issued", "backend", backend.name()).increment();
             LOG.debugf("event=svid_issued spiffe_id=%s serial=%s not_after=%s backend=%s", id, issued.certificate().getSerialNumber().toString(16),
                     issued.certificate().getNotAfter().toInstant(), backend.name());

@@ -81,7 +81,7 @@ public class VaultBackendTest {
         var backend = new VaultBackend(settings(token, null, null, true), TD).start();
         X509Certificate root = backend.roots().get(0);
         String id = "spiffe://" + TD + "/ns/shop/sa/product-catalog";
-        var signed = backend.sign(csr(), id, Duration.ofHours(24));
+        var signed = backend.sign(csr(), null, id, Duration.ofHours(24));
         signed.certificate().verify(root.getPublicKey());
         assertEquals(List.of(List.of(6, id)), signed.certificate().getSubjectAlternativeNames().stream().map(List::copyOf).toList());
         assertTrue(signed.certificate().getNotAfter().getTime() - System.currentTimeMillis() <= Duration.ofHours(24).toMillis() + 120_000);
@@ -95,7 +95,7 @@ public class VaultBackendTest {
     @Test
     void theRoleRefusesAnIdentityOutsideTheTrustDomain() throws Exception {
         var backend = new VaultBackend(settings(token, null, null, true), TD).start();
-        var e = assertThrows(SvidIssuer.Refusal.class, () -> backend.sign(csr(), "spiffe://other.acme.isthmus/ns/shop/sa/x", Duration.ofHours(1)));
+        var e = assertThrows(SvidIssuer.Refusal.class, () -> backend.sign(csr(), null, "spiffe://other.acme.isthmus/ns/shop/sa/x", Duration.ofHours(1)));
         assertEquals(Status.Code.FAILED_PRECONDITION, e.code());
         assertTrue(e.getMessage().contains("400") && e.getMessage().contains("other.acme.isthmus"), e.getMessage());
     }
@@ -128,7 +128,7 @@ public class VaultBackendTest {
         Assumptions.assumeTrue(fake != null, "needs the test server, which can be stopped");
         var backend = new VaultBackend(settings(token, null, null, true), TD).start();
         fake.stop();
-        var e = assertThrows(SvidIssuer.Refusal.class, () -> backend.sign(csr(), "spiffe://" + TD + "/ns/shop/sa/a", Duration.ofHours(1)));
+        var e = assertThrows(SvidIssuer.Refusal.class, () -> backend.sign(csr(), null, "spiffe://" + TD + "/ns/shop/sa/a", Duration.ofHours(1)));
         assertEquals(Status.Code.UNAVAILABLE, e.code());
         assertEquals(1, backend.roots().size(), "the roots read before stay");
     }
