@@ -73,6 +73,25 @@ final class TrustCommand implements Runnable {
         System.out.print(table.render());
     }
 
+    /** A call to the bridge whose answer is the rotation view. */
+    interface BridgeCall {
+        JsonNode run(ControllerClient client) throws ControllerClient.ApiException, InterruptedException;
+    }
+
+    /** Runs one call and prints its answer; failures are printed as {@code isthmus trust <name>: why}. */
+    static int call(String name, BridgeOptions bridge, String output, BridgeCall call) {
+        try {
+            print(call.run(bridge.client()), "json".equals(output));
+            return 0;
+        } catch (ControllerOptions.CommandException | ControllerClient.ApiException e) {
+            System.err.println("isthmus trust " + name + ": " + e.getMessage());
+            return 1;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 1;
+        }
+    }
+
     @Command(name = "status", description = "Show a trust bridge's roots and rotation phase.")
     static final class Status implements Callable<Integer> {
         @Mixin
@@ -83,19 +102,7 @@ final class TrustCommand implements Runnable {
 
         @Override
         public Integer call() {
-            try {
-                print(bridge.client().get("/api/v1/trust/rotation"), "json".equals(output));
-                return 0;
-            } catch (ControllerOptions.CommandException e) {
-                System.err.println("isthmus trust status: " + e.getMessage());
-                return 1;
-            } catch (ControllerClient.ApiException e) {
-                System.err.println("isthmus trust status: " + e.getMessage());
-                return 1;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return 1;
-            }
+            return TrustCommand.call("status", bridge, output, c -> c.get("/api/v1/trust/rotation"));
         }
     }
 
@@ -110,16 +117,7 @@ final class TrustCommand implements Runnable {
 
         @Override
         public Integer call() {
-            try {
-                print(bridge.client().post("/api/v1/trust/rotate", ""), "json".equals(output));
-                return 0;
-            } catch (ControllerOptions.CommandException | ControllerClient.ApiException e) {
-                System.err.println("isthmus trust rotate: " + e.getMessage());
-                return 1;
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return 1;
-            }
+            return TrustCommand.call("rotate", bridge, output, c -> c.post("/api/v1/trust/rotate", ""));
         }
     }
 }

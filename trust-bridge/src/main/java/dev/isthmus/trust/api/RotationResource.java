@@ -12,7 +12,6 @@ import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -83,11 +82,8 @@ public class RotationResource {
     }
 
     private byte[] adminCredential() throws IOException {
-        var a = config.admin();
-        if (a.token().isPresent()) {
-            return a.token().get().strip().getBytes(StandardCharsets.UTF_8);
-        }
-        return a.tokenFile().isPresent() ? Files.readString(a.tokenFile().get()).strip().getBytes(StandardCharsets.UTF_8) : null;
+        String secret = dev.isthmus.trust.Secrets.read(config.admin().token(), config.admin().tokenFile(), false);
+        return secret == null ? null : secret.getBytes(StandardCharsets.UTF_8);
     }
 
     private static Response problem(int status, String kind, String title, String detail) {

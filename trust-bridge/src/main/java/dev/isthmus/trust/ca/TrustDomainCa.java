@@ -64,8 +64,8 @@ public class TrustDomainCa {
         try {
             var v = config.vault();
             String address = v.address().orElseThrow(() -> new IllegalStateException("isthmus.vault.address is not set"));
-            var settings = new VaultBackend.Settings(address, secret(v.token(), v.tokenFile()), v.approle().roleId().orElse(null),
-                    secret(v.approle().secretId(), v.approle().secretIdFile()), v.pkiMount().orElse("pki-isthmus-" + config.cluster().name()),
+            var settings = new VaultBackend.Settings(address, dev.isthmus.trust.Secrets.read(v.token(), v.tokenFile(), false), v.approle().roleId().orElse(null),
+                    dev.isthmus.trust.Secrets.read(v.approle().secretId(), v.approle().secretIdFile(), false), v.pkiMount().orElse("pki-isthmus-" + config.cluster().name()),
                     v.role(), v.kvMount(), v.provision(), config.ca().rootTtl());
             var vault = new VaultBackend(settings, trustDomain()).start();
             backend = vault;
@@ -87,13 +87,6 @@ public class TrustDomainCa {
             LOG.warnf("event=ca_backend_unavailable backend=vault attempt=%d retry_in_ms=%d cause=\"%s\"", attempt, delay, e.getMessage());
             retry.schedule(() -> startVault(attempt + 1), delay, TimeUnit.MILLISECONDS);
         }
-    }
-
-    private static String secret(Optional<String> value, Optional<Path> file) throws IOException {
-        if (value.isPresent()) {
-            return value.get().strip();
-        }
-        return file.isPresent() ? Files.readString(file.get()).strip() : null;
     }
 
     void stop(@Observes ShutdownEvent event) {

@@ -18,8 +18,6 @@ import io.smallrye.common.annotation.Blocking;
 import java.io.IOException;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.attribute.PosixFilePermission;
 import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.List;
@@ -66,24 +64,17 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
     }
 
     private static byte[] loadCredential(TrustBridgeConfig config) {
-        var b = config.bootstrap();
+        String secret;
         try {
-            if (b.token().isPresent()) {
-                return b.token().get().strip().getBytes(StandardCharsets.UTF_8);
-            }
-            if (b.tokenFile().isPresent()) {
-                var file = b.tokenFile().get();
-                var perms = Files.getPosixFilePermissions(file);
-                if (perms.contains(PosixFilePermission.GROUP_READ) || perms.contains(PosixFilePermission.OTHERS_READ)) {
-                    throw new IllegalStateException(file + " is readable by group or others; run chmod 600 " + file);
-                }
-                return Files.readString(file).strip().getBytes(StandardCharsets.UTF_8);
-            }
+            secret = dev.isthmus.trust.Secrets.read(config.bootstrap().token(), config.bootstrap().tokenFile(), true);
         } catch (IOException e) {
             throw new IllegalStateException("the bootstrap credential cannot be read: " + e.getMessage(), e);
         }
-        LOG.warn("event=no_bootstrap_credential (isthmus.bootstrap.token or token-file): every certificate request is refused");
-        return null;
+        if (secret == null) {
+            LOG.warn("event=no_bootstrap_credential (isthmus.bootstrap.token or token-file): every certificate request is refused");
+            return null;
+        }
+        return secret.getBytes(StandardCharsets.UTF_8);
     }
 
     /**
