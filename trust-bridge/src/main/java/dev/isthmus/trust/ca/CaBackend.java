@@ -17,6 +17,14 @@ public interface CaBackend {
 
     String name();
 
+    /**
+     * True when signing is CPU work in this process only (no I/O): the gRPC service then signs on
+     * the transport thread, as a TLS handshake would, instead of hopping to a worker.
+     */
+    default boolean signsInProcess() {
+        return false;
+    }
+
     /** The trust domain's current root certificates (more than one during a rotation). */
     List<X509Certificate> roots();
 

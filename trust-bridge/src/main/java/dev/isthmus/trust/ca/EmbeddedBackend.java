@@ -30,6 +30,11 @@ public final class EmbeddedBackend implements CaBackend {
     }
 
     @Override
+    public boolean signsInProcess() {
+        return true;
+    }
+
+    @Override
     public List<X509Certificate> roots() {
         var all = new java.util.ArrayList<X509Certificate>();
         all.add(root.certificate());

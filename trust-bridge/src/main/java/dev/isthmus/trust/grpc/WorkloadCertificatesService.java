@@ -14,7 +14,6 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.quarkus.grpc.GrpcService;
-import io.smallrye.common.annotation.Blocking;
 import java.io.IOException;
 import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
@@ -46,6 +45,9 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
 
     @jakarta.inject.Inject
     dev.isthmus.trust.ca.FederatedRoots federated;
+
+    @jakarta.inject.Inject
+    org.eclipse.microprofile.context.ManagedExecutor workers;
 
     @jakarta.inject.Inject
     public WorkloadCertificatesService(TrustDomainCa ca, TrustBridgeConfig config, MeterRegistry meters) {
@@ -100,9 +102,24 @@ public class WorkloadCertificatesService extends WorkloadCertificatesGrpc.Worklo
         return null;
     }
 
+    /**
+     * Issues on the transport thread when the work is CPU only (the embedded backend and the
+     * cluster's bootstrap credential: about half a millisecond, like a TLS handshake), and on a
+     * worker when it waits on I/O (Vault, a Kubernetes TokenReview).
+     */
     @Override
-    @Blocking
     public void issue(IssueRequest request, StreamObserver<IssueResponse> response) {
+        var backend = ca.backend();
+        boolean inline = backend.isPresent() && backend.get().signsInProcess()
+                && (serviceAccounts == null || !ServiceAccountTokens.looksLikeJwt(request.getCredential()));
+        if (inline) {
+            issueNow(request, response);
+        } else {
+            workers.execute(() -> issueNow(request, response));
+        }
+    }
+
+    private void issueNow(IssueRequest request, StreamObserver<IssueResponse> response) {
         try {
             String allowed = checkCredential(request.getCredential());
             var backend = ca.backend().orElseThrow(() -> new SvidIssuer.Refusal(Status.Code.UNAVAILABLE, "ca_not_ready",
