@@ -28,10 +28,17 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
     private LocalFederation federation;
     private Process watchdog;
     private boolean federate = true;
+    private final java.util.Map<String, java.util.Map<String, String>> extraEnvironment = new java.util.LinkedHashMap<>();
 
     public LocalFederationExtension(int basePort, String... regions) {
         this.basePort = basePort;
         this.regions = List.of(regions);
+    }
+
+    /** Adds {@code env} to the environment of every process named {@code component} (for example {@code trust-bridge}). */
+    public LocalFederationExtension withEnvironment(String component, java.util.Map<String, String> env) {
+        extraEnvironment.put(component, env);
+        return this;
     }
 
     /** Starts the regions without joining them: each controller is unfederated until the test joins it. */
@@ -51,7 +58,11 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
     @Override
     public void beforeAll(ExtensionContext context) throws Exception {
         Path state = Files.createTempDirectory(home().resolve("e2e/target").toAbsolutePath(), "federation-");
-        federation = new LocalFederation(new Topology("acme", regions, basePort, home(), state, javaCommand()),
+        var topology = new Topology("acme", regions, basePort, home(), state, javaCommand());
+        for (var e : extraEnvironment.entrySet()) {
+            topology = topology.withEnvironment(e.getKey(), e.getValue());
+        }
+        federation = new LocalFederation(topology,
                 line -> System.out.println("[fixture] " + line));
         watchdog = startWatchdog(state);
         try {

@@ -13,7 +13,24 @@ import java.util.Map;
  * east-west gateway and the demo shop's services each behind a sidecar, on loopback ports that never
  * collide. Region {@code i} owns the ports {@code basePort + 100*i} to {@code basePort + 100*i + 99}.
  */
-public record Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand) {
+public record Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand,
+        Map<String, Map<String, String>> extraEnvironment) {
+
+    public Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand) {
+        this(federation, regions, basePort, home, stateDir, javaCommand, Map.of());
+    }
+
+    /**
+     * The same layout with {@code env} added to the environment of every component named
+     * {@code component} (for example {@code trust-bridge}), over the defaults.
+     */
+    public Topology withEnvironment(String component, Map<String, String> env) {
+        var all = new LinkedHashMap<>(extraEnvironment);
+        var merged = new LinkedHashMap<>(all.getOrDefault(component, Map.of()));
+        merged.putAll(env);
+        all.put(component, Map.copyOf(merged));
+        return new Topology(federation, regions, basePort, home, stateDir, javaCommand, all);
+    }
 
     /** The demo shop's services, in start order. */
     public static final List<String> SHOP_SERVICES = List.of("user-login", "product-catalog", "order-processing");
@@ -34,6 +51,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
 
     public Topology {
         regions = List.copyOf(regions);
+        extraEnvironment = Map.copyOf(extraEnvironment);
         if (regions.isEmpty()) {
             throw new IllegalArgumentException("at least one region is needed");
         }
@@ -133,6 +151,15 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
             }
             all.add(gateway(region));
         }
+        all.replaceAll(c -> {
+            var extra = extraEnvironment.get(c.name());
+            if (extra == null) {
+                return c;
+            }
+            var env = new LinkedHashMap<>(c.environment());
+            env.putAll(extra);
+            return new Component(c.region(), c.name(), c.kind(), c.command(), env, c.workDir(), c.readiness(), c.url(), c.ports(), c.stage());
+        });
         all.sort(java.util.Comparator.comparingInt(Component::stage));
         return all;
     }

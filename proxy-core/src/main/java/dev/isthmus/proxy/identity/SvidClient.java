@@ -19,6 +19,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
@@ -52,9 +53,27 @@ public final class SvidClient implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(SvidClient.class);
 
-    /** A certificate with its key, issuing chain and trust bundle roots. */
+    /**
+     * A certificate with its key, issuing chain and the federated trust bundle: the roots of each
+     * trust domain, this one's included.
+     */
     public record Svid(String spiffeId, PrivateKey key, X509Certificate certificate, List<X509Certificate> chain,
-            List<X509Certificate> trustRoots, Instant notAfter) {
+            Map<String, List<X509Certificate>> bundle, Instant notAfter) {
+
+        public Svid {
+            bundle = Map.copyOf(bundle);
+            chain = List.copyOf(chain);
+        }
+
+        /** Every root of every trust domain in the bundle. */
+        public List<X509Certificate> trustRoots() {
+            return bundle.entrySet().stream().sorted(Map.Entry.comparingByKey()).flatMap(e -> e.getValue().stream()).toList();
+        }
+
+        /** The roots trusted for {@code trustDomain}; empty when the bundle has none for it. */
+        public List<X509Certificate> roots(String trustDomain) {
+            return bundle.getOrDefault(trustDomain, List.of());
+        }
     }
 
     private final String spiffeId;
@@ -147,17 +166,13 @@ public final class SvidClient implements AutoCloseable {
                     @Override
                     public void onNext(dev.isthmus.api.trust.v1.TrustBundle bundle) {
                         try {
-                            var roots = new ArrayList<X509Certificate>();
-                            for (var r : bundle.getRootsMap().values()) {
-                                for (String c : r.getCertificatePemList()) {
-                                    roots.add(parse(c));
-                                }
-                            }
+                            var roots = parseBundle(bundle);
                             Svid now = current.get();
-                            if (now != null && !now.trustRoots().equals(roots)) {
-                                Svid updated = new Svid(now.spiffeId(), now.key(), now.certificate(), now.chain(), List.copyOf(roots), now.notAfter());
+                            if (now != null && !now.bundle().equals(roots)) {
+                                Svid updated = new Svid(now.spiffeId(), now.key(), now.certificate(), now.chain(), roots, now.notAfter());
                                 current.set(updated);
-                                log.info("event=trust_bundle_updated sequence={} roots={}", bundle.getSequence(), roots.size());
+                                log.info("event=trust_bundle_updated sequence={} trust_domains={} roots={}", bundle.getSequence(), roots.size(),
+                                        updated.trustRoots().size());
                                 listeners.forEach(l -> l.accept(updated));
                             }
                         } catch (Exception e) {
@@ -209,22 +224,29 @@ public final class SvidClient implements AutoCloseable {
             for (String c : res.getChainPemList()) {
                 chain.add(parse(c));
             }
-            var roots = new ArrayList<X509Certificate>();
-            for (var r : res.getBundle().getRootsMap().values()) {
-                for (String c : r.getCertificatePemList()) {
-                    roots.add(parse(c));
-                }
-            }
+            var roots = parseBundle(res.getBundle());
             if (chain.isEmpty()) {
                 throw new IllegalStateException("the bridge returned no issuing chain");
             }
             cert.verify(chain.get(0).getPublicKey());
-            return new Svid(spiffeId, pair.getPrivate(), cert, List.copyOf(chain), List.copyOf(roots), cert.getNotAfter().toInstant());
+            return new Svid(spiffeId, pair.getPrivate(), cert, chain, roots, cert.getNotAfter().toInstant());
         } catch (StatusRuntimeException | IllegalStateException e) {
             throw e;
         } catch (Exception e) {
             throw new IllegalStateException("cannot make or check the certificate: " + e.getMessage(), e);
         }
+    }
+
+    private static Map<String, List<X509Certificate>> parseBundle(dev.isthmus.api.trust.v1.TrustBundle bundle) throws Exception {
+        var out = new java.util.TreeMap<String, List<X509Certificate>>();
+        for (var e : bundle.getRootsMap().entrySet()) {
+            var certs = new ArrayList<X509Certificate>();
+            for (String c : e.getValue().getCertificatePemList()) {
+                certs.add(parse(c));
+            }
+            out.put(e.getKey(), List.copyOf(certs));
+        }
+        return out;
     }
 
     private static X509Certificate parse(String pem) throws Exception {
