@@ -130,11 +130,13 @@ public final class SvidClient implements AutoCloseable {
                     svid.notAfter());
             listeners.forEach(l -> l.accept(svid));
             watchBundle();
-            Instant issued = svid.certificate().getNotBefore().toInstant().plusSeconds(60);
-            long lifeMs = Math.max(1000, Duration.between(issued, svid.notAfter()).toMillis());
+            // The life left counts from receipt, not from notBefore: CAs backdate notBefore (this
+            // bridge by 60 s, Vault by 30 s by default), which would otherwise shift renewal.
+            Instant received = Instant.now();
+            long lifeMs = Math.max(1000, Duration.between(received, svid.notAfter()).toMillis());
             long halfLife = lifeMs / 2;
             long jitter = (long) (halfLife * 0.1 * ThreadLocalRandom.current().nextDouble());
-            long delay = Math.max(500, Duration.between(Instant.now(), issued.plusMillis(halfLife)).toMillis() - jitter);
+            long delay = Math.max(500, halfLife - jitter);
             timer.schedule(this::renew, delay, TimeUnit.MILLISECONDS);
         } catch (StatusRuntimeException | IllegalStateException e) {
             failures++;
