@@ -61,6 +61,20 @@ public class FederatedRoots {
         return version.get();
     }
 
+    private volatile boolean controllerReached;
+    private volatile boolean restoredFromVault;
+    private volatile String lastError = "";
+
+    /** True once the controller has answered since start. */
+    public boolean controllerReached() {
+        return controllerReached;
+    }
+
+    /** Why the last read from the controller failed, empty when it did not. */
+    public String lastError() {
+        return lastError;
+    }
+
     @Scheduled(every = "2s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     void refresh() {
         if (config.controller().url().isEmpty()) {
@@ -71,11 +85,17 @@ public class FederatedRoots {
             var res = http.send(HttpRequest.newBuilder(URI.create(config.controller().url().get()).resolve("/api/v1/trust/federated-bundles"))
                     .timeout(Duration.ofSeconds(3)).build(), HttpResponse.BodyHandlers.ofString());
             if (res.statusCode() != 200) {
+                lastError = "the controller answered " + res.statusCode();
+                restoreFromVault();
                 return;
             }
             body = res.body();
+            controllerReached = true;
+            lastError = "";
         } catch (IOException e) {
-            return; // the controller is away: keep what we have
+            lastError = "the controller is unreachable: " + e;
+            restoreFromVault(); // keep what we have; after a restart, what Vault kept
+            return;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return;
@@ -83,6 +103,39 @@ public class FederatedRoots {
         if (body.equals(lastBody)) {
             return;
         }
+        if (apply(body, "controller")) {
+            ca.backend().ifPresent(b -> {
+                try {
+                    b.storeBundle(body);
+                } catch (SvidIssuer.Refusal r) {
+                    LOG.warnf("event=federated_bundle_not_stored cause=\"%s\"", r.getMessage());
+                }
+            });
+        }
+    }
+
+    /**
+     * With the Vault backend, before the controller has ever answered: takes the federated bundle
+     * last kept in Vault KV, so proxies trust the other members at once after a restart while the
+     * controller or NATS is away.
+     */
+    private void restoreFromVault() {
+        if (controllerReached || restoredFromVault || !(ca.backend().orElse(null) instanceof VaultBackend vault)) {
+            return;
+        }
+        try {
+            String kept = vault.loadBundle();
+            restoredFromVault = true;
+            if (kept != null && !kept.isBlank() && apply(kept, "vault-kv")) {
+                LOG.infof("event=federated_roots_restored source=vault-kv trust_domains=%s", roots.keySet());
+            }
+        } catch (Exception e) {
+            LOG.warnf("event=federated_bundle_not_restored source=vault-kv cause=\"%s\"", e.getMessage());
+        }
+    }
+
+    /** Parses a federated bundle document ({@code {"<trust domain>": {"keys": [{"x5c": [...]}]}}}); false if unreadable. */
+    private synchronized boolean apply(String body, String source) {
         try {
             var next = new TreeMap<String, List<X509Certificate>>();
             JsonNode all = json.readTree(body);
@@ -103,17 +156,12 @@ public class FederatedRoots {
             lastBody = body;
             roots = Map.copyOf(next);
             long v = version.incrementAndGet();
-            LOG.infof("event=federated_roots_changed trust_domains=%s version=%d", next.keySet(), v);
-            ca.backend().ifPresent(b -> {
-                try {
-                    b.storeBundle(body);
-                } catch (SvidIssuer.Refusal r) {
-                    LOG.warnf("event=federated_bundle_not_stored cause=\"%s\"", r.getMessage());
-                }
-            });
+            LOG.infof("event=federated_roots_changed source=%s trust_domains=%s version=%d", source, next.keySet(), v);
             changed.fire(new TrustDomainCa.BundleChanged(v));
+            return true;
         } catch (Exception e) {
-            LOG.warnf("event=federated_bundles_unreadable cause=%s", e.getMessage());
+            LOG.warnf("event=federated_bundles_unreadable source=%s cause=%s", source, e.getMessage());
+            return false;
         }
     }
 }

@@ -42,9 +42,10 @@ public class TrustDomainCa {
     }
 
     void start(@Observes StartupEvent event) throws Exception {
+        Files.createDirectories(config.ca().dir());
+        rotation = loadRotation();
         switch (config.ca().backend()) {
             case "embedded" -> {
-                rotation = loadRotation();
                 Path dir = config.ca().dir();
                 if (!EmbeddedRoot.exists(dir, "root") && EmbeddedRoot.exists(dir, "next-root") && EmbeddedRoot.exists(dir, "retiring-root")) {
                     EmbeddedRoot.rename(dir, "next-root", "root"); // a switch interrupted between its two renames
@@ -69,15 +70,6 @@ public class TrustDomainCa {
                     v.role(), v.kvMount(), v.provision(), config.ca().rootTtl());
             var vault = new VaultBackend(settings, trustDomain()).start();
             backend = vault;
-            try {
-                var pems = new StringBuilder();
-                for (var r : vault.roots()) {
-                    pems.append(java.util.Base64.getEncoder().encodeToString(r.getEncoded())).append(' ');
-                }
-                vault.storeBundle("{\"trust_domain\":\"" + trustDomain() + "\",\"x5c\":\"" + pems.toString().strip() + "\"}");
-            } catch (SvidIssuer.Refusal e) {
-                LOG.warnf("event=bundle_not_stored backend=vault cause=\"%s\"", e.getMessage());
-            }
             lastError = "";
             LOG.infof("event=ca_ready trust_domain=%s backend=vault address=%s mount=%s", trustDomain(), address, settings.pkiMount());
         } catch (Exception e) {
@@ -93,7 +85,7 @@ public class TrustDomainCa {
         retry.shutdownNow();
     }
 
-    // ----- root rotation (embedded backend) -----
+    // ----- root rotation -----
 
     /**
      * The rotation state: {@code Stable} (one root); {@code Distributing} (a new root is in every
@@ -101,10 +93,11 @@ public class TrustDomainCa {
      * the old one stays in the bundle until {@code retireAt}, the longest certificate lifetime later).
      *
      * @param sequence increases with every change of the bundle
+     * @param nextIssuer with the Vault backend, the new root's issuer id on the PKI mount
      */
-    public record Rotation(String phase, Instant startedAt, Instant switchAt, Instant retireAt, long sequence) {
+    public record Rotation(String phase, Instant startedAt, Instant switchAt, Instant retireAt, long sequence, String nextIssuer) {
         static Rotation stable(long sequence) {
-            return new Rotation("Stable", null, null, null, sequence);
+            return new Rotation("Stable", null, null, null, sequence, null);
         }
     }
 
@@ -149,45 +142,117 @@ public class TrustDomainCa {
         backend = new EmbeddedBackend(root, others);
     }
 
-    /** Starts a rotation: a new root goes into every bundle now and signs after the distribution period. */
+    /**
+     * Starts a rotation: a new root goes into every bundle now and signs after the distribution
+     * period. Embedded: {@code next-root-*.pem} in the CA dir. Vault: a second issuer on the PKI
+     * mount (see {@link VaultBackend#addNextRoot}). The phase is kept in {@code rotation.json} in the
+     * CA dir with either backend.
+     */
     public synchronized Rotation rotate() throws Exception {
-        if (!"embedded".equals(config.ca().backend())) {
-            throw new IllegalStateException("root rotation is implemented for the embedded backend only; with Vault, rotate the "
-                    + "PKI mount's issuer in Vault (this bridge does not do it yet)");
-        }
         if (!rotation.phase().equals("Stable")) {
             throw new IllegalStateException("a rotation is already under way (phase " + rotation.phase() + ", started "
                     + rotation.startedAt() + "); wait for it to finish");
         }
+        CaBackend b = backend;
+        if (b == null) {
+            throw new IllegalStateException("the CA backend is not ready (" + lastError + "); a rotation needs it");
+        }
         Instant now = Instant.now();
-        EmbeddedRoot.loadOrCreate(config.ca().dir(), "next-root", trustDomain(), config.ca().rootTtl());
-        saveRotation(new Rotation("Distributing", now, now.plus(config.ca().rotation().distributionPeriod()), null, rotation.sequence() + 1));
-        rebuildEmbedded();
-        LOG.infof("event=root_rotation phase=Distributing switch_at=%s", rotation.switchAt());
+        String nextIssuer = null;
+        if (b instanceof VaultBackend vault) {
+            try {
+                nextIssuer = vault.addNextRoot();
+            } catch (io.github.jopenlibs.vault.VaultException e) {
+                throw new IllegalStateException("Vault did not make the next root: " + e.getMessage(), e);
+            }
+        } else {
+            EmbeddedRoot.loadOrCreate(config.ca().dir(), "next-root", trustDomain(), config.ca().rootTtl());
+        }
+        saveRotation(new Rotation("Distributing", now, now.plus(config.ca().rotation().distributionPeriod()), null, rotation.sequence() + 1,
+                nextIssuer));
+        if (!(b instanceof VaultBackend)) {
+            rebuildEmbedded();
+        }
+        LOG.infof("event=root_rotation phase=Distributing backend=%s switch_at=%s", b.name(), rotation.switchAt());
         bundleChanged.fire(new BundleChanged(rotation.sequence()));
         return rotation;
     }
 
-    /** Moves a rotation on when its time comes. */
+    private volatile String rotationError = "";
+
+    /** Why the last step of a rotation failed (Vault away), empty when it did not. */
+    public String rotationError() {
+        return rotationError;
+    }
+
+    /** Moves a rotation on when its time comes; a step that fails (Vault away) is tried again a second later. */
     @Scheduled(every = "1s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
     synchronized void advance() throws Exception {
         Rotation r = rotation;
         Instant now = Instant.now();
         Path dir = config.ca().dir();
-        if (r.phase().equals("Distributing") && !now.isBefore(r.switchAt())) {
-            EmbeddedRoot.rename(dir, "root", "retiring-root");
-            EmbeddedRoot.rename(dir, "next-root", "root");
-            saveRotation(new Rotation("Issuing", r.startedAt(), r.switchAt(), now.plus(config.ca().maxSvidTtl()), r.sequence() + 1));
-            rebuildEmbedded();
-            LOG.infof("event=root_rotation phase=Issuing retire_at=%s", rotation.retireAt());
-            bundleChanged.fire(new BundleChanged(rotation.sequence()));
-        } else if (r.phase().equals("Issuing") && !now.isBefore(r.retireAt())) {
-            EmbeddedRoot.rename(dir, "retiring-root", "retired-" + now.getEpochSecond() + "-root");
-            saveRotation(Rotation.stable(r.sequence() + 1));
-            rebuildEmbedded();
-            LOG.infof("event=root_rotation phase=Stable (old root retired)");
-            bundleChanged.fire(new BundleChanged(rotation.sequence()));
+        CaBackend b = backend;
+        if (b == null || r.phase().equals("Stable")) {
+            return;
         }
+        try {
+            if (r.phase().equals("Distributing") && !now.isBefore(r.switchAt())) {
+                if (b instanceof VaultBackend vault) {
+                    vault.switchTo(r.nextIssuer());
+                } else {
+                    EmbeddedRoot.rename(dir, "root", "retiring-root");
+                    EmbeddedRoot.rename(dir, "next-root", "root");
+                }
+                saveRotation(new Rotation("Issuing", r.startedAt(), r.switchAt(), now.plus(config.ca().maxSvidTtl()), r.sequence() + 1,
+                        r.nextIssuer()));
+                if (!(b instanceof VaultBackend)) {
+                    rebuildEmbedded();
+                }
+                LOG.infof("event=root_rotation phase=Issuing retire_at=%s", rotation.retireAt());
+                bundleChanged.fire(new BundleChanged(rotation.sequence()));
+            } else if (r.phase().equals("Issuing") && !now.isBefore(r.retireAt())) {
+                if (b instanceof VaultBackend vault) {
+                    vault.retireOldRoots();
+                } else {
+                    EmbeddedRoot.rename(dir, "retiring-root", "retired-" + now.getEpochSecond() + "-root");
+                }
+                saveRotation(Rotation.stable(r.sequence() + 1));
+                if (!(b instanceof VaultBackend)) {
+                    rebuildEmbedded();
+                }
+                LOG.infof("event=root_rotation phase=Stable (old root retired)");
+                bundleChanged.fire(new BundleChanged(rotation.sequence()));
+            }
+            rotationError = "";
+        } catch (io.github.jopenlibs.vault.VaultException e) {
+            if (!e.getMessage().equals(rotationError)) {
+                LOG.warnf("event=root_rotation_step_failed phase=%s cause=\"%s\" (tried again every second)", r.phase(), e.getMessage());
+            }
+            rotationError = e.getMessage();
+        }
+    }
+
+    private volatile String backendProblem = "";
+
+    /** Checks Vault every 5 s (Vault's health endpoint), so health says "degraded" before a renewal fails. */
+    @Scheduled(every = "5s", concurrentExecution = Scheduled.ConcurrentExecution.SKIP)
+    void probeBackend() {
+        if (backend instanceof VaultBackend vault) {
+            String problem = vault.probe();
+            if (!problem.equals(backendProblem)) {
+                if (problem.isEmpty()) {
+                    LOG.infof("event=ca_backend_recovered backend=vault");
+                } else {
+                    LOG.warnf("event=ca_backend_degraded backend=vault cause=\"%s\" (certificates already issued keep working)", problem);
+                }
+            }
+            backendProblem = problem;
+        }
+    }
+
+    /** Why the ready backend cannot sign right now (Vault away or sealed), empty when it can. */
+    public String backendProblem() {
+        return backendProblem;
     }
 
     public String trustDomain() {

@@ -26,6 +26,9 @@ import org.jboss.logging.Logger;
  * {@code <mount>/sign/<role>} with the SPIFFE ID as URI SAN. The trust bundle is written to KV v2
  * ({@code <kv-mount>/data/isthmus/bundles/<trust-domain>}) so a restarted bridge still has it.
  *
+ * <p>Root rotation uses Vault's issuer API (1.11+): a second root made with {@code root/rotate},
+ * made the default issuer at the switch, deleted at retirement; the bundle holds every issuer.
+ *
  * <p>Vault unreachable or refusing: signing answers {@code UNAVAILABLE} with Vault's words;
  * certificates already issued are not affected.
  */
@@ -112,12 +115,106 @@ public final class VaultBackend implements CaBackend {
             role.put("max_ttl", settings.maxTtl().toSeconds() + "s");
             ok(vault.logical().write(mount + "/roles/" + settings.role(), role), "writing role " + settings.role());
         }
-        roots = readCa();
+        refreshRoots();
         if (roots.isEmpty()) {
             throw new VaultException(mount + " has no CA certificate; provision it or set isthmus.vault.provision=true");
         }
-        LOG.infof("event=vault_ca_ready mount=%s role=%s root_expires=%s", mount, settings.role(), roots.get(0).getNotAfter().toInstant());
+        LOG.infof("event=vault_ca_ready mount=%s role=%s roots=%d root_expires=%s", mount, settings.role(), roots.size(),
+                roots.get(0).getNotAfter().toInstant());
         return this;
+    }
+
+    /** An issuer of the PKI mount (Vault 1.11+ keeps several per mount). */
+    record Issuer(String id, X509Certificate certificate, boolean isDefault) {
+    }
+
+    /**
+     * The mount's issuers ({@code LIST <mount>/issuers}, then {@code GET <mount>/issuer/:id/json});
+     * on a Vault older than 1.11, which has no issuer API, the one CA certificate as the default.
+     */
+    List<Issuer> issuers() throws VaultException {
+        List<String> ids;
+        try {
+            var list = vault.logical().list(settings.pkiMount() + "/issuers");
+            int status = list.getRestResponse().getStatus();
+            ids = status >= 200 && status < 300 ? list.getListData() : List.of();
+        } catch (VaultException e) {
+            if (e.getHttpStatusCode() != 404 && e.getHttpStatusCode() != 405) {
+                throw e;
+            }
+            ids = List.of();
+        }
+        if (ids == null || ids.isEmpty()) {
+            return readCa().stream().map(c -> new Issuer("default", c, true)).toList();
+        }
+        String defaultId = ok(vault.logical().read(settings.pkiMount() + "/config/issuers"), "reading the default issuer").getData()
+                .getOrDefault("default", "");
+        var out = new ArrayList<Issuer>();
+        for (String id : ids) {
+            var data = ok(vault.logical().read(settings.pkiMount() + "/issuer/" + id + "/json"), "reading issuer " + id).getData();
+            try {
+                out.add(new Issuer(id, parse(data.get("certificate")), id.equals(defaultId)));
+            } catch (Exception e) {
+                throw new VaultException("issuer " + id + " of " + settings.pkiMount() + " has an unreadable certificate: " + e.getMessage());
+            }
+        }
+        out.sort(java.util.Comparator.comparing((Issuer i) -> !i.isDefault()).thenComparing(i -> i.certificate().getNotBefore()));
+        return out;
+    }
+
+    /** Re-reads the roots: the default issuer first, then the others (during a rotation). */
+    public void refreshRoots() throws VaultException {
+        var all = issuers();
+        roots = all.stream().map(Issuer::certificate).toList();
+    }
+
+    // ----- root rotation through Vault's issuer API (Vault 1.11+) -----
+
+    /**
+     * Distribution: makes a second root with {@code POST <mount>/root/rotate/internal} (Vault does
+     * not make it the default, so the old root keeps signing); returns its issuer id. If the mount
+     * already has a non-default issuer (a bridge stopped between making it and recording the
+     * rotation), that one is used.
+     */
+    public String addNextRoot() throws VaultException {
+        var existing = issuers().stream().filter(i -> !i.isDefault() && !i.id().equals("default")).findFirst();
+        if (existing.isPresent()) {
+            refreshRoots();
+            return existing.get().id();
+        }
+        var made = ok(vault.logical().write(settings.pkiMount() + "/root/rotate/internal", Map.of("common_name", trustDomain, "key_type", "ec",
+                "key_bits", 256, "ttl", settings.maxTtl().toHours() + "h", "uri_sans", "spiffe://" + trustDomain, "issuer_name",
+                "isthmus-" + System.currentTimeMillis())), "generating the next root");
+        String id = made.getData().get("issuer_id");
+        if (id == null || id.isBlank()) {
+            throw new VaultException(settings.pkiMount() + "/root/rotate/internal answered without an issuer_id; Vault 1.11 or later is needed");
+        }
+        refreshRoots();
+        LOG.infof("event=vault_root_rotation step=next_root_created mount=%s issuer=%s roots=%d", settings.pkiMount(), id, roots.size());
+        return id;
+    }
+
+    /** The switch: {@code issuerId} becomes the default issuer ({@code POST <mount>/config/issuers}), so the role signs with it. */
+    public void switchTo(String issuerId) throws VaultException {
+        var target = issuers().stream().filter(i -> i.id().equals(issuerId)).findFirst()
+                .orElseThrow(() -> new VaultException("issuer " + issuerId + " is no longer on " + settings.pkiMount()
+                        + "; the rotation cannot switch to it (start a new one)"));
+        if (!target.isDefault()) {
+            ok(vault.logical().write(settings.pkiMount() + "/config/issuers", Map.of("default", issuerId)), "setting the default issuer");
+        }
+        refreshRoots();
+        LOG.infof("event=vault_root_rotation step=default_switched mount=%s issuer=%s", settings.pkiMount(), issuerId);
+    }
+
+    /** Retirement: deletes every issuer but the default ({@code DELETE <mount>/issuer/:id}). */
+    public void retireOldRoots() throws VaultException {
+        for (var i : issuers()) {
+            if (!i.isDefault()) {
+                ok(vault.logical().delete(settings.pkiMount() + "/issuer/" + i.id()), "deleting the retired issuer " + i.id());
+                LOG.infof("event=vault_root_rotation step=old_root_deleted mount=%s issuer=%s", settings.pkiMount(), i.id());
+            }
+        }
+        refreshRoots();
     }
 
     private List<X509Certificate> readCa() throws VaultException {
@@ -135,6 +232,32 @@ public final class VaultBackend implements CaBackend {
             throw e;
         } catch (Exception e) {
             throw new VaultException("the CA certificate read from " + settings.pkiMount() + " cannot be parsed: " + e.getMessage());
+        }
+    }
+
+    private final java.net.http.HttpClient probeClient = java.net.http.HttpClient.newBuilder()
+            .version(java.net.http.HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
+
+    /**
+     * Asks Vault's {@code GET /v1/sys/health} (unauthenticated); returns why Vault cannot sign now
+     * (unreachable, sealed, standby, not initialised), or an empty string when it is active.
+     */
+    public String probe() {
+        try {
+            var res = probeClient.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(settings.address() + "/v1/sys/health"))
+                    .timeout(Duration.ofSeconds(3)).build(), java.net.http.HttpResponse.BodyHandlers.discarding());
+            return switch (res.statusCode()) {
+                case 200 -> "";
+                case 429 -> "Vault at " + settings.address() + " is a standby node";
+                case 501 -> "Vault at " + settings.address() + " is not initialised";
+                case 503 -> "Vault at " + settings.address() + " is sealed";
+                default -> "Vault at " + settings.address() + " answered /v1/sys/health with " + res.statusCode();
+            };
+        } catch (java.io.IOException e) {
+            return "Vault at " + settings.address() + " is unreachable: " + e;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return "interrupted";
         }
     }
 

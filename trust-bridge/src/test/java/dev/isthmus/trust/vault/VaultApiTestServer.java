@@ -45,12 +45,16 @@ import org.bouncycastle.pkcs.PKCS10CertificationRequest;
  * with real X.509 signing (BouncyCastle), so the Vault backend runs against HTTP answers shaped like
  * Vault's on a machine where Vault cannot run. Implemented:
  * <ul>
- *   <li>{@code X-Vault-Token} on every request (403 {@code permission denied} otherwise);</li>
+ *   <li>{@code GET /v1/sys/health} without a token (200, active, unsealed);</li>
+ *   <li>{@code X-Vault-Token} on every other request (403 {@code permission denied} otherwise);</li>
  *   <li>{@code POST /v1/auth/approle/login} ({@code role_id}, {@code secret_id}) → {@code auth.client_token};</li>
  *   <li>{@code GET /v1/sys/mounts}, {@code POST /v1/sys/mounts/:path} ({@code type}),
  *       {@code POST /v1/sys/mounts/:path/tune} ({@code max_lease_ttl});</li>
- *   <li>PKI: {@code GET /v1/:mount/cert/ca}, {@code POST /v1/:mount/root/generate/internal}
- *       ({@code common_name}, {@code key_type} ec only, {@code ttl}), {@code POST /v1/:mount/roles/:name}
+ *   <li>PKI: {@code GET /v1/:mount/cert/ca} (the default issuer's), {@code POST /v1/:mount/root/generate/internal}
+ *       ({@code common_name}, {@code key_type} ec only, {@code ttl}; the first issuer becomes the default),
+ *       {@code POST /v1/:mount/root/rotate/internal} (a new issuer, not the default), {@code LIST /v1/:mount/issuers}
+ *       ({@code keys}, {@code key_info}), {@code GET /v1/:mount/issuer/:ref/json}, {@code DELETE /v1/:mount/issuer/:ref},
+ *       {@code GET/POST /v1/:mount/config/issuers} ({@code default}), {@code POST /v1/:mount/roles/:name}
  *       ({@code allowed_uri_sans} glob, {@code max_ttl}), {@code POST /v1/:mount/sign/:role}
  *       ({@code csr}, {@code uri_sans}, {@code ttl}) → {@code certificate}, {@code issuing_ca},
  *       {@code ca_chain}, {@code serial_number}, {@code expiration}; a URI SAN outside the role's glob
@@ -58,22 +62,33 @@ import org.bouncycastle.pkcs.PKCS10CertificationRequest;
  *   <li>KV v2: {@code POST/GET /v1/:mount/data/:path} ({@code data} → {@code data.data},
  *       {@code data.metadata.version}); 404 {@code {"errors":[]}} when absent.</li>
  * </ul>
- * Errors are {@code {"errors": ["..."]}} with Vault's status codes. {@link #stop} makes it unreachable,
- * for failure tests.
+ * Errors are {@code {"errors": ["..."]}} with Vault's status codes. {@link #stop} makes it unreachable
+ * and {@link #restart} brings it back on the same port with the same state, for failure tests.
  */
 public final class VaultApiTestServer implements AutoCloseable {
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final SecureRandom RANDOM = new SecureRandom();
 
-    private record Pki(KeyPair key, X509Certificate ca) {
+    private record Pki(String id, String name, KeyPair key, X509Certificate ca) {
     }
 
-    private final HttpServer server;
+    /** A PKI mount's issuers (Vault 1.11+ keeps several) and which one is the default. */
+    private static final class PkiMount {
+        final Map<String, Pki> issuers = new java.util.LinkedHashMap<>();
+        volatile String defaultId;
+
+        synchronized Pki defaultIssuer() {
+            return defaultId == null ? null : issuers.get(defaultId);
+        }
+    }
+
+    private volatile HttpServer server;
+    private final int port;
     private final String rootToken;
     private final Set<String> tokens = ConcurrentHashMap.newKeySet();
     private final Map<String, String> mounts = new ConcurrentHashMap<>();
-    private final Map<String, Pki> pkis = new ConcurrentHashMap<>();
+    private final Map<String, PkiMount> pkis = new ConcurrentHashMap<>();
     private final Map<String, JsonNode> roles = new ConcurrentHashMap<>();
     private final Map<String, ObjectNode> kv = new ConcurrentHashMap<>();
     private final Map<String, String> appRoles = new ConcurrentHashMap<>();
@@ -86,10 +101,18 @@ public final class VaultApiTestServer implements AutoCloseable {
         server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
         server.createContext("/v1/", this::handle);
         server.start();
+        port = server.getAddress().getPort();
+    }
+
+    /** Serves again on the same port, with the same state (Vault back after an outage). */
+    public synchronized void restart() throws IOException {
+        server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
+        server.createContext("/v1/", this::handle);
+        server.start();
     }
 
     public String address() {
-        return "http://127.0.0.1:" + server.getAddress().getPort();
+        return "http://127.0.0.1:" + port;
     }
 
     /** Registers an AppRole whose login gives a token. */
@@ -115,6 +138,13 @@ public final class VaultApiTestServer implements AutoCloseable {
             String path = ex.getRequestURI().getPath().substring("/v1/".length());
             String method = ex.getRequestMethod();
             JsonNode body = method.equals("GET") ? JSON.createObjectNode() : readBody(ex);
+            if (path.equals("sys/health")) { // unauthenticated, as in Vault
+                var out = JSON.createObjectNode();
+                out.put("initialized", true).put("sealed", false).put("standby", false).put("version", "api-test-server")
+                        .put("server_time_utc", Instant.now().getEpochSecond());
+                send(ex, 200, out);
+                return;
+            }
             if (path.equals("auth/approle/login")) {
                 String secret = appRoles.get(body.path("role_id").asText());
                 if (secret == null || !secret.equals(body.path("secret_id").asText())) {
@@ -173,7 +203,8 @@ public final class VaultApiTestServer implements AutoCloseable {
                 send(ex, 204, null);
             }
         } else if (p.length >= 2 && "pki".equals(mounts.get(p[0] + "/"))) {
-            pki(ex, method, p, body);
+            String query = ex.getRequestURI().getQuery();
+            pki(ex, query != null && query.contains("list=true") && method.equals("GET") ? "LIST" : method, p, body);
         } else if (p.length >= 3 && "kv".equals(mounts.get(p[0] + "/")) && p[1].equals("data")) {
             String key = path;
             if (method.equals("GET")) {
@@ -201,12 +232,13 @@ public final class VaultApiTestServer implements AutoCloseable {
     private void pki(HttpExchange ex, String method, String[] p, JsonNode body) throws Exception {
         String mount = p[0];
         String rest = String.join("/", java.util.Arrays.copyOfRange(p, 1, p.length));
-        Pki pki = pkis.get(mount);
+        PkiMount m = pkis.computeIfAbsent(mount, k -> new PkiMount());
+        Pki pki = m.defaultIssuer();
         if (rest.equals("cert/ca") && method.equals("GET")) {
             var out = JSON.createObjectNode();
             out.putObject("data").put("certificate", pki == null ? "" : pem(pki.ca()));
             send(ex, 200, out);
-        } else if (rest.equals("root/generate/internal")) {
+        } else if (rest.equals("root/generate/internal") || rest.equals("root/rotate/internal")) {
             if (!body.path("key_type").asText("rsa").equals("ec")) {
                 error(ex, 400, "this test server generates EC roots only");
                 return;
@@ -221,9 +253,70 @@ public final class VaultApiTestServer implements AutoCloseable {
             b.addExtension(Extension.basicConstraints, true, new BasicConstraints(true));
             b.addExtension(Extension.keyUsage, true, new KeyUsage(KeyUsage.keyCertSign | KeyUsage.cRLSign));
             X509Certificate ca = new JcaX509CertificateConverter().getCertificate(b.build(new JcaContentSignerBuilder("SHA256withECDSA").build(key.getPrivate())));
-            pkis.put(mount, new Pki(key, ca));
+            String id = UUID.randomUUID().toString();
+            var issuer = new Pki(id, body.path("issuer_name").asText(""), key, ca);
+            synchronized (m) {
+                m.issuers.put(id, issuer);
+                // generate makes the first issuer the default; rotate never changes the default
+                if (m.defaultId == null && rest.startsWith("root/generate")) {
+                    m.defaultId = id;
+                }
+            }
             var out = JSON.createObjectNode();
-            out.putObject("data").put("certificate", pem(ca)).put("issuing_ca", pem(ca)).put("serial_number", ca.getSerialNumber().toString(16));
+            out.putObject("data").put("certificate", pem(ca)).put("issuing_ca", pem(ca)).put("serial_number", ca.getSerialNumber().toString(16))
+                    .put("issuer_id", id).put("issuer_name", issuer.name());
+            send(ex, 200, out);
+        } else if (rest.equals("issuers") && method.equals("LIST")) {
+            var out = JSON.createObjectNode();
+            var data = out.putObject("data");
+            var keys = data.putArray("keys");
+            var info = data.putObject("key_info");
+            synchronized (m) {
+                m.issuers.values().forEach(i -> {
+                    keys.add(i.id());
+                    info.putObject(i.id()).put("issuer_name", i.name()).put("is_default", i.id().equals(m.defaultId));
+                });
+            }
+            if (keys.isEmpty()) {
+                send(ex, 404, JSON.createObjectNode().set("errors", JSON.createArrayNode()));
+                return;
+            }
+            send(ex, 200, out);
+        } else if (p.length >= 3 && p[1].equals("issuer")) {
+            Pki issuer;
+            synchronized (m) {
+                issuer = p[2].equals("default") ? m.defaultIssuer() : m.issuers.get(p[2]);
+            }
+            if (issuer == null) {
+                error(ex, 400, "unable to find PKI issuer for reference: " + p[2]);
+            } else if (method.equals("DELETE")) {
+                synchronized (m) {
+                    m.issuers.remove(issuer.id());
+                    if (issuer.id().equals(m.defaultId)) {
+                        m.defaultId = null;
+                    }
+                }
+                send(ex, 204, null);
+            } else {
+                var out = JSON.createObjectNode();
+                var data = out.putObject("data");
+                data.put("issuer_id", issuer.id()).put("issuer_name", issuer.name()).put("certificate", pem(issuer.ca()));
+                data.putArray("ca_chain").add(pem(issuer.ca()));
+                send(ex, 200, out);
+            }
+        } else if (rest.equals("config/issuers")) {
+            if (!method.equals("GET")) {
+                String ref = body.path("default").asText();
+                synchronized (m) {
+                    if (!m.issuers.containsKey(ref)) {
+                        error(ex, 400, "unable to find PKI issuer for reference: " + ref);
+                        return;
+                    }
+                    m.defaultId = ref;
+                }
+            }
+            var out = JSON.createObjectNode();
+            out.putObject("data").put("default", m.defaultId == null ? "" : m.defaultId).put("default_follows_latest_issuer", false);
             send(ex, 200, out);
         } else if (p.length == 3 && p[1].equals("roles")) {
             if (method.equals("GET")) {

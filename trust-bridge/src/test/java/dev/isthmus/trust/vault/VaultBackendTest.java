@@ -101,6 +101,40 @@ public class VaultBackendTest {
     }
 
     @Test
+    void aRootRotationAddsASecondIssuerSwitchesTheDefaultThenDeletesTheOldOne() throws Exception {
+        var backend = new VaultBackend(settings(token, null, null, true), TD).start();
+        X509Certificate oldRoot = backend.roots().get(0);
+        String id = "spiffe://" + TD + "/ns/shop/sa/orders";
+        String next = backend.addNextRoot();
+        assertEquals(2, backend.roots().size(), "both roots are in the bundle while the new one is distributed");
+        assertEquals(oldRoot, backend.roots().get(0), "the old root is still the default");
+        backend.sign(csr(), null, id, Duration.ofHours(1)).certificate().verify(oldRoot.getPublicKey());
+        assertEquals(next, backend.addNextRoot(), "asked again (a restart mid-way), the same next root");
+        assertEquals(2, backend.roots().size());
+
+        backend.switchTo(next);
+        X509Certificate newRoot = backend.roots().get(0);
+        assertTrue(!newRoot.equals(oldRoot), "the new root is the default now");
+        backend.sign(csr(), null, id, Duration.ofHours(1)).certificate().verify(newRoot.getPublicKey());
+        backend.switchTo(next); // idempotent
+        assertEquals(newRoot, backend.roots().get(0));
+
+        backend.retireOldRoots();
+        assertEquals(List.of(newRoot), backend.roots());
+        var e = assertThrows(io.github.jopenlibs.vault.VaultException.class, () -> backend.switchTo("no-such-issuer"));
+        assertTrue(e.getMessage().contains("no longer on"), e.getMessage());
+    }
+
+    @Test
+    void theHealthProbeSaysWhenVaultIsAway() throws Exception {
+        var backend = new VaultBackend(settings(token, null, null, true), TD).start();
+        assertEquals("", backend.probe());
+        Assumptions.assumeTrue(fake != null, "stopping Vault needs the test server");
+        fake.stop();
+        assertTrue(backend.probe().contains("unreachable"), backend.probe());
+    }
+
+    @Test
     void theBundleIsKeptInKvAndReadBack() throws Exception {
         var backend = new VaultBackend(settings(token, null, null, true), TD).start();
         backend.storeBundle("{\"trust_domain\":\"" + TD + "\"}");
