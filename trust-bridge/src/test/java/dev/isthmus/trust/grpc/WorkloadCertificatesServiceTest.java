@@ -117,9 +117,28 @@ public class WorkloadCertificatesServiceTest {
         return assertThrows(StatusRuntimeException.class, () -> stub.issue(r));
     }
 
+    /** The sum of a Prometheus metric's samples whose line starts with {@code prefix} (name and labels). */
+    static double metric(String prefix) {
+        double sum = 0;
+        for (String line : io.restassured.RestAssured.given().get("/q/metrics").asString().split("\n")) {
+            if (line.startsWith(prefix)) {
+                sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return sum;
+    }
+
+    static final List<String> REASONS = List.of("missing_credential", "unknown_credential", "malformed_csr", "wrong_key_type", "wrong_san",
+            "foreign_trust_domain", "bad_spiffe_id", "too_large", "bad_csr_signature");
+
     @Test
     void everyBadRequestIsRefusedWithAPreciseStatusAndMessage() throws Exception {
         String good = csr(keys("EC", "secp256r1"), "SHA256withECDSA", ID);
+        double issuedBefore = metric("isthmus_svid_issued_total");
+        var refusedBefore = new java.util.HashMap<String, Double>();
+        for (String reason : REASONS) {
+            refusedBefore.put(reason, metric("isthmus_svid_refused_total{reason=\"" + reason + "\""));
+        }
 
         var e = refused(request(good).setCredential("").build());
         assertEquals(Status.Code.UNAUTHENTICATED, e.getStatus().getCode());
@@ -157,6 +176,11 @@ public class WorkloadCertificatesServiceTest {
         lines[3] = lines[3].substring(0, 5) + (c == 'A' ? 'B' : 'A') + lines[3].substring(6);
         e = refused(request(String.join("\n", lines)).build());
         assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+
+        assertEquals(issuedBefore, metric("isthmus_svid_issued_total"), "nothing was issued");
+        for (String reason : REASONS) {
+            assertTrue(metric("isthmus_svid_refused_total{reason=\"" + reason + "\"") > refusedBefore.get(reason), "refusals counted as " + reason);
+        }
     }
 
     @Test
