@@ -1,6 +1,7 @@
 package dev.isthmus.e2e;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -62,12 +63,28 @@ class TwoRegionsIT {
 
     @Test
     @Order(4)
-    void aShopAnswerNamesTheRegionThatServedItThroughItsSidecar() throws Exception {
+    void aShopCallGoesSidecarToSidecarOverMtlsAndPlainTextToAnInboundIsRefused() throws Exception {
+        // order-processing -> its sidecar's upstream listener -> mTLS -> product-catalog's sidecar -> product-catalog
+        int orders = FED.topology().appPort("eu-west", "order-processing");
+        String body = Http.await("http://127.0.0.1:" + orders + "/orders/checkout", Duration.ofSeconds(20),
+                b -> b.contains("\"upstreamStatus\":200"));
+        assertTrue(body.contains("\"cluster\":\"eu-west\""), body);
+        assertTrue(body.contains("\"service\":\"product-catalog\""), body);
+
+        // The catalogue's sidecar inbound speaks mTLS only: plain HTTP gets no answer.
         int inbound = FED.topology().sidecarInboundPort("eu-west", "product-catalog");
-        var res = Http.get("http://127.0.0.1:" + inbound + "/products");
-        assertEquals(200, res.statusCode());
-        assertTrue(res.body().contains("\"cluster\":\"eu-west\""), res.body());
-        assertTrue(res.body().contains("\"service\":\"product-catalog\""), res.body());
+        try (var s = new java.net.Socket("127.0.0.1", inbound)) {
+            s.setSoTimeout(5000);
+            s.getOutputStream().write("GET /products HTTP/1.1\r\nHost: x\r\n\r\n".getBytes());
+            byte[] answer = s.getInputStream().readNBytes(64);
+            assertFalse(new String(answer).startsWith("HTTP/"), "plain HTTP must not reach the app: " + new String(answer));
+        } catch (java.net.SocketException e) {
+            // reset: refused as well
+        }
+        int admin = FED.topology().sidecarAdminPort("eu-west", "product-catalog");
+        String metrics = Http.get("http://127.0.0.1:" + admin + "/metrics").body();
+        assertTrue(metrics.contains("isthmus_tls_handshakes_total{listener=\"inbound\",result=\"success\",side=\"downstream\"}"), metrics);
+        assertTrue(metrics.contains("isthmus_tls_handshakes_total{listener=\"inbound\",result=\"failure\",side=\"downstream\"}"), metrics);
     }
 
     @Test

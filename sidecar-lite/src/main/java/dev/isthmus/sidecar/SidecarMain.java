@@ -3,11 +3,13 @@ package dev.isthmus.sidecar;
 import dev.isthmus.api.names.Ports;
 import dev.isthmus.proxy.ProxyProcess;
 import dev.isthmus.proxy.config.Settings;
+import dev.isthmus.proxy.identity.SpiffeSslContexts;
 import dev.isthmus.proxy.identity.SvidClient;
 import dev.isthmus.proxy.tcp.TcpRelay;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -25,9 +27,13 @@ import org.slf4j.LoggerFactory;
  * token, and to the trust bridge as the bootstrap credential), {@code trust-bridge} (host:port of the
  * bridge's gRPC port; when set, the sidecar keeps a workload certificate for {@code spiffe-id},
  * default {@code spiffe://<trust-domain>/ns/<namespace>/sa/<name>}, and shows it in /config_dump),
- * {@code instance}, {@code protocol} (http), {@code version} (v1).
+ * {@code instance}, {@code protocol} (http), {@code version} (v1), {@code mtls} ({@code strict}, the
+ * default with a trust bridge: the inbound listener accepts only mTLS from workloads the federated
+ * bundle vouches for, and upstream listeners dial mTLS and check the callee's SPIFFE ID; {@code off}:
+ * plain TCP), {@code upstreams} (explicit upstream listeners, see {@link Upstream}).
  *
- * <p>Ready when its listeners are bound and the app accepts connections.
+ * <p>Ready when its listeners are bound, the app accepts connections and, with mTLS, it holds its
+ * workload certificate.
  */
 public final class SidecarMain {
 
@@ -66,8 +72,43 @@ public final class SidecarMain {
             return;
         }
         var process = new ProxyProcess("sidecar-lite", settings);
+        var svid = settings.optional("trust-bridge").map(bridge -> {
+            String service = settings.string("service", "default/" + settings.string("instance", "workload"));
+            String id = settings.string("spiffe-id", "spiffe://" + settings.string("trust-domain", settings.string("cluster", "local") + ".acme.isthmus")
+                    + "/ns/" + service.substring(0, service.indexOf('/')) + "/sa/" + service.substring(service.indexOf('/') + 1));
+            var client = process.own(new SvidClient(bridge, id, credentialFile(settings.optional("controller-token-file")).get(), Duration.ZERO));
+            client.start();
+            return client;
+        });
+        String mtls = settings.string("mtls", svid.isPresent() ? "strict" : "off");
+        List<Upstream> upstreams;
+        try {
+            if (!mtls.equals("strict") && !mtls.equals("off")) {
+                throw new Settings.SettingsException("sidecar-lite: mtls=" + mtls + " is not known; use 'strict' or 'off'");
+            }
+            if (mtls.equals("strict") && svid.isEmpty()) {
+                throw new Settings.SettingsException("sidecar-lite: mtls=strict needs trust-bridge (host:port) for the workload certificate");
+            }
+            upstreams = Upstream.parseAll(settings.string("upstreams", ""));
+        } catch (Settings.SettingsException e) {
+            System.err.println(e.getMessage());
+            System.exit(2);
+            return;
+        }
+        java.util.function.Supplier<java.util.Optional<SvidClient.Svid>> identity = () -> svid.flatMap(SvidClient::current);
+        boolean strict = mtls.equals("strict");
+        // Inbound: mTLS from any workload the federated bundle vouches for (AuthorizationPolicy narrows it, with the policy issue).
         var inbound = process.own(TcpRelay.start("inbound", process.loops(),
-                settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND), app, Duration.ofSeconds(2), process.meters()));
+                settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND), app, Duration.ofSeconds(2), process.meters(),
+                strict ? new TcpRelay.Tls(SpiffeSslContexts.server(identity, id -> true), null, null) : TcpRelay.Tls.NONE));
+        var upstreamDump = new StringBuilder();
+        for (var u : upstreams) {
+            var relay = process.own(TcpRelay.start("upstream-" + u.listen().getPort(), process.loops(), u.listen(), u.destination(),
+                    Duration.ofSeconds(2), process.meters(),
+                    strict ? new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, u.spiffeId()::equals), null) : TcpRelay.Tls.NONE));
+            upstreamDump.append(",{\"name\":\"upstream\",\"address\":\"").append(relay.address()).append("\",\"upstream\":\"")
+                    .append(u.destination()).append("\",\"expected_identity\":\"").append(u.spiffeId()).append("\"}");
+        }
 
         var appUp = new AtomicBoolean(false);
         var probe = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("app-probe").unstarted(r));
@@ -85,17 +126,13 @@ public final class SidecarMain {
             }
         }, 0, 1, TimeUnit.SECONDS);
 
-        var svid = settings.optional("trust-bridge").map(bridge -> {
-            String service = settings.string("service", "default/" + settings.string("instance", "workload"));
-            String id = settings.string("spiffe-id", "spiffe://" + settings.string("trust-domain", settings.string("cluster", "local") + ".acme.isthmus")
-                    + "/ns/" + service.substring(0, service.indexOf('/')) + "/sa/" + service.substring(service.indexOf('/') + 1));
-            var client = process.own(new SvidClient(bridge, id, credentialFile(settings.optional("controller-token-file")).get(), Duration.ZERO));
-            client.start();
-            return client;
-        });
         String dump = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
-                + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}]";
-        process.startAdmin(appUp::get, () -> dump + svid.map(SidecarMain::svidDump).orElse("") + "}");
+                + "\",\"mtls\":\"" + mtls + "\",\"tls_provider\":\"" + SpiffeSslContexts.provider()
+                + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}"
+                + upstreamDump + "]";
+        // Ready when the app answers and, with mTLS, a workload certificate is held.
+        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()),
+                () -> dump + svid.map(SidecarMain::svidDump).orElse("") + "}");
 
         var controller = settings.optional("controller");
         if (controller.isPresent()) {

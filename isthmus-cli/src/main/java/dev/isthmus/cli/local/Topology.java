@@ -225,8 +225,9 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("SHOP_REGION", region);
         env.put("SHOP_INSTANCE", service + "-" + region + "-1");
         if (service.equals("order-processing")) {
-            // Until the outbound listener lands, calls go to the local catalogue's sidecar inbound.
-            env.put("SHOP_UPSTREAM_PRODUCT_CATALOG", "http://" + HOST + ":" + sidecarInboundPort(region, "product-catalog"));
+            // Through its own sidecar's upstream listener, which carries the call over mTLS to the
+            // local catalogue's sidecar (cross-region routing arrives with xDS and the gateways).
+            env.put("SHOP_UPSTREAM_PRODUCT_CATALOG", "http://" + HOST + ":" + sidecarOutboundPort(region, "order-processing"));
         }
         return new Component(region, service, Component.Kind.APP,
                 java(region, service, "64m", home.resolve("demo-shop/" + service + "/target/" + service + ".jar")),
@@ -249,6 +250,11 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_CONTROLLER_TOKEN_FILE", workloadTokenFile(region).toString());
         env.put("ISTHMUS_TRUST_BRIDGE", HOST + ":" + trustBridgeGrpcPort(region));
         env.put("ISTHMUS_TRUST_DOMAIN", region + "." + federation + ".isthmus");
+        env.put("ISTHMUS_MTLS", "strict");
+        if (service.equals("order-processing")) {
+            env.put("ISTHMUS_UPSTREAMS", HOST + ":" + sidecarOutboundPort(region, service) + "=" + HOST + ":" + sidecarInboundPort(region, "product-catalog")
+                    + "@spiffe://" + region + "." + federation + ".isthmus/ns/" + SHOP_NAMESPACE + "/sa/product-catalog");
+        }
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),

@@ -8,6 +8,12 @@ import io.netty.bootstrap.Bootstrap;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
+import dev.isthmus.proxy.identity.SpiffeTls;
+import java.security.cert.X509Certificate;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.group.ChannelGroup;
@@ -24,6 +30,12 @@ import org.slf4j.LoggerFactory;
  * both ways. The upstream connection is made on the accepting connection's event loop; reading
  * pauses on either side while the other side's socket buffer is full (backpressure), so memory per
  * connection stays bounded.
+ *
+ * <p>Either side may be TLS ({@link Tls}): a downstream context terminates TLS from callers (the
+ * sidecar's inbound mTLS listener; the upstream is dialled only after the caller's handshake
+ * succeeded), an upstream context originates TLS to the upstream (an upstream listener dialling
+ * another sidecar; the caller's bytes flow only once that handshake succeeded). Handshake results
+ * are counted in {@code isthmus_tls_handshakes_total{listener,side,result}}.
  */
 public final class TcpRelay implements AutoCloseable {
 
@@ -39,9 +51,26 @@ public final class TcpRelay implements AutoCloseable {
         this.open = open;
     }
 
-    /** Starts relaying {@code listen} to {@code upstream}. */
+    /**
+     * TLS for a relay.
+     *
+     * @param downstream terminates TLS from callers, or null for plain TCP
+     * @param upstream originates TLS to the upstream, or null for plain TCP
+     * @param upstreamSni the server name sent to the upstream (null: none)
+     */
+    public record Tls(SslContext downstream, SslContext upstream, String upstreamSni) {
+        public static final Tls NONE = new Tls(null, null, null);
+    }
+
+    /** Starts relaying {@code listen} to {@code upstream}, in plain TCP. */
     public static TcpRelay start(String name, EventLoops loops, InetSocketAddress listen, InetSocketAddress upstream,
             Duration connectTimeout, MeterRegistry meters) throws InterruptedException {
+        return start(name, loops, listen, upstream, connectTimeout, meters, Tls.NONE);
+    }
+
+    /** Starts relaying {@code listen} to {@code upstream}, with TLS as {@code tls} says. */
+    public static TcpRelay start(String name, EventLoops loops, InetSocketAddress listen, InetSocketAddress upstream,
+            Duration connectTimeout, MeterRegistry meters, Tls tls) throws InterruptedException {
         Objects.requireNonNull(upstream, "upstream");
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var opened = Counter.builder(ProxyMetrics.CONNECTIONS_OPENED).tag(ProxyMetrics.LABEL_LISTENER, name).register(meters);
@@ -63,6 +92,31 @@ public final class TcpRelay implements AutoCloseable {
                         open.add(downstream);
                         opened.increment();
                         downstream.closeFuture().addListener(f -> closed.increment());
+                        if (tls.downstream() == null) {
+                            connectUpstream(downstream);
+                            return;
+                        }
+                        SslHandler ssl = tls.downstream().newHandler(downstream.alloc());
+                        ssl.setHandshakeTimeoutMillis(10_000);
+                        downstream.pipeline().addLast("tls", ssl);
+                        downstream.pipeline().addLast(HoldBack.NAME, new HoldBack());
+                        ssl.handshakeFuture().addListener(f -> {
+                            if (f.isSuccess()) {
+                                handshakes(meters, name, "downstream", "success").increment();
+                                if (log.isDebugEnabled()) {
+                                    log.debug("event=tls_accepted listener={} peer={}", name, peerId(ssl));
+                                }
+                                connectUpstream(downstream);
+                            } else {
+                                handshakes(meters, name, "downstream", "failure").increment();
+                                log.debug("event=tls_handshake_failed listener={} side=downstream remote={} cause={}", name,
+                                        downstream.remoteAddress(), f.cause().toString());
+                                downstream.close();
+                            }
+                        });
+                    }
+
+                    private void connectUpstream(Channel downstream) {
                         new Bootstrap()
                                 .group(downstream.eventLoop())
                                 .channel(loops.channelType())
@@ -70,28 +124,131 @@ public final class TcpRelay implements AutoCloseable {
                                 .option(ChannelOption.TCP_NODELAY, true)
                                 .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
                                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) connectTimeout.toMillis())
-                                .handler(new Splice(downstream, sent))
+                                .handler(new ChannelInitializer<>() {
+                                    @Override
+                                    protected void initChannel(Channel up) {
+                                        if (tls.upstream() != null) {
+                                            SslHandler ssl = tls.upstream().newHandler(up.alloc(), tls.upstreamSni() != null
+                                                    ? tls.upstreamSni() : upstream.getHostString(), upstream.getPort());
+                                            ssl.setHandshakeTimeoutMillis(10_000);
+                                            up.pipeline().addLast("tls", ssl);
+                                        }
+                                        up.pipeline().addLast(new Splice(downstream, sent));
+                                    }
+                                })
                                 .connect(upstream)
                                 .addListener((ChannelFutureListener) f -> {
-                                    if (f.isSuccess()) {
-                                        Channel up = f.channel();
-                                        open.add(up);
-                                        downstream.pipeline().addLast(new Splice(up, received));
-                                        downstream.read();
-                                        up.read();
-                                    } else {
+                                    if (!f.isSuccess()) {
                                         connectFailures.increment();
                                         log.debug("event=upstream_connect_failed listener={} upstream={} cause={}",
                                                 name, upstream, f.cause().toString());
                                         downstream.close();
+                                        return;
                                     }
+                                    Channel up = f.channel();
+                                    open.add(up);
+                                    SslHandler ssl = up.pipeline().get(SslHandler.class);
+                                    if (ssl == null) {
+                                        splice(downstream, up);
+                                        return;
+                                    }
+                                    up.read(); // AUTO_READ is off: read the ServerHello
+                                    ssl.handshakeFuture().addListener(h -> {
+                                        if (h.isSuccess()) {
+                                            handshakes(meters, name, "upstream", "success").increment();
+                                            splice(downstream, up);
+                                        } else {
+                                            handshakes(meters, name, "upstream", "failure").increment();
+                                            log.warn("event=tls_handshake_failed listener={} side=upstream upstream={} cause=\"{}\"", name,
+                                                    upstream, h.cause().toString());
+                                            up.close();
+                                            downstream.close();
+                                        }
+                                    });
                                 });
+                    }
+
+                    private void splice(Channel downstream, Channel up) {
+                        downstream.pipeline().addLast(new Splice(up, received));
+                        if (downstream.pipeline().get(HoldBack.NAME) instanceof HoldBack held) {
+                            held.release(); // what the caller sent with its last handshake message
+                        }
+                        downstream.read();
+                        up.read();
                     }
                 })
                 .bind(listen).sync().channel();
-        log.info("event=listener_started listener={} address={} upstream={} transport={}",
-                name, server.localAddress(), upstream, loops.transportDescription());
+        log.info("event=listener_started listener={} address={} upstream={} transport={} tls_in={} tls_out={}",
+                name, server.localAddress(), upstream, loops.transportDescription(), tls.downstream() != null, tls.upstream() != null);
         return new TcpRelay(name, server, open);
+    }
+
+    /**
+     * Sits after the TLS handler of an accepted connection: reads the ClientHello (AUTO_READ is
+     * off), keeps the bytes a caller sends together with its last handshake message (TLS 1.3 lets
+     * a client send data at once) until the upstream is connected and the splice is in place, then
+     * passes them on; closes the connection on a TLS error.
+     */
+    static final class HoldBack extends ChannelInboundHandlerAdapter {
+        static final String NAME = "hold-back";
+        private final java.util.ArrayDeque<Object> held = new java.util.ArrayDeque<>();
+        private ChannelHandlerContext ctx;
+        private boolean released;
+
+        @Override
+        public void handlerAdded(ChannelHandlerContext ctx) {
+            this.ctx = ctx;
+        }
+
+        @Override
+        public void channelActive(ChannelHandlerContext ctx) {
+            ctx.fireChannelActive();
+            ctx.read();
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (released) {
+                ctx.fireChannelRead(msg);
+            } else {
+                held.add(msg);
+            }
+        }
+
+        void release() {
+            released = true;
+            Object msg;
+            while ((msg = held.poll()) != null) {
+                ctx.fireChannelRead(msg);
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            held.forEach(io.netty.util.ReferenceCountUtil::release);
+            held.clear();
+            ctx.fireChannelInactive();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close(); // a failed handshake is counted and logged by the handshake listener
+        }
+    }
+
+    private static Counter handshakes(MeterRegistry meters, String listener, String side, String result) {
+        return Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, listener).tag("side", side).tag("result", result)
+                .register(meters);
+    }
+
+    /** The SPIFFE ID of the verified peer of a finished handshake. */
+    static String peerId(SslHandler ssl) {
+        try {
+            var certs = ssl.engine().getSession().getPeerCertificates();
+            return certs.length == 0 ? "none" : SpiffeTls.spiffeId((X509Certificate) certs[0]).orElse("none");
+        } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+            return "none";
+        }
     }
 
     public InetSocketAddress address() {

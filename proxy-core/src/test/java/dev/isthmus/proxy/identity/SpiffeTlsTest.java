@@ -36,9 +36,9 @@ import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
 import org.junit.jupiter.api.Test;
 
 /** Real TLS 1.3 handshakes over loopback between SVIDs of two trust domains. */
-class SpiffeTlsTest {
+public class SpiffeTlsTest {
 
-    record Ca(X509Certificate cert, PrivateKey key) {
+    public record Ca(X509Certificate cert, PrivateKey key) {
     }
 
     static KeyPair p256() throws Exception {
@@ -47,7 +47,7 @@ class SpiffeTlsTest {
         return g.generateKeyPair();
     }
 
-    static Ca root(String domain) throws Exception {
+    public static Ca root(String domain) throws Exception {
         var pair = p256();
         var name = new X500Name("O=" + domain + ",CN=root");
         var b = new JcaX509v3CertificateBuilder(name, BigInteger.valueOf(System.nanoTime()), Date.from(Instant.now().minusSeconds(60)),
@@ -60,7 +60,7 @@ class SpiffeTlsTest {
         return new Ca(cert, pair.getPrivate());
     }
 
-    static SvidClient.Svid leaf(Ca ca, String id, Map<String, List<X509Certificate>> bundle) throws Exception {
+    public static SvidClient.Svid leaf(Ca ca, String id, Map<String, List<X509Certificate>> bundle) throws Exception {
         var pair = p256();
         var b = new JcaX509v3CertificateBuilder(ca.cert(), BigInteger.valueOf(System.nanoTime()), Date.from(Instant.now().minusSeconds(60)),
                 Date.from(Instant.now().plusSeconds(600)), new X500Name("CN=workload"), pair.getPublic());
