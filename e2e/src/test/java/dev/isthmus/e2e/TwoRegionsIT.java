@@ -81,6 +81,10 @@ class TwoRegionsIT {
         } catch (java.net.SocketException e) {
             // reset: refused as well
         }
+        // order-processing's sidecar runs the listener and cluster of its Envoy v3 bootstrap file
+        String dump = Http.get("http://127.0.0.1:" + FED.topology().sidecarAdminPort("eu-west", "order-processing") + "/config_dump").body();
+        assertTrue(dump.contains("\"cluster\":\"product-catalog\"") && dump.contains("\"source\":\"static:bootstrap.yaml\"")
+                && dump.contains("\"expected_identities\":[\"spiffe://eu-west.acme.isthmus/ns/shop/sa/product-catalog\"]"), dump);
         int admin = FED.topology().sidecarAdminPort("eu-west", "product-catalog");
         String metrics = Http.get("http://127.0.0.1:" + admin + "/metrics").body();
         assertTrue(metrics.contains("isthmus_tls_handshakes_total{listener=\"inbound\",result=\"success\",side=\"downstream\"}"), metrics);

@@ -13,6 +13,8 @@ public final class ProxyMetrics {
     public static final String BYTES_SENT = "isthmus_tcp_sent_bytes";
     public static final String BYTES_RECEIVED = "isthmus_tcp_received_bytes";
     public static final String UPSTREAM_CONNECT_FAILURES = "isthmus_upstream_connect_failures";
+    /** Connections tried on another endpoint after a connect or upstream handshake failure. */
+    public static final String UPSTREAM_RETRIES = "isthmus_upstream_connect_retries";
     /** TLS handshakes by listener, side (downstream: accepted; upstream: dialled) and result. */
     public static final String TLS_HANDSHAKES = "isthmus_tls_handshakes";
 

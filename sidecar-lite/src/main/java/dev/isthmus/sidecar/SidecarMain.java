@@ -3,7 +3,10 @@ package dev.isthmus.sidecar;
 import dev.isthmus.api.names.Ports;
 import dev.isthmus.proxy.ProxyProcess;
 import dev.isthmus.proxy.config.Settings;
+import dev.isthmus.proxy.config.xds.ProxyConfig;
+import dev.isthmus.proxy.config.xds.XdsTranslator;
 import dev.isthmus.proxy.identity.SpiffeSslContexts;
+import dev.isthmus.proxy.lb.ClusterLoadBalancer;
 import dev.isthmus.proxy.identity.SvidClient;
 import dev.isthmus.proxy.tcp.TcpRelay;
 import java.net.InetSocketAddress;
@@ -30,7 +33,8 @@ import org.slf4j.LoggerFactory;
  * {@code instance}, {@code protocol} (http), {@code version} (v1), {@code mtls} ({@code strict}, the
  * default with a trust bridge: the inbound listener accepts only mTLS from workloads the federated
  * bundle vouches for, and upstream listeners dial mTLS and check the callee's SPIFFE ID; {@code off}:
- * plain TCP), {@code upstreams} (explicit upstream listeners, see {@link Upstream}).
+ * plain TCP), {@code upstreams} (explicit upstream listeners, see {@link Upstream}), {@code bootstrap}
+ * (an Envoy v3 bootstrap file whose static listeners and clusters it runs; see docs/xds.md).
  *
  * <p>Ready when its listeners are bound, the app accepts connections and, with mTLS, it holds its
  * workload certificate.
@@ -44,6 +48,11 @@ public final class SidecarMain {
         return client.current().map(c -> ",\"svid\":{\"spiffe_id\":\"" + c.spiffeId() + "\",\"serial\":\""
                 + c.certificate().getSerialNumber().toString(16) + "\",\"not_after\":\"" + c.notAfter() + "\",\"trust_roots\":"
                 + c.trustRoots().size() + "}").orElse(",\"svid\":{\"error\":\"" + client.lastError().replace("\\", "\\\\").replace("\"", "'") + "\"}");
+    }
+
+    static String jsonList(List<String> values) {
+        return values.stream().map(v -> "\"" + v.replace("\\", "\\\\").replace("\"", "\\\"") + "\"")
+                .collect(java.util.stream.Collectors.joining(",", "[", "]"));
     }
 
     /** Reads the credential file on every call; empty if it is not there (yet). */
@@ -95,6 +104,21 @@ public final class SidecarMain {
             System.exit(2);
             return;
         }
+        ProxyConfig bootstrap = null;
+        if (settings.optional("bootstrap").isPresent()) {
+            try {
+                bootstrap = XdsTranslator.fromBootstrapFile(java.nio.file.Path.of(settings.required("bootstrap")));
+            } catch (XdsTranslator.ConfigException e) {
+                System.err.println("sidecar-lite: the bootstrap file " + settings.required("bootstrap") + " is refused:");
+                e.errors().forEach(err -> System.err.println("  " + err));
+                System.exit(2);
+                return;
+            } catch (java.io.IOException e) {
+                System.err.println("sidecar-lite: the bootstrap file cannot be read: " + e);
+                System.exit(2);
+                return;
+            }
+        }
         java.util.function.Supplier<java.util.Optional<SvidClient.Svid>> identity = () -> svid.flatMap(SvidClient::current);
         boolean strict = mtls.equals("strict");
         // Inbound: mTLS from any workload the federated bundle vouches for (AuthorizationPolicy narrows it, with the policy issue).
@@ -108,6 +132,29 @@ public final class SidecarMain {
                     strict ? new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, u.spiffeId()::equals), null) : TcpRelay.Tls.NONE));
             upstreamDump.append(",{\"name\":\"upstream\",\"address\":\"").append(relay.address()).append("\",\"upstream\":\"")
                     .append(u.destination()).append("\",\"expected_identity\":\"").append(u.spiffeId()).append("\"}");
+        }
+
+        if (bootstrap != null) {
+            for (var l : bootstrap.listeners()) {
+                var cluster = bootstrap.clusters().get(l.cluster());
+                var lb = new ClusterLoadBalancer(cluster);
+                var ids = java.util.Set.copyOf(cluster.expectedSpiffeIds());
+                TcpRelay.Tls tls = TcpRelay.Tls.NONE;
+                if (cluster.mtls()) {
+                    if (svid.isEmpty()) {
+                        System.err.println("sidecar-lite: cluster '" + cluster.name() + "' asks for mTLS (an UpstreamTlsContext) but no trust-bridge is set");
+                        System.exit(2);
+                        return;
+                    }
+                    tls = new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, id -> ids.isEmpty() || ids.contains(id)), cluster.sni().orElse(null));
+                }
+                var relay = process.own(TcpRelay.start(l.name(), process.loops(), l.address(), lb, cluster.name(),
+                        Math.max(1, Math.min(3, cluster.endpoints().size())), cluster.connectTimeout(), process.meters(), tls));
+                upstreamDump.append(",{\"name\":\"").append(l.name()).append("\",\"address\":\"").append(relay.address())
+                        .append("\",\"cluster\":\"").append(cluster.name()).append("\",\"lb_policy\":\"").append(cluster.lbPolicy())
+                        .append("\",\"mtls\":").append(cluster.mtls()).append(",\"expected_identities\":").append(jsonList(cluster.expectedSpiffeIds()))
+                        .append(",\"endpoints\":").append(cluster.endpoints().size()).append(",\"source\":\"").append(bootstrap.version()).append("\"}");
+            }
         }
 
         var appUp = new AtomicBoolean(false);

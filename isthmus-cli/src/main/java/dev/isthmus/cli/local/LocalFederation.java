@@ -75,6 +75,14 @@ public final class LocalFederation {
             Path conf = topology.natsConfig(region);
             Files.createDirectories(conf.getParent());
             Files.writeString(conf, topology.natsConfigText(region));
+            for (String service : Topology.SHOP_SERVICES) {
+                var bootstrap = topology.sidecarBootstrap(region, service);
+                if (bootstrap.isPresent()) {
+                    Path file = topology.sidecarBootstrapFile(region, service);
+                    Files.createDirectories(file.getParent());
+                    Files.writeString(file, bootstrap.get());
+                }
+            }
         }
         var byStage = new LinkedHashMap<Integer, List<Component>>();
         for (Component c : topology.components()) {

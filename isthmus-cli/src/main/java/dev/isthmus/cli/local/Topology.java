@@ -134,6 +134,59 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return regionDir(region).resolve("credentials").resolve("workload-token");
     }
 
+    /** Where a sidecar's static bootstrap (Envoy v3 YAML) is written, when it has one. */
+    public Path sidecarBootstrapFile(String region, String service) {
+        return regionDir(region).resolve("sidecar-" + service).resolve("bootstrap.yaml");
+    }
+
+    /**
+     * A sidecar's static bootstrap: order-processing gets an upstream listener for product-catalog
+     * (a TCP proxy to the local catalogue's sidecar, mTLS expecting its SPIFFE ID); the others have
+     * none. Until the controller's xDS server exists, this is how the sidecars get listeners.
+     */
+    public java.util.Optional<String> sidecarBootstrap(String region, String service) {
+        if (!service.equals("order-processing")) {
+            return java.util.Optional.empty();
+        }
+        String id = "spiffe://" + region + "." + federation + ".isthmus/ns/" + SHOP_NAMESPACE + "/sa/product-catalog";
+        return java.util.Optional.of("""
+                # Written by isthmus up: order-processing's sidecar in %1$s (Envoy v3 bootstrap; see docs/xds.md).
+                static_resources:
+                  listeners:
+                  - name: upstream-product-catalog
+                    address: { socket_address: { address: %2$s, port_value: %3$d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.tcp_proxy
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                          stat_prefix: product-catalog
+                          cluster: product-catalog
+                  clusters:
+                  - name: product-catalog
+                    type: STATIC
+                    connect_timeout: 1s
+                    lb_policy: ROUND_ROBIN
+                    transport_socket:
+                      name: envoy.transport_sockets.tls
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                        common_tls_context:
+                          combined_validation_context:
+                            default_validation_context:
+                              match_typed_subject_alt_names:
+                              - san_type: URI
+                                matcher: { exact: "%4$s" }
+                    load_assignment:
+                      cluster_name: product-catalog
+                      endpoints:
+                      - locality: { region: %1$s }
+                        priority: 0
+                        lb_endpoints:
+                        - endpoint: { address: { socket_address: { address: %2$s, port_value: %5$d } } }
+                """.formatted(region, HOST, sidecarOutboundPort(region, service), id, sidecarInboundPort(region, "product-catalog")));
+    }
+
     public Path natsConfig(String region) {
         return regionDir(region).resolve("nats").resolve("nats.conf");
     }
@@ -251,9 +304,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_TRUST_BRIDGE", HOST + ":" + trustBridgeGrpcPort(region));
         env.put("ISTHMUS_TRUST_DOMAIN", region + "." + federation + ".isthmus");
         env.put("ISTHMUS_MTLS", "strict");
-        if (service.equals("order-processing")) {
-            env.put("ISTHMUS_UPSTREAMS", HOST + ":" + sidecarOutboundPort(region, service) + "=" + HOST + ":" + sidecarInboundPort(region, "product-catalog")
-                    + "@spiffe://" + region + "." + federation + ".isthmus/ns/" + SHOP_NAMESPACE + "/sa/product-catalog");
+        if (sidecarBootstrap(region, service).isPresent()) {
+            env.put("ISTHMUS_BOOTSTRAP", sidecarBootstrapFile(region, service).toString());
         }
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),

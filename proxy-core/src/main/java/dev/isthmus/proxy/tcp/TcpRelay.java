@@ -72,6 +72,20 @@ public final class TcpRelay implements AutoCloseable {
     public static TcpRelay start(String name, EventLoops loops, InetSocketAddress listen, InetSocketAddress upstream,
             Duration connectTimeout, MeterRegistry meters, Tls tls) throws InterruptedException {
         Objects.requireNonNull(upstream, "upstream");
+        return start(name, loops, listen, UpstreamSelector.fixed(upstream), upstream.toString(), 1, connectTimeout, meters, tls);
+    }
+
+    /**
+     * Starts relaying {@code listen} to the endpoints {@code upstreams} picks, with TLS as {@code tls}
+     * says. A connection whose connect or upstream handshake fails is tried on another endpoint, up
+     * to {@code attempts} endpoints in all, before the caller's connection is closed.
+     */
+    public static TcpRelay start(String name, EventLoops loops, InetSocketAddress listen, UpstreamSelector upstreams, String upstreamName,
+            int attempts, Duration connectTimeout, MeterRegistry meters, Tls tls) throws InterruptedException {
+        String upstream = upstreamName;
+        var retries = Counter.builder(ProxyMetrics.UPSTREAM_RETRIES).tag(ProxyMetrics.LABEL_LISTENER, name).register(meters);
+        var noUpstream = Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED).tag(ProxyMetrics.LABEL_LISTENER, name)
+                .tag(ProxyMetrics.LABEL_REASON, "no_healthy_upstream").register(meters);
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var opened = Counter.builder(ProxyMetrics.CONNECTIONS_OPENED).tag(ProxyMetrics.LABEL_LISTENER, name).register(meters);
         var closed = Counter.builder(ProxyMetrics.CONNECTIONS_CLOSED).tag(ProxyMetrics.LABEL_LISTENER, name).register(meters);
@@ -93,7 +107,7 @@ public final class TcpRelay implements AutoCloseable {
                         opened.increment();
                         downstream.closeFuture().addListener(f -> closed.increment());
                         if (tls.downstream() == null) {
-                            connectUpstream(downstream);
+                            connectUpstream(downstream, new java.util.HashSet<>());
                             return;
                         }
                         SslHandler ssl = tls.downstream().newHandler(downstream.alloc());
@@ -106,7 +120,7 @@ public final class TcpRelay implements AutoCloseable {
                                 if (log.isDebugEnabled()) {
                                     log.debug("event=tls_accepted listener={} peer={}", name, peerId(ssl));
                                 }
-                                connectUpstream(downstream);
+                                connectUpstream(downstream, new java.util.HashSet<>());
                             } else {
                                 handshakes(meters, name, "downstream", "failure").increment();
                                 log.debug("event=tls_handshake_failed listener={} side=downstream remote={} cause={}", name,
@@ -116,7 +130,27 @@ public final class TcpRelay implements AutoCloseable {
                         });
                     }
 
-                    private void connectUpstream(Channel downstream) {
+                    private void connectUpstream(Channel downstream, java.util.Set<InetSocketAddress> tried) {
+                        var picked = upstreams.pick(tried);
+                        if (picked.isEmpty()) {
+                            noUpstream.increment();
+                            log.debug("event=no_healthy_upstream listener={} tried={}", name, tried);
+                            downstream.close();
+                            return;
+                        }
+                        InetSocketAddress target = picked.get();
+                        if (!tried.isEmpty()) {
+                            retries.increment();
+                        }
+                        tried.add(target);
+                        Runnable tryNext = () -> {
+                            upstreams.failed(target);
+                            if (tried.size() < attempts && downstream.isActive()) {
+                                connectUpstream(downstream, tried);
+                            } else {
+                                downstream.close();
+                            }
+                        };
                         new Bootstrap()
                                 .group(downstream.eventLoop())
                                 .channel(loops.channelType())
@@ -129,43 +163,56 @@ public final class TcpRelay implements AutoCloseable {
                                     protected void initChannel(Channel up) {
                                         if (tls.upstream() != null) {
                                             SslHandler ssl = tls.upstream().newHandler(up.alloc(), tls.upstreamSni() != null
-                                                    ? tls.upstreamSni() : upstream.getHostString(), upstream.getPort());
+                                                    ? tls.upstreamSni() : target.getHostString(), target.getPort());
                                             ssl.setHandshakeTimeoutMillis(10_000);
                                             up.pipeline().addLast("tls", ssl);
+                                            up.pipeline().addLast(HoldBack.NAME, new HoldBack());
                                         }
-                                        up.pipeline().addLast(new Splice(downstream, sent));
                                     }
                                 })
-                                .connect(upstream)
+                                .connect(target)
                                 .addListener((ChannelFutureListener) f -> {
                                     if (!f.isSuccess()) {
                                         connectFailures.increment();
                                         log.debug("event=upstream_connect_failed listener={} upstream={} cause={}",
-                                                name, upstream, f.cause().toString());
-                                        downstream.close();
+                                                name, target, f.cause().toString());
+                                        tryNext.run();
                                         return;
                                     }
                                     Channel up = f.channel();
-                                    open.add(up);
                                     SslHandler ssl = up.pipeline().get(SslHandler.class);
                                     if (ssl == null) {
-                                        splice(downstream, up);
+                                        established(downstream, up, target);
                                         return;
                                     }
-                                    up.read(); // AUTO_READ is off: read the ServerHello
                                     ssl.handshakeFuture().addListener(h -> {
                                         if (h.isSuccess()) {
                                             handshakes(meters, name, "upstream", "success").increment();
-                                            splice(downstream, up);
+                                            established(downstream, up, target);
                                         } else {
                                             handshakes(meters, name, "upstream", "failure").increment();
                                             log.warn("event=tls_handshake_failed listener={} side=upstream upstream={} cause=\"{}\"", name,
-                                                    upstream, h.cause().toString());
+                                                    target, h.cause().toString());
                                             up.close();
-                                            downstream.close();
+                                            tryNext.run();
                                         }
                                     });
                                 });
+                    }
+
+                    private void established(Channel downstream, Channel up, InetSocketAddress target) {
+                        if (!downstream.isActive()) {
+                            up.close();
+                            return;
+                        }
+                        open.add(up);
+                        upstreams.connected(target);
+                        up.closeFuture().addListener(c -> upstreams.released(target));
+                        up.pipeline().addLast(new Splice(downstream, sent));
+                        if (up.pipeline().get(HoldBack.NAME) instanceof HoldBack held) {
+                            held.release(); // what the upstream sent with its last handshake message
+                        }
+                        splice(downstream, up);
                     }
 
                     private void splice(Channel downstream, Channel up) {
@@ -184,10 +231,11 @@ public final class TcpRelay implements AutoCloseable {
     }
 
     /**
-     * Sits after the TLS handler of an accepted connection: reads the ClientHello (AUTO_READ is
-     * off), keeps the bytes a caller sends together with its last handshake message (TLS 1.3 lets
-     * a client send data at once) until the upstream is connected and the splice is in place, then
-     * passes them on; closes the connection on a TLS error.
+     * Sits after the TLS handler of a connection: starts reading when it is active (AUTO_READ is
+     * off: the ClientHello, or the ServerHello), keeps the bytes the peer sends together with its
+     * last handshake message (TLS 1.3 lets a client send data at once) until the other side is
+     * connected and the splice is in place, then passes them on; closes the connection on a TLS
+     * error.
      */
     static final class HoldBack extends ChannelInboundHandlerAdapter {
         static final String NAME = "hold-back";

@@ -86,4 +86,35 @@ class TcpRelayTest {
         }
         assertEquals(1.0, meters.get("isthmus_upstream_connect_failures").counter().count(), 0.0);
     }
+
+    @Test
+    void aFailedConnectIsRetriedOnAnotherEndpointAndTheDeadOneIsEjected() throws Exception {
+        int dead;
+        try (var s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            dead = s.getLocalPort(); // closed again: connections are refused
+        }
+        try (var echo = echoServer()) {
+            var spec = new dev.isthmus.proxy.config.xds.ProxyConfig.ClusterSpec("c", dev.isthmus.proxy.config.xds.ProxyConfig.LbPolicy.ROUND_ROBIN,
+                    Duration.ofSeconds(1), false, java.util.List.of(), java.util.Optional.empty(), java.util.List.of(
+                            new dev.isthmus.proxy.config.xds.ProxyConfig.EndpointSpec(new InetSocketAddress("127.0.0.1", dead),
+                                    dev.isthmus.proxy.config.xds.ProxyConfig.Locality.NONE, 0, 1, true),
+                            new dev.isthmus.proxy.config.xds.ProxyConfig.EndpointSpec(new InetSocketAddress("127.0.0.1", echo.getLocalPort()),
+                                    dev.isthmus.proxy.config.xds.ProxyConfig.Locality.NONE, 0, 1, true)), 140);
+            var lb = new dev.isthmus.proxy.lb.ClusterLoadBalancer(spec, new java.util.SplittableRandom(1), java.time.Clock.systemUTC(), 3,
+                    Duration.ofSeconds(30));
+            try (var relay = TcpRelay.start("lb", loops, new InetSocketAddress("127.0.0.1", 0), lb, "c", 3, Duration.ofSeconds(1), meters,
+                    TcpRelay.Tls.NONE)) {
+                for (int i = 0; i < 10; i++) {
+                    try (var client = new Socket("127.0.0.1", relay.address().getPort())) {
+                        client.setSoTimeout(5000);
+                        client.getOutputStream().write(("hello " + i + "\n").getBytes());
+                        assertEquals("hello " + i + "\n", new String(client.getInputStream().readNBytes(("hello " + i + "\n").length())));
+                    }
+                }
+                double retries = meters.get(dev.isthmus.proxy.ProxyMetrics.UPSTREAM_RETRIES).counter().count();
+                assertEquals(3.0, retries, "the dead endpoint was tried until ejected (3 failures), each time retried on the live one");
+                assertTrue(lb.ejected(new InetSocketAddress("127.0.0.1", dead)));
+            }
+        }
+    }
 }

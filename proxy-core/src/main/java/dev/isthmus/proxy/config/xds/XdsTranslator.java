@@ -1,0 +1,305 @@
+package dev.isthmus.proxy.config.xds;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import com.google.protobuf.Any;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.util.JsonFormat;
+import io.envoyproxy.envoy.config.bootstrap.v3.Bootstrap;
+import io.envoyproxy.envoy.config.cluster.v3.Cluster;
+import io.envoyproxy.envoy.config.core.v3.Address;
+import io.envoyproxy.envoy.config.core.v3.HealthStatus;
+import io.envoyproxy.envoy.config.endpoint.v3.ClusterLoadAssignment;
+import io.envoyproxy.envoy.config.listener.v3.Listener;
+import io.envoyproxy.envoy.config.route.v3.RouteConfiguration;
+import io.envoyproxy.envoy.extensions.filters.http.router.v3.Router;
+import io.envoyproxy.envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
+import io.envoyproxy.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Turns xDS v3 resources into a {@link ProxyConfig}, refusing the whole set on any error with every
+ * error named by resource and field path (the reason an ADS client NACKs with). The fields honoured
+ * are listed in docs/xds.md; any other field is ignored, and a feature this proxy does not have yet
+ * (an HTTP connection manager, weighted TCP clusters, DNS clusters, other load-balancing policies)
+ * is an error rather than silently different behaviour.
+ */
+public final class XdsTranslator {
+
+    /** The message types {@code typed_config} may hold, for JSON/YAML parsing. */
+    public static final JsonFormat.TypeRegistry TYPES = JsonFormat.TypeRegistry.newBuilder()
+            .add(List.of(Listener.getDescriptor(), Cluster.getDescriptor(), ClusterLoadAssignment.getDescriptor(), RouteConfiguration.getDescriptor(),
+                    TcpProxy.getDescriptor(), HttpConnectionManager.getDescriptor(), Router.getDescriptor(), UpstreamTlsContext.getDescriptor(),
+                    DownstreamTlsContext.getDescriptor()))
+            .build();
+
+    public static final String TCP_PROXY = "type.googleapis.com/" + TcpProxy.getDescriptor().getFullName();
+    public static final String HTTP_CONNECTION_MANAGER = "type.googleapis.com/" + HttpConnectionManager.getDescriptor().getFullName();
+    public static final String UPSTREAM_TLS = "type.googleapis.com/" + UpstreamTlsContext.getDescriptor().getFullName();
+
+    /** The resources were refused; {@link #errors} says where and why, one line each. */
+    public static final class ConfigException extends Exception {
+        private final List<String> errors;
+
+        public ConfigException(List<String> errors) {
+            super(String.join("; ", errors));
+            this.errors = List.copyOf(errors);
+        }
+
+        public List<String> errors() {
+            return errors;
+        }
+    }
+
+    private XdsTranslator() {
+    }
+
+    /** Reads an Envoy bootstrap file (YAML, or JSON) and translates its {@code static_resources}. */
+    public static ProxyConfig fromBootstrapFile(Path file) throws ConfigException, IOException {
+        Bootstrap b = parseBootstrap(Files.readString(file), file.toString());
+        var s = b.getStaticResources();
+        return translate("static:" + file.getFileName(), s.getListenersList(), s.getClustersList(), List.of());
+    }
+
+    /** Parses bootstrap text (YAML is a superset of JSON, so both are read the same way). */
+    public static Bootstrap parseBootstrap(String text, String source) throws ConfigException {
+        String json;
+        try {
+            json = new ObjectMapper().writeValueAsString(new YAMLMapper().readTree(text));
+        } catch (IOException e) {
+            throw new ConfigException(List.of(source + ": not YAML or JSON: " + (e instanceof com.fasterxml.jackson.core.JsonProcessingException j ? j.getOriginalMessage() + (j.getLocation() == null ? "" : " at line " + j.getLocation().getLineNr() + ", column " + j.getLocation().getColumnNr()) : e.getMessage())));
+        }
+        var builder = Bootstrap.newBuilder();
+        try {
+            JsonFormat.parser().usingTypeRegistry(TYPES).merge(json, builder);
+        } catch (InvalidProtocolBufferException e) {
+            throw new ConfigException(List.of(source + ": not an Envoy v3 bootstrap: " + e.getMessage()));
+        }
+        return builder.build();
+    }
+
+    /** Translates a full set of resources; EDS clusters take their endpoints from {@code assignments}. */
+    public static ProxyConfig translate(String version, List<Listener> listeners, List<Cluster> clusters, List<ClusterLoadAssignment> assignments)
+            throws ConfigException {
+        var errors = new ArrayList<String>();
+        var byName = new HashMap<String, ClusterLoadAssignment>();
+        for (var a : assignments) {
+            byName.put(a.getClusterName(), a);
+        }
+        var outClusters = new LinkedHashMap<String, ProxyConfig.ClusterSpec>();
+        for (int i = 0; i < clusters.size(); i++) {
+            Cluster c = clusters.get(i);
+            String where = "Cluster '" + (c.getName().isEmpty() ? "#" + i : c.getName()) + "'";
+            if (c.getName().isEmpty()) {
+                errors.add(where + ": name: is empty");
+                continue;
+            }
+            if (outClusters.containsKey(c.getName())) {
+                errors.add(where + ": name: a cluster of this name is already defined");
+                continue;
+            }
+            cluster(c, where, byName, errors).ifPresent(spec -> outClusters.put(spec.name(), spec));
+        }
+        var outListeners = new ArrayList<ProxyConfig.ListenerSpec>();
+        var listenerNames = new java.util.HashSet<String>();
+        for (int i = 0; i < listeners.size(); i++) {
+            Listener l = listeners.get(i);
+            String where = "Listener '" + (l.getName().isEmpty() ? "#" + i : l.getName()) + "'";
+            if (l.getName().isEmpty()) {
+                errors.add(where + ": name: is empty");
+                continue;
+            }
+            if (!listenerNames.add(l.getName())) {
+                errors.add(where + ": name: a listener of this name is already defined");
+                continue;
+            }
+            listener(l, where, outClusters, errors).ifPresent(outListeners::add);
+        }
+        if (!errors.isEmpty()) {
+            throw new ConfigException(errors);
+        }
+        return new ProxyConfig(version, outListeners, outClusters);
+    }
+
+    private static Optional<ProxyConfig.ListenerSpec> listener(Listener l, String where, Map<String, ProxyConfig.ClusterSpec> clusters,
+            List<String> errors) {
+        var address = socketAddress(l.getAddress(), where, "address.socket_address", errors);
+        if (l.getFilterChainsCount() != 1) {
+            errors.add(where + ": filter_chains: exactly one filter chain is supported, found " + l.getFilterChainsCount());
+            return Optional.empty();
+        }
+        var chain = l.getFilterChains(0);
+        if (chain.getFiltersCount() != 1) {
+            errors.add(where + ": filter_chains[0].filters: exactly one network filter (tcp_proxy) is supported, found " + chain.getFiltersCount());
+            return Optional.empty();
+        }
+        var filter = chain.getFilters(0);
+        Any config = filter.getTypedConfig();
+        String field = where + ": filter_chains[0].filters[0]";
+        if (config.getTypeUrl().equals(HTTP_CONNECTION_MANAGER)) {
+            errors.add(field + ": the HTTP connection manager is not supported by this proxy yet (TCP proxy only)");
+            return Optional.empty();
+        }
+        if (!config.getTypeUrl().equals(TCP_PROXY)) {
+            errors.add(field + ".typed_config: '" + config.getTypeUrl() + "' is not supported; use " + TCP_PROXY);
+            return Optional.empty();
+        }
+        TcpProxy tcp;
+        try {
+            tcp = config.unpack(TcpProxy.class);
+        } catch (InvalidProtocolBufferException e) {
+            errors.add(field + ".typed_config: unreadable TcpProxy: " + e.getMessage());
+            return Optional.empty();
+        }
+        if (tcp.hasWeightedClusters()) {
+            errors.add(field + ".typed_config.weighted_clusters: weighted TCP clusters are not supported yet; name one cluster");
+            return Optional.empty();
+        }
+        if (tcp.getCluster().isEmpty()) {
+            errors.add(field + ".typed_config.cluster: is empty");
+            return Optional.empty();
+        }
+        if (!clusters.containsKey(tcp.getCluster())) {
+            errors.add(field + ".typed_config.cluster: no cluster named '" + tcp.getCluster() + "' (or it was refused)");
+            return Optional.empty();
+        }
+        return address.map(a -> new ProxyConfig.ListenerSpec(l.getName(), a, tcp.getCluster()));
+    }
+
+    private static Optional<ProxyConfig.ClusterSpec> cluster(Cluster c, String where, Map<String, ClusterLoadAssignment> assignments,
+            List<String> errors) {
+        int before = errors.size();
+        ClusterLoadAssignment assignment;
+        switch (c.getType()) {
+            case STATIC -> assignment = c.getLoadAssignment();
+            case EDS -> {
+                String service = c.getEdsClusterConfig().getServiceName().isEmpty() ? c.getName() : c.getEdsClusterConfig().getServiceName();
+                assignment = assignments.getOrDefault(service, c.getLoadAssignment());
+            }
+            default -> {
+                errors.add(where + ": type: " + c.getType() + " is not supported; use STATIC or EDS");
+                return Optional.empty();
+            }
+        }
+        ProxyConfig.LbPolicy lb = switch (c.getLbPolicy()) {
+            case ROUND_ROBIN -> ProxyConfig.LbPolicy.ROUND_ROBIN;
+            case LEAST_REQUEST -> ProxyConfig.LbPolicy.LEAST_REQUEST;
+            default -> {
+                errors.add(where + ": lb_policy: " + c.getLbPolicy() + " is not supported; use ROUND_ROBIN or LEAST_REQUEST");
+                yield null;
+            }
+        };
+        Duration connectTimeout = c.hasConnectTimeout()
+                ? Duration.ofSeconds(c.getConnectTimeout().getSeconds(), c.getConnectTimeout().getNanos()) : Duration.ofSeconds(5);
+        if (connectTimeout.isZero() || connectTimeout.isNegative()) {
+            errors.add(where + ": connect_timeout: must be positive");
+        }
+        boolean mtls = false;
+        var ids = new ArrayList<String>();
+        Optional<String> sni = Optional.empty();
+        if (c.hasTransportSocket()) {
+            Any tls = c.getTransportSocket().getTypedConfig();
+            if (!tls.getTypeUrl().equals(UPSTREAM_TLS)) {
+                errors.add(where + ": transport_socket.typed_config: '" + tls.getTypeUrl() + "' is not supported; use " + UPSTREAM_TLS);
+            } else {
+                try {
+                    UpstreamTlsContext ctx = tls.unpack(UpstreamTlsContext.class);
+                    mtls = true;
+                    if (!ctx.getSni().isEmpty()) {
+                        sni = Optional.of(ctx.getSni());
+                    }
+                    var common = ctx.getCommonTlsContext();
+                    var matchers = common.hasCombinedValidationContext()
+                            ? common.getCombinedValidationContext().getDefaultValidationContext().getMatchTypedSubjectAltNamesList()
+                            : common.getValidationContext().getMatchTypedSubjectAltNamesList();
+                    String base = where + ": transport_socket.typed_config.common_tls_context."
+                            + (common.hasCombinedValidationContext() ? "combined_validation_context.default_validation_context" : "validation_context")
+                            + ".match_typed_subject_alt_names";
+                    for (int i = 0; i < matchers.size(); i++) {
+                        SubjectAltNameMatcher m = matchers.get(i);
+                        if (m.getSanType() != SubjectAltNameMatcher.SanType.URI
+                                || m.getMatcher().getMatchPatternCase() != io.envoyproxy.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT) {
+                            errors.add(base + "[" + i + "]: only san_type URI with an exact matcher (a SPIFFE ID) is supported");
+                        } else if (!m.getMatcher().getExact().startsWith("spiffe://")) {
+                            errors.add(base + "[" + i + "].matcher.exact: '" + m.getMatcher().getExact() + "' is not a SPIFFE ID");
+                        } else {
+                            ids.add(m.getMatcher().getExact());
+                        }
+                    }
+                } catch (InvalidProtocolBufferException e) {
+                    errors.add(where + ": transport_socket.typed_config: unreadable UpstreamTlsContext: " + e.getMessage());
+                }
+            }
+        }
+        var endpoints = new ArrayList<ProxyConfig.EndpointSpec>();
+        String cla = c.getType() == Cluster.DiscoveryType.STATIC ? "load_assignment" : "ClusterLoadAssignment";
+        for (int i = 0; i < assignment.getEndpointsCount(); i++) {
+            var group = assignment.getEndpoints(i);
+            var loc = group.hasLocality()
+                    ? new ProxyConfig.Locality(group.getLocality().getRegion(), group.getLocality().getZone(), group.getLocality().getSubZone())
+                    : ProxyConfig.Locality.NONE;
+            if (group.getPriority() > 127) {
+                errors.add(where + ": " + cla + ".endpoints[" + i + "].priority: " + group.getPriority() + " is above 127");
+            }
+            for (int j = 0; j < group.getLbEndpointsCount(); j++) {
+                var lbe = group.getLbEndpoints(j);
+                String path = cla + ".endpoints[" + i + "].lb_endpoints[" + j + "]";
+                if (!lbe.hasEndpoint()) {
+                    errors.add(where + ": " + path + ".endpoint: is missing (named endpoints are not supported)");
+                    continue;
+                }
+                int weight = lbe.hasLoadBalancingWeight() ? lbe.getLoadBalancingWeight().getValue() : 1;
+                if (weight < 1) {
+                    errors.add(where + ": " + path + ".load_balancing_weight: must be at least 1");
+                }
+                boolean healthy = lbe.getHealthStatus() == HealthStatus.UNKNOWN || lbe.getHealthStatus() == HealthStatus.HEALTHY
+                        || lbe.getHealthStatus() == HealthStatus.DEGRADED;
+                socketAddress(lbe.getEndpoint().getAddress(), where, path + ".endpoint.address.socket_address", errors)
+                        .ifPresent(a -> endpoints.add(new ProxyConfig.EndpointSpec(a, loc, group.getPriority(), weight, healthy)));
+            }
+        }
+        int overprovisioning = assignment.getPolicy().hasOverprovisioningFactor() ? assignment.getPolicy().getOverprovisioningFactor().getValue() : 140;
+        if (overprovisioning < 100) {
+            errors.add(where + ": " + cla + ".policy.overprovisioning_factor: " + overprovisioning + " is below 100");
+        }
+        if (errors.size() > before) {
+            return Optional.empty();
+        }
+        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning));
+    }
+
+    private static Optional<InetSocketAddress> socketAddress(Address address, String where, String path, List<String> errors) {
+        if (!address.hasSocketAddress()) {
+            errors.add(where + ": " + path + ": is missing");
+            return Optional.empty();
+        }
+        var sa = address.getSocketAddress();
+        if (sa.getAddress().isEmpty()) {
+            errors.add(where + ": " + path + ".address: is empty");
+            return Optional.empty();
+        }
+        if (!sa.getAddress().matches("[0-9a-fA-F.:]+")) {
+            errors.add(where + ": " + path + ".address: '" + sa.getAddress() + "' is not an IP address (DNS names need a DNS cluster type)");
+            return Optional.empty();
+        }
+        int port = sa.getPortValue();
+        if (port < 1 || port > 65535) {
+            errors.add(where + ": " + path + ".port_value: " + port + " is not a port (1-65535)");
+            return Optional.empty();
+        }
+        return Optional.of(new InetSocketAddress(sa.getAddress(), port));
+    }
+}

@@ -1,0 +1,195 @@
+package dev.isthmus.proxy.lb;
+
+import dev.isthmus.proxy.config.xds.ProxyConfig;
+import dev.isthmus.proxy.tcp.UpstreamSelector;
+import java.net.InetSocketAddress;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.random.RandomGenerator;
+
+/**
+ * Picks an endpoint of one cluster for each new connection.
+ *
+ * <ul>
+ *   <li><b>Priority</b> (Envoy's rule): level 0 takes {@code min(100, healthy% x overprovisioning)}
+ *       percent of the load, the rest spills to level 1, and so on; when every level is short, the
+ *       loads are scaled up to 100%. So with the default factor 1.4 a level keeps all its traffic
+ *       until fewer than 72% of its endpoints are healthy.</li>
+ *   <li><b>Within a level</b>: smooth weighted round robin (the endpoints' load-balancing weights),
+ *       or least-request as power of two choices (two random endpoints, the one with fewer active
+ *       connections).</li>
+ *   <li><b>Health</b>: an endpoint the assignment marks unhealthy is not used; one with
+ *       {@code consecutiveFailures} connect failures in a row is ejected for {@code ejection} (the
+ *       outlier detection of issue 5 in its layer-4 form), and comes back after it.</li>
+ *   <li><b>Retries</b>: {@link #pick} skips endpoints already tried for the connection, taking the
+ *       next level or locality when the chosen one has none left.</li>
+ * </ul>
+ */
+public final class ClusterLoadBalancer implements UpstreamSelector {
+
+    private final ProxyConfig.ClusterSpec spec;
+    private final RandomGenerator random;
+    private final Clock clock;
+    private final int consecutiveFailures;
+    private final Duration ejection;
+    private final TreeMap<Integer, List<Slot>> levels = new TreeMap<>();
+    private final Map<InetSocketAddress, Slot> byAddress = new HashMap<>();
+
+    private static final class Slot {
+        final ProxyConfig.EndpointSpec endpoint;
+        int active;
+        int failures;
+        Instant ejectedUntil = Instant.MIN;
+        long currentWeight;
+
+        Slot(ProxyConfig.EndpointSpec endpoint) {
+            this.endpoint = endpoint;
+        }
+    }
+
+    public ClusterLoadBalancer(ProxyConfig.ClusterSpec spec) {
+        this(spec, RandomGenerator.getDefault(), Clock.systemUTC(), 5, Duration.ofSeconds(30));
+    }
+
+    public ClusterLoadBalancer(ProxyConfig.ClusterSpec spec, RandomGenerator random, Clock clock, int consecutiveFailures, Duration ejection) {
+        this.spec = spec;
+        this.random = random;
+        this.clock = clock;
+        this.consecutiveFailures = consecutiveFailures;
+        this.ejection = ejection;
+        for (var e : spec.endpoints()) {
+            var slot = new Slot(e);
+            levels.computeIfAbsent(e.priority(), p -> new ArrayList<>()).add(slot);
+            byAddress.put(e.address(), slot);
+        }
+    }
+
+    public ProxyConfig.ClusterSpec spec() {
+        return spec;
+    }
+
+    private boolean usable(Slot s, Instant now) {
+        return s.endpoint.healthy() && !now.isBefore(s.ejectedUntil);
+    }
+
+    /** The share of new connections each priority level takes now, in percent (levels in order). */
+    public synchronized Map<Integer, Double> priorityLoad() {
+        Instant now = clock.instant();
+        var load = new TreeMap<Integer, Double>();
+        double left = 100;
+        for (var level : levels.entrySet()) {
+            long healthy = level.getValue().stream().filter(s -> usable(s, now)).count();
+            double healthPct = 100.0 * healthy / level.getValue().size();
+            double take = Math.min(left, healthPct * spec.overprovisioningFactor() / 100.0);
+            load.put(level.getKey(), take);
+            left -= take;
+        }
+        double total = 100 - left;
+        if (total > 0 && total < 100) {
+            load.replaceAll((p, v) -> v * 100 / total);
+        }
+        return load;
+    }
+
+    @Override
+    public synchronized Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
+        Instant now = clock.instant();
+        var load = priorityLoad();
+        double draw = random.nextDouble() * 100;
+        Integer chosen = null;
+        for (var e : load.entrySet()) {
+            if (draw < e.getValue()) {
+                chosen = e.getKey();
+                break;
+            }
+            draw -= e.getValue();
+        }
+        var order = new ArrayList<Integer>();
+        if (chosen != null) {
+            order.add(chosen);
+        }
+        for (Integer p : levels.keySet()) {
+            if (!p.equals(chosen)) {
+                order.add(p);
+            }
+        }
+        for (Integer p : order) {
+            var candidates = levels.get(p).stream().filter(s -> usable(s, now) && !tried.contains(s.endpoint.address())).toList();
+            if (!candidates.isEmpty()) {
+                return Optional.of(choose(candidates).endpoint.address());
+            }
+        }
+        return Optional.empty();
+    }
+
+    private Slot choose(List<Slot> candidates) {
+        if (candidates.size() == 1) {
+            return candidates.get(0);
+        }
+        if (spec.lbPolicy() == ProxyConfig.LbPolicy.LEAST_REQUEST) {
+            Slot a = candidates.get(random.nextInt(candidates.size()));
+            Slot b;
+            do {
+                b = candidates.get(random.nextInt(candidates.size()));
+            } while (b == a);
+            return b.active < a.active ? b : a;
+        }
+        long total = 0;
+        Slot best = null;
+        for (Slot s : candidates) {
+            s.currentWeight += s.endpoint.weight();
+            total += s.endpoint.weight();
+            if (best == null || s.currentWeight > best.currentWeight) {
+                best = s;
+            }
+        }
+        best.currentWeight -= total;
+        return best;
+    }
+
+    @Override
+    public synchronized void connected(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        if (s != null) {
+            s.active++;
+            s.failures = 0;
+        }
+    }
+
+    @Override
+    public synchronized void released(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        if (s != null && s.active > 0) {
+            s.active--;
+        }
+    }
+
+    @Override
+    public synchronized void failed(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        if (s != null && ++s.failures >= consecutiveFailures) {
+            s.ejectedUntil = clock.instant().plus(ejection);
+            s.failures = 0;
+        }
+    }
+
+    /** True while {@code address} is ejected after connect failures. */
+    public synchronized boolean ejected(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        return s != null && clock.instant().isBefore(s.ejectedUntil);
+    }
+
+    /** Active connections to {@code address}. */
+    public synchronized int active(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        return s == null ? 0 : s.active;
+    }
+}

@@ -1,0 +1,29 @@
+package dev.isthmus.proxy.tcp;
+
+import java.net.InetSocketAddress;
+import java.util.Optional;
+import java.util.Set;
+
+/** Chooses the upstream endpoint for each new connection of a {@link TcpRelay}, and hears how it went. */
+public interface UpstreamSelector {
+
+    /** An endpoint not in {@code tried}, or empty when none is left. */
+    Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried);
+
+    /** A connection (and its TLS handshake, if any) to {@code address} succeeded. */
+    default void connected(InetSocketAddress address) {
+    }
+
+    /** A connection to {@code address} that {@link #connected} reported has closed. */
+    default void released(InetSocketAddress address) {
+    }
+
+    /** Connecting (or the TLS handshake) to {@code address} failed. */
+    default void failed(InetSocketAddress address) {
+    }
+
+    /** Always the one address. */
+    static UpstreamSelector fixed(InetSocketAddress address) {
+        return tried -> tried.contains(address) ? Optional.empty() : Optional.of(address);
+    }
+}

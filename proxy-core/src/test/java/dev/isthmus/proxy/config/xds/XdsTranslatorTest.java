@@ -1,0 +1,80 @@
+package dev.isthmus.proxy.config.xds;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class XdsTranslatorTest {
+
+    static String sample() throws Exception {
+        return new String(XdsTranslatorTest.class.getResourceAsStream("/bootstrap-orders.yaml").readAllBytes());
+    }
+
+    static ProxyConfig translate(String yaml) throws Exception {
+        var b = XdsTranslator.parseBootstrap(yaml, "bootstrap.yaml");
+        return XdsTranslator.translate("v1", b.getStaticResources().getListenersList(), b.getStaticResources().getClustersList(), List.of());
+    }
+
+    @Test
+    void anEnvoyBootstrapBecomesListenersAndClusters() throws Exception {
+        Path file = Files.createTempFile("bootstrap", ".yaml");
+        Files.writeString(file, sample());
+        ProxyConfig c = XdsTranslator.fromBootstrapFile(file);
+        assertEquals(1, c.listeners().size());
+        var l = c.listeners().get(0);
+        assertEquals(new InetSocketAddress("127.0.0.1", 20063), l.address());
+        assertEquals("product-catalog", l.cluster());
+        var cluster = c.clusters().get("product-catalog");
+        assertEquals(ProxyConfig.LbPolicy.LEAST_REQUEST, cluster.lbPolicy());
+        assertEquals(Duration.ofMillis(500), cluster.connectTimeout());
+        assertTrue(cluster.mtls());
+        assertEquals(List.of("spiffe://us-east.acme.isthmus/ns/shop/sa/product-catalog"), cluster.expectedSpiffeIds());
+        assertEquals(3, cluster.endpoints().size());
+        assertEquals(3, cluster.endpoints().get(1).weight());
+        assertEquals(new ProxyConfig.Locality("us-east", "us-east-1a", ""), cluster.endpoints().get(0).locality());
+        assertEquals(1, cluster.endpoints().get(2).priority());
+        assertFalse(cluster.endpoints().get(2).healthy());
+        assertEquals(140, cluster.overprovisioningFactor());
+    }
+
+    static String refusal(String yaml) {
+        return String.join("\n", assertThrows(XdsTranslator.ConfigException.class, () -> translate(yaml)).errors());
+    }
+
+    @Test
+    void everyErrorNamesTheResourceAndTheField() throws Exception {
+        String s = sample();
+        assertTrue(refusal(s.replace("port_value: 20052", "port_value: 70000")).contains(
+                "Cluster 'product-catalog': load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: 70000 is not a port"));
+        assertTrue(refusal(s.replace("cluster: product-catalog\n", "cluster: nowhere\n")).contains(
+                "Listener 'upstream-product-catalog': filter_chains[0].filters[0].typed_config.cluster: no cluster named 'nowhere'"));
+        assertTrue(refusal(s.replace("lb_policy: LEAST_REQUEST", "lb_policy: MAGLEV")).contains(
+                "Cluster 'product-catalog': lb_policy: MAGLEV is not supported"));
+        assertTrue(refusal(s.replace("type: STATIC", "type: STRICT_DNS")).contains("type: STRICT_DNS is not supported"));
+        assertTrue(refusal(s.replace("san_type: URI", "san_type: DNS")).contains(
+                "match_typed_subject_alt_names[0]: only san_type URI with an exact matcher"));
+        assertTrue(refusal(s.replace("address: 127.0.0.2", "address: catalog.example")).contains("is not an IP address"));
+        assertTrue(refusal(s.replace("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager").replace("cluster: product-catalog\n", "\n"))
+                .contains("the HTTP connection manager is not supported by this proxy yet"));
+        // two errors in one set: both reported
+        String both = refusal(s.replace("port_value: 20052", "port_value: 0").replace("port_value: 20063", "port_value: 0"));
+        assertTrue(both.contains("lb_endpoints[0]") && both.contains("Listener"), both);
+    }
+
+    @Test
+    void unreadableFilesSayWhereAndWhat() {
+        var e = assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.parseBootstrap("static_resources: [", "b.yaml"));
+        assertTrue(e.getMessage().startsWith("b.yaml: not YAML or JSON"), e.getMessage());
+        e = assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.parseBootstrap("static_resources: { listners: [] }", "b.yaml"));
+        assertTrue(e.getMessage().contains("b.yaml: not an Envoy v3 bootstrap") && e.getMessage().contains("listners"), e.getMessage());
+    }
+}

@@ -1,0 +1,117 @@
+package dev.isthmus.proxy.lb;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.isthmus.proxy.config.xds.ProxyConfig;
+import java.net.InetSocketAddress;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+class ClusterLoadBalancerTest {
+
+    static InetSocketAddress a(int port) {
+        return new InetSocketAddress("127.0.0.1", port);
+    }
+
+    static ProxyConfig.EndpointSpec ep(int port, int priority, int weight, boolean healthy) {
+        return new ProxyConfig.EndpointSpec(a(port), ProxyConfig.Locality.NONE, priority, weight, healthy);
+    }
+
+    static ProxyConfig.ClusterSpec cluster(ProxyConfig.LbPolicy lb, ProxyConfig.EndpointSpec... eps) {
+        return new ProxyConfig.ClusterSpec("c", lb, Duration.ofSeconds(1), false, List.of(), Optional.empty(), List.of(eps), 140);
+    }
+
+    static Map<Integer, Integer> count(ClusterLoadBalancer lb, int n) {
+        var out = new HashMap<Integer, Integer>();
+        for (int i = 0; i < n; i++) {
+            out.merge(lb.pick(Set.of()).orElseThrow().getPort(), 1, Integer::sum);
+        }
+        return out;
+    }
+
+    @Test
+    void weightedRoundRobinFollowsTheWeightsExactly() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 0, 3, true)));
+        assertEquals(Map.of(1, 250, 2, 750), count(lb, 1000));
+    }
+
+    @Test
+    void leastRequestPrefersTheLessLoadedEndpoint() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.LEAST_REQUEST, ep(1, 0, 1, true), ep(2, 0, 1, true)));
+        for (int i = 0; i < 5; i++) {
+            lb.connected(a(1));
+        }
+        assertEquals(Map.of(2, 100), count(lb, 100), "with two endpoints, power of two choices always sees both");
+    }
+
+    @Test
+    void priorityLevelsSpillOverByTheOverprovisioningRule() {
+        var eps = new ArrayList<ProxyConfig.EndpointSpec>();
+        for (int i = 0; i < 10; i++) {
+            eps.add(ep(100 + i, 0, 1, i < 5)); // half of priority 0 healthy
+        }
+        eps.add(ep(200, 1, 1, true));
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, eps.toArray(ProxyConfig.EndpointSpec[]::new)),
+                new SplittableRandom(1), Clock.systemUTC(), 5, Duration.ofSeconds(30));
+        assertEquals(Map.of(0, 70.0, 1, 30.0), lb.priorityLoad());
+        var seen = count(lb, 10_000);
+        int p1 = seen.getOrDefault(200, 0);
+        assertTrue(Math.abs(p1 - 3000) < 300, "about 30% to priority 1: " + p1);
+        assertTrue(seen.keySet().stream().noneMatch(p -> p >= 105 && p < 110), "unhealthy endpoints get nothing: " + seen);
+    }
+
+    @Test
+    void everythingGoesToTheNextPriorityWhenTheFirstIsDown() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, false), ep(2, 1, 1, true)));
+        assertEquals(Map.of(2, 50), count(lb, 50));
+    }
+
+    @Test
+    void aRetrySkipsTriedEndpointsAndCrossesToTheNextLevel() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 1, 1, true)));
+        assertEquals(a(1), lb.pick(Set.of()).orElseThrow());
+        assertEquals(a(2), lb.pick(Set.of(a(1))).orElseThrow(), "the retry goes to the other locality");
+        assertTrue(lb.pick(Set.of(a(1), a(2))).isEmpty());
+    }
+
+    @Test
+    void consecutiveConnectFailuresEjectAnEndpointUntilTheEjectionEnds() {
+        var now = new Instant[] {Instant.parse("2026-11-26T12:00:00Z")};
+        var clock = new Clock() {
+            @Override
+            public ZoneOffset getZone() {
+                return ZoneOffset.UTC;
+            }
+
+            @Override
+            public Clock withZone(java.time.ZoneId zone) {
+                return this;
+            }
+
+            @Override
+            public Instant instant() {
+                return now[0];
+            }
+        };
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 0, 1, true)),
+                new SplittableRandom(1), clock, 3, Duration.ofSeconds(30));
+        for (int i = 0; i < 3; i++) {
+            lb.failed(a(1));
+        }
+        assertTrue(lb.ejected(a(1)));
+        assertEquals(Map.of(2, 20), count(lb, 20), "no traffic to the ejected endpoint");
+        now[0] = now[0].plusSeconds(31);
+        assertTrue(count(lb, 20).getOrDefault(1, 0) > 0, "back after the ejection");
+    }
+}
