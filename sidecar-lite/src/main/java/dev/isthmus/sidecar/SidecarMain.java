@@ -6,7 +6,8 @@ import dev.isthmus.proxy.config.Settings;
 import dev.isthmus.proxy.config.xds.ProxyConfig;
 import dev.isthmus.proxy.config.xds.XdsTranslator;
 import dev.isthmus.proxy.identity.SpiffeSslContexts;
-import dev.isthmus.proxy.lb.ClusterLoadBalancer;
+import dev.isthmus.proxy.config.xds.AdsClient;
+import dev.isthmus.proxy.tcp.RelayManager;
 import dev.isthmus.proxy.identity.SvidClient;
 import dev.isthmus.proxy.tcp.TcpRelay;
 import java.net.InetSocketAddress;
@@ -34,7 +35,10 @@ import org.slf4j.LoggerFactory;
  * default with a trust bridge: the inbound listener accepts only mTLS from workloads the federated
  * bundle vouches for, and upstream listeners dial mTLS and check the callee's SPIFFE ID; {@code off}:
  * plain TCP), {@code upstreams} (explicit upstream listeners, see {@link Upstream}), {@code bootstrap}
- * (an Envoy v3 bootstrap file whose static listeners and clusters it runs; see docs/xds.md).
+ * (an Envoy v3 bootstrap file whose static listeners and clusters it runs; see docs/xds.md),
+ * {@code xds} (host:port of an ADS server: its Listeners, Clusters and ClusterLoadAssignments replace
+ * the bootstrap's; the last accepted set is kept in {@code <state-dir>/xds-last-good.json} and run
+ * at start), {@code state-dir} (default the working directory).
  *
  * <p>Ready when its listeners are bound, the app accepts connections and, with mTLS, it holds its
  * workload certificate.
@@ -48,6 +52,20 @@ public final class SidecarMain {
         return client.current().map(c -> ",\"svid\":{\"spiffe_id\":\"" + c.spiffeId() + "\",\"serial\":\""
                 + c.certificate().getSerialNumber().toString(16) + "\",\"not_after\":\"" + c.notAfter() + "\",\"trust_roots\":"
                 + c.trustRoots().size() + "}").orElse(",\"svid\":{\"error\":\"" + client.lastError().replace("\\", "\\\\").replace("\"", "'") + "\"}");
+    }
+
+    /** The listeners the xDS resources (bootstrap or ADS) run, for /config_dump. */
+    static String xdsListeners(RelayManager manager) {
+        var out = new StringBuilder();
+        var config = manager.config();
+        for (var l : config.listeners()) {
+            var cluster = config.clusters().get(l.cluster());
+            out.append(",{\"name\":\"").append(l.name()).append("\",\"address\":\"").append(manager.address(l.name()).map(Object::toString).orElse(""))
+                    .append("\",\"cluster\":\"").append(cluster.name()).append("\",\"lb_policy\":\"").append(cluster.lbPolicy())
+                    .append("\",\"mtls\":").append(cluster.mtls()).append(",\"expected_identities\":").append(jsonList(cluster.expectedSpiffeIds()))
+                    .append(",\"endpoints\":").append(cluster.endpoints().size()).append(",\"source\":\"").append(config.version()).append("\"}");
+        }
+        return out.toString();
     }
 
     static String jsonList(List<String> values) {
@@ -134,28 +152,27 @@ public final class SidecarMain {
                     .append(u.destination()).append("\",\"expected_identity\":\"").append(u.spiffeId()).append("\"}");
         }
 
+        // Listeners from xDS resources: the static bootstrap first, then the controller's ADS stream (which replaces them).
+        var manager = process.own(new RelayManager(process.loops(), process.meters(), svid.isPresent() ? identity : null));
         if (bootstrap != null) {
-            for (var l : bootstrap.listeners()) {
-                var cluster = bootstrap.clusters().get(l.cluster());
-                var lb = new ClusterLoadBalancer(cluster);
-                var ids = java.util.Set.copyOf(cluster.expectedSpiffeIds());
-                TcpRelay.Tls tls = TcpRelay.Tls.NONE;
-                if (cluster.mtls()) {
-                    if (svid.isEmpty()) {
-                        System.err.println("sidecar-lite: cluster '" + cluster.name() + "' asks for mTLS (an UpstreamTlsContext) but no trust-bridge is set");
-                        System.exit(2);
-                        return;
-                    }
-                    tls = new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, id -> ids.isEmpty() || ids.contains(id)), cluster.sni().orElse(null));
-                }
-                var relay = process.own(TcpRelay.start(l.name(), process.loops(), l.address(), lb, cluster.name(),
-                        Math.max(1, Math.min(3, cluster.endpoints().size())), cluster.connectTimeout(), process.meters(), tls));
-                upstreamDump.append(",{\"name\":\"").append(l.name()).append("\",\"address\":\"").append(relay.address())
-                        .append("\",\"cluster\":\"").append(cluster.name()).append("\",\"lb_policy\":\"").append(cluster.lbPolicy())
-                        .append("\",\"mtls\":").append(cluster.mtls()).append(",\"expected_identities\":").append(jsonList(cluster.expectedSpiffeIds()))
-                        .append(",\"endpoints\":").append(cluster.endpoints().size()).append(",\"source\":\"").append(bootstrap.version()).append("\"}");
+            try {
+                manager.apply(bootstrap);
+            } catch (Exception e) {
+                System.err.println("sidecar-lite: the bootstrap file " + settings.required("bootstrap") + " cannot run: " + e.getMessage());
+                System.exit(2);
+                return;
             }
         }
+        var ads = settings.optional("xds").map(target -> {
+            String service = settings.string("service", "default/workload");
+            var node = io.envoyproxy.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
+                    .setCluster(service).setLocality(io.envoyproxy.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
+                    .build();
+            var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.json"),
+                    manager, process.meters()));
+            client.start();
+            return client;
+        });
 
         var appUp = new AtomicBoolean(false);
         var probe = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("app-probe").unstarted(r));
@@ -173,13 +190,15 @@ public final class SidecarMain {
             }
         }, 0, 1, TimeUnit.SECONDS);
 
-        String dump = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
+        String head = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
                 + "\",\"mtls\":\"" + mtls + "\",\"tls_provider\":\"" + SpiffeSslContexts.provider()
                 + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}"
-                + upstreamDump + "]";
-        // Ready when the app answers and, with mTLS, a workload certificate is held.
+                + upstreamDump;
+        java.util.function.Supplier<String> dump = () -> head + xdsListeners(manager) + "]"
+                + ads.map(c -> ",\"xds\":{\"applied\":\"" + c.appliedVersion().replace("\"", "'") + "\",\"last_error\":\""
+                        + c.lastError().replace("\\", "/").replace("\"", "'") + "\"}").orElse("");
         process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()),
-                () -> dump + svid.map(SidecarMain::svidDump).orElse("") + "}");
+                () -> dump.get() + svid.map(SidecarMain::svidDump).orElse("") + "}");
 
         var controller = settings.optional("controller");
         if (controller.isPresent()) {

@@ -1,0 +1,348 @@
+package dev.isthmus.proxy.config.xds;
+
+import com.google.protobuf.Any;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.Message;
+import com.google.protobuf.util.JsonFormat;
+import io.envoyproxy.envoy.config.cluster.v3.Cluster;
+import io.envoyproxy.envoy.config.core.v3.Node;
+import io.envoyproxy.envoy.config.endpoint.v3.ClusterLoadAssignment;
+import io.envoyproxy.envoy.config.listener.v3.Listener;
+import io.envoyproxy.envoy.service.discovery.v3.AggregatedDiscoveryServiceGrpc;
+import io.envoyproxy.envoy.service.discovery.v3.DiscoveryRequest;
+import io.envoyproxy.envoy.service.discovery.v3.DiscoveryResponse;
+import io.grpc.ManagedChannel;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An xDS v3 client over ADS (state of the world): subscribes to every Listener, Cluster and
+ * ClusterLoadAssignment for its node, translates the whole set with {@link XdsTranslator} and hands
+ * it to the proxy. A set the translator or the proxy refuses is NACKed (the previous version and an
+ * {@code error_detail} whose message lists every error by resource and field) and the proxy keeps
+ * running what it had; an accepted set is ACKed and written to {@code lastGoodFile}, which is applied
+ * at start, so a proxy restarted while the controller is away serves its last good config.
+ *
+ * <p>Listeners and clusters are processed together: until both have arrived once, responses are
+ * held (not ACKed) so a listener is not refused for a cluster still on its way. A broken stream is
+ * reopened after 1 s doubling to 30 s, with jitter, re-sending the versions it holds.
+ */
+public final class AdsClient implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(AdsClient.class);
+
+    public static final String LISTENER = "type.googleapis.com/" + Listener.getDescriptor().getFullName();
+    public static final String CLUSTER = "type.googleapis.com/" + Cluster.getDescriptor().getFullName();
+    public static final String ENDPOINT = "type.googleapis.com/" + ClusterLoadAssignment.getDescriptor().getFullName();
+    private static final List<String> TYPES = List.of(CLUSTER, ENDPOINT, LISTENER);
+
+    /** Applies an accepted config; throwing refuses it (for example a listener port that cannot be bound). */
+    public interface Applier {
+        void apply(ProxyConfig config) throws Exception;
+    }
+
+    private final Node node;
+    private final Path lastGoodFile;
+    private final Applier applier;
+    private final ManagedChannel channel;
+    private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
+            r -> Thread.ofPlatform().daemon().name("ads-client").unstarted(r));
+    private final Counter accepted;
+    private final MeterRegistry meters;
+
+    // All below are touched on the timer thread only (gRPC callbacks hop onto it).
+    private final Map<String, List<? extends Message>> current = new LinkedHashMap<>();
+    private final Map<String, String> versions = new LinkedHashMap<>();
+    private final Map<String, List<? extends Message>> pending = new LinkedHashMap<>();
+    private final List<DiscoveryResponse> held = new ArrayList<>();
+    private StreamObserver<DiscoveryRequest> requests;
+    private int failures;
+    private volatile String lastError = "";
+    private volatile String appliedVersion = "";
+    private volatile boolean closed;
+
+    /**
+     * @param target host:port of the controller's xDS server
+     * @param lastGoodFile where the last accepted set is kept (null: not kept)
+     */
+    public AdsClient(String target, Node node, Path lastGoodFile, Applier applier, MeterRegistry meters) {
+        this.node = node;
+        this.lastGoodFile = lastGoodFile;
+        this.applier = applier;
+        this.meters = meters;
+        int colon = target.lastIndexOf(':');
+        this.channel = NettyChannelBuilder.forAddress(target.substring(0, colon), Integer.parseInt(target.substring(colon + 1))).usePlaintext().build();
+        this.accepted = Counter.builder("isthmus_xds_accepted").description("xDS responses applied and ACKed").register(meters);
+    }
+
+    /** Applies the last good config kept on disk (if any), then opens the stream. */
+    public void start() {
+        timer.execute(() -> {
+            loadLastGood();
+            connect();
+        });
+    }
+
+    /** The version of the config applied last (for each type, joined), empty before the first. */
+    public String appliedVersion() {
+        return appliedVersion;
+    }
+
+    /** Why the last response was refused, or why the stream is down; empty when neither. */
+    public String lastError() {
+        return lastError;
+    }
+
+    private void connect() {
+        if (closed) {
+            return;
+        }
+        held.clear();
+        pending.clear();
+        requests = AggregatedDiscoveryServiceGrpc.newStub(channel).streamAggregatedResources(new StreamObserver<>() {
+            @Override
+            public void onNext(DiscoveryResponse response) {
+                later(() -> onResponse(response));
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                later(() -> reconnect(t.toString()));
+            }
+
+            @Override
+            public void onCompleted() {
+                later(() -> reconnect("the server closed the stream"));
+            }
+        });
+        for (String type : TYPES) {
+            requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(type).setVersionInfo(versions.getOrDefault(type, "")).build());
+        }
+        log.info("event=xds_stream_opened node={} versions={}", node.getId(), versions);
+    }
+
+    private void later(Runnable task) {
+        if (!closed) {
+            try {
+                timer.execute(task);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                // closing
+            }
+        }
+    }
+
+    private void reconnect(String why) {
+        if (closed) {
+            return;
+        }
+        failures++;
+        lastError = "xDS stream down: " + why;
+        long base = Math.min(30_000, 1000L << Math.min(failures - 1, 5));
+        long delay = base + (long) (base * 0.2 * ThreadLocalRandom.current().nextDouble());
+        log.warn("event=xds_stream_down cause=\"{}\" retry_in_ms={} serving_version=\"{}\"", why, delay, appliedVersion);
+        timer.schedule(this::connect, delay, TimeUnit.MILLISECONDS);
+    }
+
+    private void onResponse(DiscoveryResponse response) {
+        failures = 0;
+        String type = response.getTypeUrl();
+        if (!TYPES.contains(type)) {
+            nack(response, "type " + type + " is not subscribed to");
+            return;
+        }
+        List<Message> resources = new ArrayList<>();
+        try {
+            for (Any any : response.getResourcesList()) {
+                resources.add(unpack(type, any));
+            }
+        } catch (InvalidProtocolBufferException e) {
+            nack(response, type + ": a resource cannot be read: " + e.getMessage());
+            return;
+        }
+        pending.put(type, resources);
+        held.add(response);
+        boolean haveBoth = (current.containsKey(LISTENER) || pending.containsKey(LISTENER))
+                && (current.containsKey(CLUSTER) || pending.containsKey(CLUSTER));
+        if (!haveBoth) {
+            return; // wait for the other half before judging
+        }
+        var next = new LinkedHashMap<>(current);
+        next.putAll(pending);
+        var responses = List.copyOf(held);
+        held.clear();
+        pending.clear();
+        String version = responses.stream().map(r -> shortType(r.getTypeUrl()) + "=" + r.getVersionInfo()).reduce((a, b) -> a + "," + b).orElse("");
+        try {
+            ProxyConfig config = translate(version, next);
+            applier.apply(config);
+            current.clear();
+            current.putAll(next);
+            for (var r : responses) {
+                versions.put(r.getTypeUrl(), r.getVersionInfo());
+                requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(r.getVersionInfo())
+                        .setResponseNonce(r.getNonce()).build());
+                accepted.increment();
+            }
+            appliedVersion = versions.toString();
+            lastError = "";
+            lastNacked.clear();
+            saveLastGood();
+            log.info("event=xds_applied versions={} listeners={} clusters={}", versions, config.listeners().size(), config.clusters().size());
+        } catch (XdsTranslator.ConfigException e) {
+            responses.forEach(r -> nack(r, String.join("; ", e.errors())));
+        } catch (Exception e) {
+            responses.forEach(r -> nack(r, "the proxy could not apply it: " + e.getMessage()));
+        }
+    }
+
+    private final Map<String, String> lastNacked = new LinkedHashMap<>();
+    private final Map<String, Integer> repeatedNacks = new LinkedHashMap<>();
+
+    /**
+     * NACKs {@code r}. A server that sends the same refused version again at once (some resend
+     * whenever the version in a request differs from theirs) is answered after a growing pause
+     * (0.5 s doubling to 30 s), so a bad config does not become a busy loop for either side.
+     */
+    private void nack(DiscoveryResponse r, String reason) {
+        String key = r.getTypeUrl();
+        int repeats = r.getVersionInfo().equals(lastNacked.get(key)) ? repeatedNacks.merge(key, 1, Integer::sum) : 0;
+        lastNacked.put(key, r.getVersionInfo());
+        if (repeats == 0) {
+            repeatedNacks.put(key, 0);
+            sendNack(r, reason, true);
+        } else {
+            long delay = Math.min(30_000, 500L << Math.min(repeats - 1, 6));
+            timer.schedule(() -> sendNack(r, reason, false), delay, TimeUnit.MILLISECONDS);
+        }
+    }
+
+    private void sendNack(DiscoveryResponse r, String reason, boolean first) {
+        if (closed) {
+            return;
+        }
+        Counter.builder("isthmus_xds_rejected").tag("type", shortType(r.getTypeUrl())).register(meters).increment();
+        lastError = "refused " + shortType(r.getTypeUrl()) + " version " + r.getVersionInfo() + ": " + reason;
+        if (first) {
+            log.warn("event=xds_nack type={} version={} nonce={} reason=\"{}\" keeping=\"{}\"", shortType(r.getTypeUrl()), r.getVersionInfo(),
+                    r.getNonce(), reason, appliedVersion);
+        }
+        requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(versions.getOrDefault(r.getTypeUrl(), ""))
+                .setResponseNonce(r.getNonce()).setErrorDetail(com.google.rpc.Status.newBuilder().setCode(io.grpc.Status.Code.INVALID_ARGUMENT.value())
+                        .setMessage(reason)).build());
+    }
+
+    private static String shortType(String typeUrl) {
+        return typeUrl.substring(typeUrl.lastIndexOf('.') + 1);
+    }
+
+    private static Message unpack(String type, Any any) throws InvalidProtocolBufferException {
+        if (type.equals(LISTENER)) {
+            return any.unpack(Listener.class);
+        }
+        if (type.equals(CLUSTER)) {
+            return any.unpack(Cluster.class);
+        }
+        return any.unpack(ClusterLoadAssignment.class);
+    }
+
+    @SuppressWarnings("unchecked")
+    private static ProxyConfig translate(String version, Map<String, List<? extends Message>> all) throws XdsTranslator.ConfigException {
+        return XdsTranslator.translate(version, (List<Listener>) all.getOrDefault(LISTENER, List.of()), (List<Cluster>) all.getOrDefault(CLUSTER, List.of()),
+                (List<ClusterLoadAssignment>) all.getOrDefault(ENDPOINT, List.of()));
+    }
+
+    // ----- last good config on disk: {"versions": {...}, "<type url>": [resource JSON, ...]} -----
+
+    private void saveLastGood() {
+        if (lastGoodFile == null) {
+            return;
+        }
+        try {
+            var printer = JsonFormat.printer().usingTypeRegistry(XdsTranslator.TYPES).omittingInsignificantWhitespace();
+            var out = new StringBuilder("{\"versions\":{");
+            boolean first = true;
+            for (var v : versions.entrySet()) {
+                out.append(first ? "" : ",").append('"').append(v.getKey()).append("\":\"").append(v.getValue().replace("\"", "")).append('"');
+                first = false;
+            }
+            out.append('}');
+            for (var e : current.entrySet()) {
+                out.append(",\"").append(e.getKey()).append("\":[");
+                for (int i = 0; i < e.getValue().size(); i++) {
+                    out.append(i == 0 ? "" : ",").append(printer.print(e.getValue().get(i)));
+                }
+                out.append(']');
+            }
+            out.append('}');
+            Files.createDirectories(lastGoodFile.toAbsolutePath().getParent());
+            Path tmp = lastGoodFile.resolveSibling(lastGoodFile.getFileName() + ".tmp");
+            Files.writeString(tmp, out);
+            Files.move(tmp, lastGoodFile, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            log.warn("event=xds_last_good_not_saved file={} cause=\"{}\"", lastGoodFile, e.toString());
+        }
+    }
+
+    private void loadLastGood() {
+        if (lastGoodFile == null || !Files.exists(lastGoodFile)) {
+            return;
+        }
+        try {
+            var tree = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lastGoodFile.toFile());
+            var parser = JsonFormat.parser().usingTypeRegistry(XdsTranslator.TYPES);
+            var loaded = new LinkedHashMap<String, List<? extends Message>>();
+            for (String type : TYPES) {
+                var list = new ArrayList<Message>();
+                for (var node : tree.path(type)) {
+                    Message.Builder b = type.equals(LISTENER) ? Listener.newBuilder() : type.equals(CLUSTER) ? Cluster.newBuilder()
+                            : ClusterLoadAssignment.newBuilder();
+                    parser.merge(node.toString(), b);
+                    list.add(b.build());
+                }
+                if (tree.has(type)) {
+                    loaded.put(type, list);
+                }
+            }
+            var v = new LinkedHashMap<String, String>();
+            tree.path("versions").fields().forEachRemaining(e -> v.put(e.getKey(), e.getValue().asText()));
+            ProxyConfig config = translate("last-good:" + v, loaded);
+            applier.apply(config);
+            current.putAll(loaded);
+            versions.putAll(v);
+            appliedVersion = versions.toString();
+            log.info("event=xds_last_good_applied file={} versions={} listeners={}", lastGoodFile, versions, config.listeners().size());
+        } catch (Exception e) {
+            log.warn("event=xds_last_good_unusable file={} cause=\"{}\" (waiting for the controller)", lastGoodFile, e.toString());
+        }
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        timer.shutdownNow();
+        if (requests != null) {
+            try {
+                requests.onCompleted();
+            } catch (RuntimeException ignored) {
+                // the stream is already gone
+            }
+        }
+        channel.shutdownNow();
+    }
+}
