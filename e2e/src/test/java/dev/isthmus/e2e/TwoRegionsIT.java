@@ -70,6 +70,8 @@ class TwoRegionsIT {
                 b -> b.contains("\"upstreamStatus\":200"));
         assertTrue(body.contains("\"cluster\":\"eu-west\""), body);
         assertTrue(body.contains("\"service\":\"product-catalog\""), body);
+        assertTrue(body.contains("\"caller\":\"spiffe://eu-west.acme.isthmus/ns/shop/sa/order-processing\""),
+                "the catalogue's sidecar passes the caller's verified identity to the app: " + body);
 
         // The catalogue's sidecar inbound speaks mTLS only: plain HTTP gets no answer.
         int inbound = FED.topology().sidecarInboundPort("eu-west", "product-catalog");

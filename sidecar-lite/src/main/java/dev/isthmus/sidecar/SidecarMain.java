@@ -7,6 +7,8 @@ import dev.isthmus.proxy.config.xds.ProxyConfig;
 import dev.isthmus.proxy.config.xds.XdsTranslator;
 import dev.isthmus.proxy.identity.SpiffeSslContexts;
 import dev.isthmus.proxy.config.xds.AdsClient;
+import dev.isthmus.proxy.http.HttpProxy;
+import dev.isthmus.proxy.tcp.UpstreamSelector;
 import dev.isthmus.proxy.tcp.RelayManager;
 import dev.isthmus.proxy.identity.SvidClient;
 import dev.isthmus.proxy.tcp.TcpRelay;
@@ -140,9 +142,28 @@ public final class SidecarMain {
         java.util.function.Supplier<java.util.Optional<SvidClient.Svid>> identity = () -> svid.flatMap(SvidClient::current);
         boolean strict = mtls.equals("strict");
         // Inbound: mTLS from any workload the federated bundle vouches for (AuthorizationPolicy narrows it, with the policy issue).
-        var inbound = process.own(TcpRelay.start("inbound", process.loops(),
-                settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND), app, Duration.ofSeconds(2), process.meters(),
-                strict ? new TcpRelay.Tls(SpiffeSslContexts.server(identity, id -> true), null, null) : TcpRelay.Tls.NONE));
+        String inboundProtocol = settings.string("inbound-protocol", "tcp");
+        InetSocketAddress inboundAddress = settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND);
+        var serverTls = strict ? SpiffeSslContexts.server(identity, id -> true) : null;
+        InetSocketAddress inboundBound;
+        switch (inboundProtocol) {
+            case "tcp" -> inboundBound = process.own(TcpRelay.start("inbound", process.loops(), inboundAddress, app, Duration.ofSeconds(2),
+                    process.meters(), strict ? new TcpRelay.Tls(serverTls, null, null) : TcpRelay.Tls.NONE)).address();
+            case "http" -> {
+                // HTTP/1.1 to the app: the caller's verified SPIFFE ID in x-isthmus-peer-identity, any such header from outside removed
+                var appCluster = new HttpProxy.Upstream("inbound|" + app.getPort(), UpstreamSelector.fixed(app), null, null, Duration.ofSeconds(2));
+                var spec = new ProxyConfig.HttpSpec("inbound", List.of(new ProxyConfig.VirtualHost("inbound", List.of("*"), List.of(
+                        new ProxyConfig.Route("/", null, List.of(new ProxyConfig.WeightedCluster(appCluster.name(), 1)), Duration.ZERO,
+                                ProxyConfig.RetrySpec.NONE)))));
+                inboundBound = process.own(HttpProxy.start("inbound", process.loops(), inboundAddress, spec, n -> appCluster, serverTls,
+                        process.meters())).address();
+            }
+            default -> {
+                System.err.println("sidecar-lite: inbound-protocol=" + inboundProtocol + " is not known; use 'tcp' or 'http'");
+                System.exit(2);
+                return;
+            }
+        }
         var upstreamDump = new StringBuilder();
         for (var u : upstreams) {
             var relay = process.own(TcpRelay.start("upstream-" + u.listen().getPort(), process.loops(), u.listen(), u.destination(),
@@ -192,7 +213,8 @@ public final class SidecarMain {
 
         String head = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
                 + "\",\"mtls\":\"" + mtls + "\",\"tls_provider\":\"" + SpiffeSslContexts.provider()
-                + "\",\"listeners\":[{\"name\":\"inbound\",\"address\":\"" + inbound.address() + "\",\"upstream\":\"" + app + "\"}"
+                + "\",\"listeners\":[{\"name\":\"inbound\",\"protocol\":\"" + inboundProtocol + "\",\"address\":\"" + inboundBound
+                + "\",\"upstream\":\"" + app + "\"}"
                 + upstreamDump;
         java.util.function.Supplier<String> dump = () -> head + xdsListeners(manager) + "]"
                 + ads.map(c -> ",\"xds\":{\"applied\":\"" + c.appliedVersion().replace("\"", "'") + "\",\"last_error\":\""
@@ -205,12 +227,12 @@ public final class SidecarMain {
             String service = settings.required("service");
             var registrar = process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service,
                     settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
-                    inbound.address().getHostString(), inbound.address().getPort(), settings.string("protocol", "http"),
+                    inboundBound.getHostString(), inboundBound.getPort(), settings.string("protocol", "http"),
                     settings.string("version", "v1"), appUp::get, credentialFile(settings.optional("controller-token-file"))));
             registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));
         }
         log.info("event=sidecar_started service={} cluster={} inbound={} app={}",
-                settings.string("service", ""), settings.string("cluster", ""), inbound.address(), app);
+                settings.string("service", ""), settings.string("cluster", ""), inboundBound, app);
         process.awaitShutdown();
     }
 }

@@ -304,6 +304,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_TRUST_BRIDGE", HOST + ":" + trustBridgeGrpcPort(region));
         env.put("ISTHMUS_TRUST_DOMAIN", region + "." + federation + ".isthmus");
         env.put("ISTHMUS_MTLS", "strict");
+        env.put("ISTHMUS_INBOUND_PROTOCOL", "http"); // the app sees its caller's verified SPIFFE ID
         if (sidecarBootstrap(region, service).isPresent()) {
             env.put("ISTHMUS_BOOTSTRAP", sidecarBootstrapFile(region, service).toString());
         }

@@ -32,8 +32,19 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     private final Map<String, AtomicReference<ClusterLoadBalancer>> balancers = new LinkedHashMap<>();
     private volatile ProxyConfig config = new ProxyConfig("none", java.util.List.of(), Map.of());
 
-    private record Running(ProxyConfig.ListenerSpec spec, ProxyConfig.ClusterSpec cluster, TcpRelay relay) {
+    /** A running listener; {@code clusters} are the clusters it uses, as they were when it started (for TLS changes). */
+    private record Running(ProxyConfig.ListenerSpec spec, Map<String, ProxyConfig.ClusterSpec> clusters, AutoCloseable handle,
+            InetSocketAddress address) {
+        void stop() {
+            try {
+                handle.close();
+            } catch (Exception e) {
+                // closing a listener does not fail in a way worth more than the log it writes
+            }
+        }
     }
+
+    private final Map<String, dev.isthmus.proxy.http.HttpProxy.Upstream> httpUpstreams = new java.util.concurrent.ConcurrentHashMap<>();
 
     /** @param identity the workload's SVID, for clusters with an UpstreamTlsContext (none: such clusters are refused) */
     public RelayManager(EventLoops loops, MeterRegistry meters, Supplier<Optional<SvidClient.Svid>> identity) {
@@ -49,7 +60,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     /** The address a running listener is bound to. */
     public Optional<InetSocketAddress> address(String listener) {
         synchronized (this) {
-            return Optional.ofNullable(listeners.get(listener)).map(r -> r.relay().address());
+            return Optional.ofNullable(listeners.get(listener)).map(Running::address);
         }
     }
 
@@ -69,47 +80,43 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         var toStop = new java.util.ArrayList<Running>();
         try {
             for (var l : next.listeners()) {
-                var cluster = next.clusters().get(l.cluster());
+                var used = new LinkedHashMap<String, ProxyConfig.ClusterSpec>();
+                if (l.http().isPresent()) {
+                    for (var vh : l.http().get().virtualHosts()) {
+                        for (var r : vh.routes()) {
+                            r.clusters().forEach(w -> used.put(w.cluster(), next.clusters().get(w.cluster())));
+                        }
+                    }
+                } else {
+                    used.put(l.cluster(), next.clusters().get(l.cluster()));
+                }
                 Running now = listeners.get(l.name());
-                if (now != null && now.spec().equals(l) && sameTls(now.cluster(), cluster)) {
+                if (now != null && now.spec().equals(l) && now.clusters().keySet().equals(used.keySet())
+                        && used.entrySet().stream().allMatch(e -> sameTls(now.clusters().get(e.getKey()), e.getValue()))) {
                     continue;
                 }
                 if (now != null) {
-                    // the same address: stop the old one first so the port is free
-                    now.relay().close();
+                    now.stop(); // the same address: stop the old one first so the port is free
                     toStop.add(now);
                 }
-                var ref = balancers.computeIfAbsent(cluster.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(cluster)));
-                UpstreamSelector selector = new UpstreamSelector() {
-                    @Override
-                    public Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
-                        return ref.get().pick(tried);
+                for (var c : used.values()) {
+                    balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
+                }
+                if (l.http().isPresent()) {
+                    for (var c : used.values()) {
+                        httpUpstreams.put(c.name(), httpUpstream(c));
                     }
-
-                    @Override
-                    public void connected(InetSocketAddress a) {
-                        ref.get().connected(a);
-                    }
-
-                    @Override
-                    public void released(InetSocketAddress a) {
-                        ref.get().released(a);
-                    }
-
-                    @Override
-                    public void failed(InetSocketAddress a) {
-                        ref.get().failed(a);
-                    }
-                };
-                var ids = Set.copyOf(cluster.expectedSpiffeIds());
-                TcpRelay.Tls tls = cluster.mtls()
-                        ? new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, id -> ids.isEmpty() || ids.contains(id)), cluster.sni().orElse(null))
-                        : TcpRelay.Tls.NONE;
-                var relay = TcpRelay.start(l.name(), loops, l.address(), selector, cluster.name(), 3, cluster.connectTimeout(), meters, tls);
-                started.put(l.name(), new Running(l, cluster, relay));
+                    var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get, null, meters);
+                    started.put(l.name(), new Running(l, used, proxy, proxy.address()));
+                } else {
+                    var cluster = used.get(l.cluster());
+                    var relay = TcpRelay.start(l.name(), loops, l.address(), selector(cluster.name()), cluster.name(), 3, cluster.connectTimeout(), meters,
+                            tls(cluster));
+                    started.put(l.name(), new Running(l, used, relay, relay.address()));
+                }
             }
         } catch (Exception e) {
-            started.values().forEach(r -> r.relay().close());
+            started.values().forEach(Running::stop);
             throw new IllegalStateException("listener could not start: " + e.getMessage(), e);
         }
         // commit: new load balancers for changed clusters, stop removed listeners
@@ -120,13 +127,21 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             } else if (!ref.get().spec().equals(c)) {
                 ref.set(new ClusterLoadBalancer(c));
             }
+            if (httpUpstreams.containsKey(c.name())) {
+                try {
+                    httpUpstreams.put(c.name(), httpUpstream(c));
+                } catch (javax.net.ssl.SSLException e) {
+                    throw new IllegalStateException(e);
+                }
+            }
         }
+        httpUpstreams.keySet().retainAll(next.clusters().keySet());
         balancers.keySet().retainAll(next.clusters().keySet());
         for (var it = listeners.entrySet().iterator(); it.hasNext(); ) {
             var e = it.next();
             boolean kept = next.listeners().stream().anyMatch(l -> l.name().equals(e.getKey()));
             if (!kept) {
-                e.getValue().relay().close();
+                e.getValue().stop();
                 it.remove();
             }
         }
@@ -134,9 +149,48 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         config = next;
     }
 
+    private UpstreamSelector selector(String cluster) {
+        var ref = balancers.get(cluster);
+        return new UpstreamSelector() {
+            @Override
+            public Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
+                return ref.get().pick(tried);
+            }
+
+            @Override
+            public void connected(InetSocketAddress a) {
+                ref.get().connected(a);
+            }
+
+            @Override
+            public void released(InetSocketAddress a) {
+                ref.get().released(a);
+            }
+
+            @Override
+            public void failed(InetSocketAddress a) {
+                ref.get().failed(a);
+            }
+        };
+    }
+
+    private TcpRelay.Tls tls(ProxyConfig.ClusterSpec cluster) throws javax.net.ssl.SSLException {
+        if (!cluster.mtls()) {
+            return TcpRelay.Tls.NONE;
+        }
+        var ids = Set.copyOf(cluster.expectedSpiffeIds());
+        return new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, id -> ids.isEmpty() || ids.contains(id)), cluster.sni().orElse(null));
+    }
+
+    private dev.isthmus.proxy.http.HttpProxy.Upstream httpUpstream(ProxyConfig.ClusterSpec c) throws javax.net.ssl.SSLException {
+        balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
+        var t = tls(c);
+        return new dev.isthmus.proxy.http.HttpProxy.Upstream(c.name(), selector(c.name()), t.upstream(), t.upstreamSni(), c.connectTimeout());
+    }
+
     @Override
     public synchronized void close() {
-        listeners.values().forEach(r -> r.relay().close());
+        listeners.values().forEach(Running::stop);
         listeners.clear();
     }
 }

@@ -17,8 +17,55 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
         clusters = Map.copyOf(clusters);
     }
 
-    /** A TCP proxy listener: connections to {@code address} go to {@code cluster}. */
-    public record ListenerSpec(String name, InetSocketAddress address, String cluster) {
+    /**
+     * A listener: a TCP proxy (connections to {@code address} go to {@code cluster}) or, with
+     * {@code http}, an HTTP/1.1 proxy routing each request ({@code cluster} is then empty).
+     */
+    public record ListenerSpec(String name, InetSocketAddress address, String cluster, Optional<HttpSpec> http) {
+        public ListenerSpec(String name, InetSocketAddress address, String cluster) {
+            this(name, address, cluster, Optional.empty());
+        }
+    }
+
+    /** An HTTP connection manager's inline route configuration. */
+    public record HttpSpec(String routeConfigName, List<VirtualHost> virtualHosts) {
+        public HttpSpec {
+            virtualHosts = List.copyOf(virtualHosts);
+        }
+    }
+
+    /** Requests whose Host (without port) matches one of {@code domains} ({@code *} matches any; {@code *.x} a suffix). */
+    public record VirtualHost(String name, List<String> domains, List<Route> routes) {
+        public VirtualHost {
+            domains = List.copyOf(domains);
+            routes = List.copyOf(routes);
+        }
+    }
+
+    /**
+     * A route: matched by path prefix or exact path, to one cluster or weighted clusters.
+     *
+     * @param timeout the whole request's deadline (Envoy's default 15 s); zero: none
+     */
+    public record Route(String prefix, String path, List<WeightedCluster> clusters, Duration timeout, RetrySpec retry) {
+        public Route {
+            clusters = List.copyOf(clusters);
+        }
+
+        public boolean matches(String requestPath) {
+            return path != null ? path.equals(requestPath) : requestPath.startsWith(prefix);
+        }
+    }
+
+    public record WeightedCluster(String cluster, int weight) {
+    }
+
+    /**
+     * When to retry: {@code retryOn} holds Envoy's conditions ({@code connect-failure}, {@code reset},
+     * {@code 5xx}, {@code gateway-error}); retries happen only for idempotent methods.
+     */
+    public record RetrySpec(java.util.Set<String> retryOn, int numRetries) {
+        public static final RetrySpec NONE = new RetrySpec(java.util.Set.of(), 0);
     }
 
     public enum LbPolicy { ROUND_ROBIN, LEAST_REQUEST }

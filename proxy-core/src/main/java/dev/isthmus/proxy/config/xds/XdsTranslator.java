@@ -150,8 +150,13 @@ public final class XdsTranslator {
         Any config = filter.getTypedConfig();
         String field = where + ": filter_chains[0].filters[0]";
         if (config.getTypeUrl().equals(HTTP_CONNECTION_MANAGER)) {
-            errors.add(field + ": the HTTP connection manager is not supported by this proxy yet (TCP proxy only)");
-            return Optional.empty();
+            try {
+                var http = httpSpec(config.unpack(HttpConnectionManager.class), field + ".typed_config", clusters, errors);
+                return address.flatMap(a -> http.map(h -> new ProxyConfig.ListenerSpec(l.getName(), a, "", Optional.of(h))));
+            } catch (InvalidProtocolBufferException e) {
+                errors.add(field + ".typed_config: unreadable HttpConnectionManager: " + e.getMessage());
+                return Optional.empty();
+            }
         }
         if (!config.getTypeUrl().equals(TCP_PROXY)) {
             errors.add(field + ".typed_config: '" + config.getTypeUrl() + "' is not supported; use " + TCP_PROXY);
@@ -177,6 +182,103 @@ public final class XdsTranslator {
             return Optional.empty();
         }
         return address.map(a -> new ProxyConfig.ListenerSpec(l.getName(), a, tcp.getCluster()));
+    }
+
+    private static Optional<ProxyConfig.HttpSpec> httpSpec(HttpConnectionManager hcm, String where, Map<String, ProxyConfig.ClusterSpec> clusters,
+            List<String> errors) {
+        int before = errors.size();
+        if (hcm.hasRds()) {
+            errors.add(where + ".rds: RDS is not supported yet; give the route_config inline");
+            return Optional.empty();
+        }
+        if (!hcm.hasRouteConfig()) {
+            errors.add(where + ".route_config: is missing");
+            return Optional.empty();
+        }
+        for (int i = 0; i < hcm.getHttpFiltersCount(); i++) {
+            var f = hcm.getHttpFilters(i);
+            boolean router = f.getName().equals("envoy.filters.http.router")
+                    || f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/" + Router.getDescriptor().getFullName());
+            if (!router) {
+                errors.add(where + ".http_filters[" + i + "]: '" + f.getName() + "' is not supported; only the router");
+            }
+        }
+        var rc = hcm.getRouteConfig();
+        var hosts = new ArrayList<ProxyConfig.VirtualHost>();
+        for (int v = 0; v < rc.getVirtualHostsCount(); v++) {
+            var vh = rc.getVirtualHosts(v);
+            String vpath = where + ".route_config.virtual_hosts[" + v + "]";
+            if (vh.getDomainsCount() == 0) {
+                errors.add(vpath + ".domains: is empty");
+            }
+            var routes = new ArrayList<ProxyConfig.Route>();
+            for (int r = 0; r < vh.getRoutesCount(); r++) {
+                var route = vh.getRoutes(r);
+                String rpath = vpath + ".routes[" + r + "]";
+                var match = route.getMatch();
+                String prefix = null;
+                String exact = null;
+                switch (match.getPathSpecifierCase()) {
+                    case PREFIX -> prefix = match.getPrefix();
+                    case PATH -> exact = match.getPath();
+                    default -> errors.add(rpath + ".match: " + match.getPathSpecifierCase() + " is not supported yet; use prefix or path");
+                }
+                if (match.getHeadersCount() > 0 || match.getQueryParametersCount() > 0) {
+                    errors.add(rpath + ".match: header and query parameter matchers are not supported yet");
+                }
+                if (!route.hasRoute()) {
+                    errors.add(rpath + ": only 'route' actions are supported (not redirect or direct_response)");
+                    continue;
+                }
+                var action = route.getRoute();
+                var targets = new ArrayList<ProxyConfig.WeightedCluster>();
+                if (action.hasWeightedClusters()) {
+                    var wc = action.getWeightedClusters();
+                    for (int c = 0; c < wc.getClustersCount(); c++) {
+                        var w = wc.getClusters(c);
+                        int weight = w.hasWeight() ? w.getWeight().getValue() : 0;
+                        if (weight < 0) {
+                            errors.add(rpath + ".route.weighted_clusters.clusters[" + c + "].weight: negative");
+                        }
+                        targets.add(new ProxyConfig.WeightedCluster(w.getName(), weight));
+                    }
+                    if (targets.stream().mapToInt(ProxyConfig.WeightedCluster::weight).sum() <= 0) {
+                        errors.add(rpath + ".route.weighted_clusters: the weights add up to nothing");
+                    }
+                } else if (!action.getCluster().isEmpty()) {
+                    targets.add(new ProxyConfig.WeightedCluster(action.getCluster(), 1));
+                } else {
+                    errors.add(rpath + ".route: needs cluster or weighted_clusters");
+                }
+                for (int c = 0; c < targets.size(); c++) {
+                    if (!clusters.containsKey(targets.get(c).cluster())) {
+                        errors.add(rpath + ".route" + (action.hasWeightedClusters() ? ".weighted_clusters.clusters[" + c + "].name" : ".cluster")
+                                + ": no cluster named '" + targets.get(c).cluster() + "' (or it was refused)");
+                    }
+                }
+                Duration timeout = action.hasTimeout() ? Duration.ofSeconds(action.getTimeout().getSeconds(), action.getTimeout().getNanos())
+                        : Duration.ofSeconds(15);
+                var retry = ProxyConfig.RetrySpec.NONE;
+                if (action.hasRetryPolicy()) {
+                    var rp = action.getRetryPolicy();
+                    var on = new java.util.LinkedHashSet<String>();
+                    for (String cond : rp.getRetryOn().split(",")) {
+                        String c = cond.strip();
+                        if (c.isEmpty()) {
+                            continue;
+                        }
+                        if (!List.of("connect-failure", "reset", "5xx", "gateway-error").contains(c)) {
+                            errors.add(rpath + ".route.retry_policy.retry_on: '" + c + "' is not supported (connect-failure, reset, 5xx, gateway-error)");
+                        }
+                        on.add(c);
+                    }
+                    retry = new ProxyConfig.RetrySpec(on, rp.hasNumRetries() ? rp.getNumRetries().getValue() : 1);
+                }
+                routes.add(new ProxyConfig.Route(prefix, exact, targets, timeout, retry));
+            }
+            hosts.add(new ProxyConfig.VirtualHost(vh.getName(), vh.getDomainsList(), routes));
+        }
+        return errors.size() > before ? Optional.empty() : Optional.of(new ProxyConfig.HttpSpec(rc.getName(), hosts));
     }
 
     private static Optional<ProxyConfig.ClusterSpec> cluster(Cluster c, String where, Map<String, ClusterLoadAssignment> assignments,

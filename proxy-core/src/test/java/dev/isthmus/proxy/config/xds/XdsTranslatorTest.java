@@ -64,7 +64,7 @@ class XdsTranslatorTest {
         assertTrue(refusal(s.replace("address: 127.0.0.2", "address: catalog.example")).contains("is not an IP address"));
         assertTrue(refusal(s.replace("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
                 "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager").replace("cluster: product-catalog\n", "\n"))
-                .contains("the HTTP connection manager is not supported by this proxy yet"));
+                .contains("filter_chains[0].filters[0].typed_config.route_config: is missing"));
         // two errors in one set: both reported
         String both = refusal(s.replace("port_value: 20052", "port_value: 0").replace("port_value: 20063", "port_value: 0"));
         assertTrue(both.contains("lb_endpoints[0]") && both.contains("Listener"), both);

@@ -1,0 +1,708 @@
+package dev.isthmus.proxy.http;
+
+import dev.isthmus.proxy.EventLoops;
+import dev.isthmus.proxy.ProxyMetrics;
+import dev.isthmus.proxy.config.xds.ProxyConfig;
+import dev.isthmus.proxy.identity.SpiffeTls;
+import dev.isthmus.proxy.tcp.UpstreamSelector;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.netty.bootstrap.Bootstrap;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoop;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.handler.codec.TooLongFrameException;
+import io.netty.handler.codec.http.DefaultFullHttpRequest;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.DefaultHttpResponse;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.HttpClientCodec;
+import io.netty.handler.codec.http.HttpContent;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpHeaderValues;
+import io.netty.handler.codec.http.HttpHeaders;
+import io.netty.handler.codec.http.HttpMessage;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpRequestDecoder;
+import io.netty.handler.codec.http.HttpResponse;
+import io.netty.handler.codec.http.HttpResponseEncoder;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http.HttpVersion;
+import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
+import io.netty.util.ReferenceCountUtil;
+import io.netty.util.concurrent.GlobalEventExecutor;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.security.cert.X509Certificate;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An HTTP/1.1 proxy listener: routes each request by Host and path (an inline RouteConfiguration),
+ * to one cluster or weighted clusters, over pooled keep-alive upstream connections (TLS per the
+ * cluster), with per-route timeouts and retries onto other endpoints.
+ *
+ * <ul>
+ *   <li>Requests are read whole (up to 1 MiB of body, else 413) so they can be retried; responses
+ *       are streamed back as they arrive, upstream reads pausing while the caller is slow.</li>
+ *   <li>Bad requests are refused before any upstream is dialled: a malformed request line or header
+ *       400, headers over 16 KiB 431, both Content-Length and Transfer-Encoding (request smuggling)
+ *       400, then the connection is closed.</li>
+ *   <li>Retries (when the route has a retry policy): only idempotent methods (GET, HEAD, OPTIONS, PUT,
+ *       DELETE, TRACE), on the conditions the policy names ({@code connect-failure}, {@code reset},
+ *       {@code 5xx}, {@code gateway-error}), each on an endpoint not tried yet.</li>
+ *   <li>The caller's identity: {@value #CALLER_HEADER} is removed from every request; on a listener
+ *       that terminates mTLS it is set to the caller's verified SPIFFE ID.</li>
+ *   <li>Answers the proxy makes itself carry {@value #REASON_HEADER}: {@code no_route},
+ *       {@code no_healthy_upstream}, {@code upstream_connect_failure}, {@code upstream_reset},
+ *       {@code upstream_timeout}.</li>
+ * </ul>
+ * Metrics: {@code isthmus_requests_total} and {@code isthmus_request_duration_seconds} by listener,
+ * destination service (cluster) and response code.
+ */
+public final class HttpProxy implements AutoCloseable {
+
+    private static final Logger log = LoggerFactory.getLogger(HttpProxy.class);
+
+    public static final String CALLER_HEADER = "x-isthmus-peer-identity";
+    public static final String REASON_HEADER = "x-isthmus-reason";
+    static final int MAX_BODY = 1024 * 1024;
+    static final Set<HttpMethod> IDEMPOTENT = Set.of(HttpMethod.GET, HttpMethod.HEAD, HttpMethod.OPTIONS, HttpMethod.PUT, HttpMethod.DELETE,
+            HttpMethod.TRACE);
+    private static final List<String> HOP_BY_HOP = List.of("connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+            "proxy-authorization", "proxy-authenticate");
+
+    /** An upstream cluster as the HTTP proxy uses it. */
+    public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
+    }
+
+    private final String name;
+    private final Channel server;
+    private final ChannelGroup open;
+
+    private HttpProxy(String name, Channel server, ChannelGroup open) {
+        this.name = name;
+        this.server = server;
+        this.open = open;
+    }
+
+    /**
+     * Starts the listener.
+     *
+     * @param clusters the cluster of each name (looked up per request, so load balancers can change under a running listener)
+     * @param downstreamTls terminates mTLS from callers (inbound), or null for plain HTTP (from the local app)
+     */
+    public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
+            Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters) throws InterruptedException {
+        var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
+        var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
+        var shared = new Shared(name, loops, spec, clusters, meters, pools, open);
+        Channel server = new ServerBootstrap()
+                .group(loops.boss(), loops.workers())
+                .channel(loops.serverChannelType())
+                .option(ChannelOption.SO_BACKLOG, 1024)
+                .childOption(ChannelOption.TCP_NODELAY, true)
+                .childHandler(new ChannelInitializer<>() {
+                    @Override
+                    protected void initChannel(Channel ch) {
+                        open.add(ch);
+                        if (downstreamTls != null) {
+                            SslHandler ssl = downstreamTls.newHandler(ch.alloc());
+                            ssl.setHandshakeTimeoutMillis(10_000);
+                            ch.pipeline().addLast("tls", ssl);
+                            ssl.handshakeFuture().addListener(f -> Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
+                                    .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment());
+                        }
+                        ch.pipeline().addLast("decoder", new StrictRequestDecoder());
+                        ch.pipeline().addLast("encoder", new HttpResponseEncoder());
+                        ch.pipeline().addLast("aggregator", new HttpObjectAggregator(MAX_BODY, true));
+                        ch.pipeline().addLast("proxy", new Frontend(shared));
+                    }
+                })
+                .bind(listen).sync().channel();
+        log.info("event=listener_started listener={} address={} protocol=http tls_in={} virtual_hosts={}", name, server.localAddress(),
+                downstreamTls != null, spec.virtualHosts().size());
+        return new HttpProxy(name, server, open);
+    }
+
+    public InetSocketAddress address() {
+        return (InetSocketAddress) server.localAddress();
+    }
+
+    @Override
+    public void close() {
+        server.close().syncUninterruptibly();
+        open.close().awaitUninterruptibly();
+        log.info("event=listener_stopped listener={}", name);
+    }
+
+    /** Rejects a request with both Content-Length and Transfer-Encoding instead of dropping Content-Length (RFC 9112 allows either). */
+    static final class StrictRequestDecoder extends HttpRequestDecoder {
+        StrictRequestDecoder() {
+            super(4096, 16 * 1024, 8192);
+        }
+
+        @Override
+        protected void handleTransferEncodingChunkedWithContentLength(HttpMessage message) {
+            throw new IllegalArgumentException("both Content-Length and Transfer-Encoding are set (request smuggling)");
+        }
+    }
+
+    private record Shared(String listener, EventLoops loops, ProxyConfig.HttpSpec spec, Function<String, Upstream> clusters, MeterRegistry meters,
+            Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open) {
+
+        Optional<ProxyConfig.Route> route(String host, String path) {
+            String h = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
+            int colon = h.lastIndexOf(':');
+            if (colon > 0 && !h.endsWith("]")) {
+                h = h.substring(0, colon);
+            }
+            ProxyConfig.VirtualHost best = null;
+            int bestRank = 0;
+            for (var vh : spec.virtualHosts()) {
+                for (String d : vh.domains()) {
+                    String dl = d.toLowerCase(java.util.Locale.ROOT);
+                    int rank = dl.equals(h) ? 3 : dl.startsWith("*") && dl.length() > 1 && h.endsWith(dl.substring(1)) ? 2 : dl.equals("*") ? 1 : 0;
+                    if (rank > bestRank) {
+                        best = vh;
+                        bestRank = rank;
+                    }
+                }
+            }
+            if (best == null) {
+                return Optional.empty();
+            }
+            return best.routes().stream().filter(r -> r.matches(path)).findFirst();
+        }
+
+        void count(String cluster, int status, long startNanos) {
+            String code = Integer.toString(status);
+            Counter.builder(ProxyMetrics.REQUESTS).tag(ProxyMetrics.LABEL_LISTENER, listener).tag(ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster)
+                    .tag(ProxyMetrics.LABEL_RESPONSE_CODE, code).register(meters).increment();
+            Timer.builder(ProxyMetrics.REQUEST_DURATION).tag(ProxyMetrics.LABEL_LISTENER, listener).tag(ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster)
+                    .tag(ProxyMetrics.LABEL_RESPONSE_CODE, code).publishPercentileHistogram().register(meters)
+                    .record(System.nanoTime() - startNanos, TimeUnit.NANOSECONDS);
+        }
+    }
+
+    /** One caller connection: requests one at a time, in order. */
+    private static final class Frontend extends ChannelInboundHandlerAdapter {
+        private final Shared shared;
+        private final ArrayDeque<FullHttpRequest> queued = new ArrayDeque<>();
+        private Exchange current;
+        private Channel channel;
+        private String caller;
+
+        Frontend(Shared shared) {
+            this.shared = shared;
+        }
+
+        @Override
+        public void handlerAdded(ChannelHandlerContext ctx) {
+            channel = ctx.channel();
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (!(msg instanceof FullHttpRequest req)) {
+                ReferenceCountUtil.release(msg);
+                return;
+            }
+            if (req.decoderResult().isFailure()) {
+                Throwable cause = req.decoderResult().cause();
+                req.release();
+                boolean tooLong = cause instanceof TooLongFrameException;
+                var status = tooLong ? HttpResponseStatus.REQUEST_HEADER_FIELDS_TOO_LARGE : HttpResponseStatus.BAD_REQUEST;
+                shared.count("none", status.code(), System.nanoTime());
+                log.debug("event=bad_request listener={} remote={} cause=\"{}\"", shared.listener(), ctx.channel().remoteAddress(), cause.getMessage());
+                var res = plain(status, tooLong ? "request_headers_too_large" : "bad_request", cause.getMessage() == null ? "" : cause.getMessage(), false);
+                ctx.writeAndFlush(res).addListener(ChannelFutureListener.CLOSE);
+                return;
+            }
+            if (queued.size() >= 16) {
+                req.release();
+                ctx.close(); // a pipelining client that does not wait for answers
+                return;
+            }
+            queued.add(req);
+            if (current == null) {
+                next();
+            }
+        }
+
+        void next() {
+            FullHttpRequest req = queued.poll();
+            if (req == null) {
+                return;
+            }
+            if (caller == null && channel.pipeline().get(SslHandler.class) instanceof SslHandler ssl) {
+                try {
+                    var certs = ssl.engine().getSession().getPeerCertificates();
+                    caller = certs.length > 0 ? SpiffeTls.spiffeId((X509Certificate) certs[0]).orElse("") : "";
+                } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+                    caller = "";
+                }
+            }
+            current = new Exchange(this, req);
+            current.begin();
+        }
+
+        void finished(boolean keepAlive) {
+            current = null;
+            if (!keepAlive) {
+                channel.writeAndFlush(Unpooled.EMPTY_BUFFER).addListener(ChannelFutureListener.CLOSE);
+                queued.forEach(FullHttpRequest::release);
+                queued.clear();
+                return;
+            }
+            if (!queued.isEmpty()) {
+                next();
+            }
+        }
+
+        @Override
+        public void channelWritabilityChanged(ChannelHandlerContext ctx) {
+            if (current != null) {
+                current.downstreamWritable(ctx.channel().isWritable());
+            }
+            ctx.fireChannelWritabilityChanged();
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            if (current != null) {
+                current.callerGone();
+            }
+            queued.forEach(FullHttpRequest::release);
+            queued.clear();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close();
+        }
+    }
+
+    static DefaultFullHttpResponse plain(HttpResponseStatus status, String reason, String detail, boolean keepAlive) {
+        byte[] body = (reason + (detail.isEmpty() ? "" : ": " + detail) + "\n").getBytes(StandardCharsets.UTF_8);
+        var res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status, Unpooled.wrappedBuffer(body));
+        res.headers().set(HttpHeaderNames.CONTENT_TYPE, "text/plain; charset=utf-8").set(HttpHeaderNames.CONTENT_LENGTH, body.length)
+                .set(REASON_HEADER, reason);
+        if (!keepAlive) {
+            res.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+        }
+        return res;
+    }
+
+    static void stripHopByHop(HttpHeaders headers) {
+        String connection = headers.get(HttpHeaderNames.CONNECTION);
+        if (connection != null) {
+            for (String token : connection.split(",")) {
+                headers.remove(token.strip());
+            }
+        }
+        HOP_BY_HOP.forEach(headers::remove);
+    }
+
+    /** One request: route, pick, send, maybe retry, stream the answer back. */
+    private static final class Exchange {
+        private final Frontend front;
+        private final FullHttpRequest request;
+        private final long start = System.nanoTime();
+        private final boolean keepAlive;
+        private final Set<InetSocketAddress> tried = new HashSet<>();
+        private ProxyConfig.Route route;
+        private Upstream upstream;
+        private Channel upstreamChannel;
+        private InetSocketAddress endpoint;
+        private int attempts;
+        private boolean headersSent;
+        private boolean done;
+        private boolean discarding;
+        private boolean upstreamKeepAlive;
+        private int status;
+        private ScheduledFuture<?> timeout;
+
+        Exchange(Frontend front, FullHttpRequest request) {
+            this.front = front;
+            this.request = request;
+            this.keepAlive = HttpUtil.isKeepAlive(request);
+        }
+
+        private EventLoop loop() {
+            return front.channel.eventLoop();
+        }
+
+        void begin() {
+            String path = request.uri();
+            int q = path.indexOf('?');
+            if (q >= 0) {
+                path = path.substring(0, q);
+            }
+            var r = front.shared.route(request.headers().get(HttpHeaderNames.HOST), path);
+            if (r.isEmpty()) {
+                local(HttpResponseStatus.NOT_FOUND, "no_route", "no route for host '" + request.headers().get(HttpHeaderNames.HOST) + "' path '" + path + "'",
+                        "none");
+                return;
+            }
+            route = r.get();
+            String cluster = pickCluster(route);
+            upstream = front.shared.clusters().apply(cluster);
+            if (upstream == null) {
+                local(HttpResponseStatus.SERVICE_UNAVAILABLE, "no_healthy_upstream", "cluster '" + cluster + "' is not known", cluster);
+                return;
+            }
+            if (!route.timeout().isZero()) {
+                timeout = loop().schedule(this::timedOut, route.timeout().toMillis(), TimeUnit.MILLISECONDS);
+            }
+            stripHopByHop(request.headers());
+            request.headers().remove(CALLER_HEADER);
+            if (front.caller != null && !front.caller.isEmpty()) {
+                request.headers().set(CALLER_HEADER, front.caller);
+            }
+            attempt();
+        }
+
+        private static String pickCluster(ProxyConfig.Route route) {
+            if (route.clusters().size() == 1) {
+                return route.clusters().get(0).cluster();
+            }
+            int total = route.clusters().stream().mapToInt(ProxyConfig.WeightedCluster::weight).sum();
+            int draw = ThreadLocalRandom.current().nextInt(total);
+            for (var w : route.clusters()) {
+                draw -= w.weight();
+                if (draw < 0) {
+                    return w.cluster();
+                }
+            }
+            return route.clusters().get(route.clusters().size() - 1).cluster();
+        }
+
+        /**
+         * Envoy's conditions: {@code connect-failure}; {@code reset} (closed before the answer);
+         * {@code 5xx} (any 5xx answer, and also connect failures and resets); {@code gateway-error}
+         * (502, 503, 504, and also connect failures and resets). {@code status} is 0 for the first two.
+         */
+        private boolean mayRetry(String condition, int status) {
+            var on = route.retry().retryOn();
+            boolean wanted = switch (condition) {
+                case "connect-failure", "reset" -> on.contains(condition) || on.contains("5xx") || on.contains("gateway-error");
+                default -> on.contains("5xx") || on.contains("gateway-error") && status >= 502 && status <= 504;
+            };
+            return wanted && attempts <= route.retry().numRetries() && IDEMPOTENT.contains(request.method()) && !done && front.channel.isActive();
+        }
+
+        void attempt() {
+            if (done) {
+                return;
+            }
+            var picked = upstream.endpoints().pick(tried);
+            if (picked.isEmpty()) {
+                local(HttpResponseStatus.SERVICE_UNAVAILABLE, tried.isEmpty() ? "no_healthy_upstream" : "upstream_connect_failure",
+                        tried.isEmpty() ? "no healthy endpoint in cluster '" + upstream.name() + "'" : "every endpoint tried failed", upstream.name());
+                return;
+            }
+            endpoint = picked.get();
+            tried.add(endpoint);
+            attempts++;
+            if (attempts > 1) {
+                Counter.builder(ProxyMetrics.UPSTREAM_RETRIES).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters())
+                        .increment();
+            }
+            var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(endpoint, e -> new ArrayDeque<>());
+            Channel idle;
+            while ((idle = pool.poll()) != null && !idle.isActive()) {
+                // drop closed ones
+            }
+            if (idle != null) {
+                send(idle, endpoint);
+                return;
+            }
+            InetSocketAddress target = endpoint;
+            new Bootstrap().group(loop()).channel(front.shared.loops().channelType())
+                    .option(ChannelOption.TCP_NODELAY, true)
+                    .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) upstream.connectTimeout().toMillis())
+                    .handler(new ChannelInitializer<>() {
+                        @Override
+                        protected void initChannel(Channel ch) {
+                            if (upstream.tls() != null) {
+                                SslHandler ssl = upstream.tls().newHandler(ch.alloc(), upstream.sni() != null ? upstream.sni() : target.getHostString(),
+                                        target.getPort());
+                                ssl.setHandshakeTimeoutMillis(10_000);
+                                ch.pipeline().addLast("tls", ssl);
+                            }
+                            ch.pipeline().addLast("codec", new HttpClientCodec(4096, 16 * 1024, 8192));
+                            ch.pipeline().addLast("backend", new Backend());
+                        }
+                    })
+                    .connect(target).addListener((ChannelFutureListener) f -> {
+                        if (!f.isSuccess()) {
+                            connectFailed(target, f.cause());
+                            return;
+                        }
+                        var ssl = f.channel().pipeline().get(SslHandler.class);
+                        if (ssl == null) {
+                            send(f.channel(), target);
+                        } else {
+                            ssl.handshakeFuture().addListener(h -> {
+                                if (h.isSuccess()) {
+                                    send(f.channel(), target);
+                                } else {
+                                    f.channel().close();
+                                    connectFailed(target, h.cause());
+                                }
+                            });
+                        }
+                    });
+        }
+
+        private void connectFailed(InetSocketAddress target, Throwable cause) {
+            upstream.endpoints().failed(target);
+            log.debug("event=upstream_connect_failed listener={} upstream={} cause={}", front.shared.listener(), target, cause.toString());
+            if (mayRetry("connect-failure", 0)) {
+                attempt();
+            } else {
+                local(HttpResponseStatus.SERVICE_UNAVAILABLE, "upstream_connect_failure", target + ": " + cause.getMessage(), upstream.name());
+            }
+        }
+
+        private void send(Channel ch, InetSocketAddress target) {
+            if (done) {
+                release(ch, true);
+                return;
+            }
+            upstreamChannel = ch;
+            upstream.endpoints().connected(target);
+            ch.pipeline().get(Backend.class).exchange = this;
+            var copy = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, request.method(), request.uri(), request.content().retainedDuplicate());
+            copy.headers().set(request.headers());
+            copy.headers().remove(HttpHeaderNames.CONNECTION);
+            HttpUtil.setContentLength(copy, request.content().readableBytes());
+            ch.writeAndFlush(copy).addListener((ChannelFutureListener) f -> {
+                if (!f.isSuccess()) {
+                    upstreamReset(ch);
+                }
+            });
+        }
+
+        /** The upstream connection closed before the answer ended. */
+        void upstreamReset(Channel ch) {
+            if (ch != upstreamChannel || done) {
+                return;
+            }
+            upstream.endpoints().released(endpoint);
+            upstreamChannel = null;
+            if (!headersSent && mayRetry("reset", 0)) {
+                attempt();
+            } else if (!headersSent) {
+                local(HttpResponseStatus.SERVICE_UNAVAILABLE, "upstream_reset", "the upstream closed the connection before answering", upstream.name());
+            } else {
+                finish(false);
+                front.channel.close();
+            }
+        }
+
+        void onResponse(HttpResponse res) {
+            if (done) {
+                return;
+            }
+            status = res.status().code();
+            upstreamKeepAlive = HttpUtil.isKeepAlive(res);
+            if (status >= 500 && mayRetry("5xx", status)) {
+                discarding = true; // read the rest and drop it, then retry elsewhere
+                return;
+            }
+            var out = new DefaultHttpResponse(HttpVersion.HTTP_1_1, res.status());
+            out.headers().set(res.headers());
+            stripHopByHop(out.headers());
+            if (!keepAlive) {
+                out.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+            }
+            headersSent = true;
+            front.channel.write(out);
+        }
+
+        void onContent(HttpContent content, Channel ch) {
+            if (done) {
+                content.release();
+                return;
+            }
+            boolean last = content instanceof LastHttpContent;
+            if (discarding) {
+                content.release();
+                if (last) {
+                    discarding = false;
+                    Channel used = upstreamChannel;
+                    upstreamChannel = null;
+                    upstream.endpoints().released(endpoint);
+                    upstream.endpoints().failed(endpoint);
+                    release(used, false);
+                    attempt();
+                }
+                return;
+            }
+            front.channel.writeAndFlush(content.retain());
+            content.release();
+            if (!front.channel.isWritable()) {
+                ch.config().setAutoRead(false);
+            }
+            if (last) {
+                Channel used = upstreamChannel;
+                upstreamChannel = null;
+                upstream.endpoints().released(endpoint);
+                release(used, upstreamKeepAlive);
+                finish(keepAlive);
+            }
+        }
+
+        void downstreamWritable(boolean writable) {
+            if (upstreamChannel != null) {
+                upstreamChannel.config().setAutoRead(writable);
+            }
+        }
+
+        void callerGone() {
+            if (!done) {
+                done = true;
+                cancelTimeout();
+                if (upstreamChannel != null) {
+                    upstream.endpoints().released(endpoint);
+                    upstreamChannel.close();
+                }
+                request.release();
+            }
+        }
+
+        private void timedOut() {
+            if (done) {
+                return;
+            }
+            if (upstreamChannel != null) {
+                upstream.endpoints().released(endpoint);
+                upstreamChannel.close();
+                upstreamChannel = null;
+            }
+            if (!headersSent) {
+                local(HttpResponseStatus.GATEWAY_TIMEOUT, "upstream_timeout", "no complete answer within " + route.timeout().toMillis() + " ms",
+                        upstream.name());
+            } else {
+                finish(false);
+                front.channel.close();
+            }
+        }
+
+        /** Keeps a finished upstream connection for the next request to that endpoint, or closes it. */
+        private void release(Channel ch, boolean reusable) {
+            if (ch == null) {
+                return;
+            }
+            if (ch.pipeline().get(Backend.class) instanceof Backend backend) {
+                backend.exchange = null;
+            }
+            ch.config().setAutoRead(true);
+            if (reusable && ch.isActive()) {
+                front.shared.pools().computeIfAbsent(ch.eventLoop(), l -> new HashMap<>()).computeIfAbsent(endpoint, e -> new ArrayDeque<>()).add(ch);
+            } else {
+                ch.close();
+            }
+        }
+
+        private void local(HttpResponseStatus s, String reason, String detail, String cluster) {
+            if (done) {
+                return;
+            }
+            status = s.code();
+            front.channel.writeAndFlush(plain(s, reason, detail, keepAlive));
+            log.debug("event=local_reply listener={} status={} reason={} detail=\"{}\"", front.shared.listener(), s.code(), reason, detail);
+            finish(keepAlive, cluster);
+        }
+
+        private void finish(boolean keep) {
+            finish(keep, upstream == null ? "none" : upstream.name());
+        }
+
+        private void finish(boolean keep, String cluster) {
+            if (done) {
+                return;
+            }
+            done = true;
+            cancelTimeout();
+            front.shared.count(cluster, status, start);
+            request.release();
+            front.finished(keep);
+        }
+
+        private void cancelTimeout() {
+            if (timeout != null) {
+                timeout.cancel(false);
+            }
+        }
+    }
+
+    /** The handler on an upstream connection: passes the answer to the exchange that owns the connection now. */
+    private static final class Backend extends ChannelInboundHandlerAdapter {
+        Exchange exchange;
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            Exchange e = exchange;
+            if (e == null) {
+                ReferenceCountUtil.release(msg); // nothing asked: an idle connection talking
+                ctx.close();
+                return;
+            }
+            if (msg instanceof HttpResponse res) {
+                if (res.decoderResult().isFailure()) {
+                    ReferenceCountUtil.release(msg);
+                    ctx.close();
+                    return;
+                }
+                e.onResponse(res);
+            }
+            if (msg instanceof HttpContent content) {
+                e.onContent(content, ctx.channel());
+            } else {
+                ReferenceCountUtil.release(msg);
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            Exchange e = exchange;
+            if (e != null) {
+                e.upstreamReset(ctx.channel());
+            }
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            ctx.close();
+        }
+    }
+}

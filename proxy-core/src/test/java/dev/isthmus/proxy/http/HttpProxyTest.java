@@ -1,0 +1,269 @@
+package dev.isthmus.proxy.http;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.sun.net.httpserver.HttpServer;
+import dev.isthmus.proxy.EventLoops;
+import dev.isthmus.proxy.config.xds.ProxyConfig;
+import dev.isthmus.proxy.config.xds.XdsTranslator;
+import dev.isthmus.proxy.tcp.RelayManager;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/** The HTTP/1.1 proxy with real HTTP servers behind it and real clients (the JDK's, and raw sockets for bad requests). */
+class HttpProxyTest {
+
+    private final EventLoops loops = EventLoops.create("http-test", 2);
+    private final SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    private final List<HttpServer> servers = new ArrayList<>();
+    private final HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
+    private RelayManager manager;
+
+    @AfterEach
+    void stop() {
+        if (manager != null) {
+            manager.close();
+        }
+        servers.forEach(s -> s.stop(0));
+        loops.close();
+    }
+
+    /** An app answering every request with {@code status} and {@code body} after {@code delayMs}; counts its requests. */
+    private int app(int status, String body, long delayMs, AtomicInteger hits) throws Exception {
+        var s = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        s.createContext("/", ex -> {
+            hits.incrementAndGet();
+            try {
+                Thread.sleep(delayMs);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            byte[] b = (body + " caller=" + ex.getRequestHeaders().getFirst(HttpProxy.CALLER_HEADER)).getBytes(StandardCharsets.UTF_8);
+            ex.getRequestBody().readAllBytes();
+            ex.sendResponseHeaders(status, b.length);
+            ex.getResponseBody().write(b);
+            ex.close();
+        });
+        s.setExecutor(java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor());
+        s.start();
+        servers.add(s);
+        return s.getAddress().getPort();
+    }
+
+    static int freePort() throws Exception {
+        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    static String cluster(String name, int... ports) {
+        var eps = new StringBuilder();
+        for (int p : ports) {
+            eps.append("        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ").append(p).append(" } } }\n");
+        }
+        return """
+                  - name: %s
+                    type: STATIC
+                    connect_timeout: 0.5s
+                    load_assignment:
+                      cluster_name: %s
+                      endpoints:
+                      - lb_endpoints:
+                """.formatted(name, name) + eps.toString().replace("        - endpoint", "        - endpoint");
+    }
+
+    private int start(String routes, String clusters) throws Exception {
+        int port = freePort();
+        String yaml = """
+                static_resources:
+                  listeners:
+                  - name: http-out
+                    address: { socket_address: { address: 127.0.0.1, port_value: %d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: out
+                          http_filters: [ { name: envoy.filters.http.router } ]
+                          route_config:
+                            name: out
+                            virtual_hosts:
+                %s
+                  clusters:
+                %s""".formatted(port, routes.stripIndent().indent(12), clusters);
+        var b = XdsTranslator.parseBootstrap(yaml, "test.yaml");
+        ProxyConfig config = XdsTranslator.translate("t", b.getStaticResources().getListenersList(), b.getStaticResources().getClustersList(), List.of());
+        manager = new RelayManager(loops, meters, null);
+        manager.apply(config);
+        return port;
+    }
+
+    private HttpResponse<String> get(int port, String path) throws Exception {
+        return client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).timeout(Duration.ofSeconds(10)).build(),
+                HttpResponse.BodyHandlers.ofString());
+    }
+
+    private HttpResponse<String> post(int port, String path) throws Exception {
+        return client.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).timeout(Duration.ofSeconds(10))
+                .POST(HttpRequest.BodyPublishers.ofString("order")).build(), HttpResponse.BodyHandlers.ofString());
+    }
+
+    private double requests(String cluster, String code) {
+        var c = meters.find("isthmus_requests").tags("destination_service", cluster, "response_code", code).counter();
+        return c == null ? 0 : c.count();
+    }
+
+    @Test
+    void routesByHostAndPathKeepsConnectionsAliveAndCountsRequests() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(200, "A", 0, hits);
+        int b = app(200, "B", 0, hits);
+        int port = start("""
+                          - name: shop
+                            domains: [ "catalog.shop", "catalog.shop:*" ]
+                            routes:
+                            - { match: { prefix: "/b" }, route: { cluster: b } }
+                            - { match: { prefix: "/" }, route: { cluster: a } }
+                          - name: other
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { path: "/exact" }, route: { cluster: b } }""", cluster("a", a) + cluster("b", b));
+        try (var s = new Socket("127.0.0.1", port)) {
+            s.setSoTimeout(5000);
+            var out = s.getOutputStream();
+            var in = s.getInputStream();
+            out.write("GET /b/x HTTP/1.1\r\nHost: catalog.shop\r\nx-isthmus-peer-identity: spiffe://forged/ns/x/sa/y\r\n\r\n".getBytes());
+            String first = readResponse(in);
+            assertTrue(first.startsWith("HTTP/1.1 200") && first.endsWith("B caller=null"), "routed by path, the forged caller header removed: " + first);
+            out.write("GET /a HTTP/1.1\r\nHost: catalog.shop:8080\r\n\r\n".getBytes());
+            assertTrue(readResponse(in).endsWith("A caller=null"), "the same connection, kept alive, routed to a");
+        }
+        assertTrue(get(port, "/exact").body().startsWith("B"), "the wildcard host, exact path");
+        var none = get(port, "/nothing");
+        assertEquals(404, none.statusCode());
+        assertEquals("no_route", none.headers().firstValue(HttpProxy.REASON_HEADER).orElse(""));
+        assertEquals(1.0, requests("a", "200"));
+        assertEquals(2.0, requests("b", "200"));
+    }
+
+    /** Reads one response with a Content-Length body; returns status line + body. */
+    static String readResponse(InputStream in) throws Exception {
+        var head = new StringBuilder();
+        while (!head.toString().endsWith("\r\n\r\n")) {
+            int c = in.read();
+            if (c < 0) {
+                return head.toString();
+            }
+            head.append((char) c);
+        }
+        var m = java.util.regex.Pattern.compile("(?i)content-length: *(\\d+)").matcher(head);
+        int len = m.find() ? Integer.parseInt(m.group(1)) : 0;
+        return head.substring(0, head.indexOf("\r\n")) + "|" + new String(in.readNBytes(len), StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void aWeightedSplitSendsTheConfiguredShares() throws Exception {
+        var hits = new AtomicInteger();
+        int v1 = app(200, "v1", 0, hits);
+        int v2 = app(200, "v2", 0, hits);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - match: { prefix: "/" }
+                              route: { weighted_clusters: { clusters: [ { name: v1, weight: 90 }, { name: v2, weight: 10 } ] } }""",
+                cluster("v1", v1) + cluster("v2", v2));
+        int toV2 = 0;
+        for (int i = 0; i < 2000; i++) {
+            if (get(port, "/products").body().startsWith("v2")) {
+                toV2++;
+            }
+        }
+        assertTrue(Math.abs(toV2 - 200) <= 60, "10% +-3% to v2: " + toV2);
+    }
+
+    @Test
+    void idempotentRequestsAreRetriedOnAnotherEndpointAndPostsAreNot() throws Exception {
+        var bad = new AtomicInteger();
+        var good = new AtomicInteger();
+        int failing = app(503, "down", 0, bad);
+        int healthy = app(200, "up", 0, good);
+        int dead = freePort();
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - match: { prefix: "/" }
+                              route: { cluster: c, retry_policy: { retry_on: "5xx", num_retries: 2 } }""", cluster("c", failing, healthy, dead));
+        for (int i = 0; i < 30; i++) {
+            var res = get(port, "/catalog");
+            assertEquals(200, res.statusCode(), "GET " + i + " answered by the healthy endpoint after retries: " + res.body());
+        }
+        assertTrue(bad.get() > 0, "the failing endpoint was really tried");
+        var posts = new ArrayList<Integer>();
+        for (int i = 0; i < 10; i++) {
+            posts.add(post(port, "/orders").statusCode());
+        }
+        assertTrue(posts.contains(503), "a POST is not retried: " + posts);
+        assertTrue(meters.get("isthmus_upstream_connect_retries").counter().count() > 0);
+    }
+
+    @Test
+    void aSlowUpstreamIsCutAtTheRouteTimeout() throws Exception {
+        var hits = new AtomicInteger();
+        int slow = app(200, "late", 3000, hits);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: slow, timeout: 0.3s } }""", cluster("slow", slow));
+        long t0 = System.nanoTime();
+        var res = get(port, "/x");
+        assertEquals(504, res.statusCode());
+        assertEquals("upstream_timeout", res.headers().firstValue(HttpProxy.REASON_HEADER).orElse(""));
+        assertTrue((System.nanoTime() - t0) / 1_000_000 < 2500, "answered at the deadline, not when the app finished");
+    }
+
+    @Test
+    void badRequestsAreRefusedAndOtherConnectionsAreUnharmed() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(200, "A", 0, hits);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: a } }""", cluster("a", a));
+        assertTrue(raw(port, "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                .startsWith("HTTP/1.1 400"), "Content-Length with Transfer-Encoding (smuggling) is refused");
+        assertTrue(raw(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "a".repeat(20_000) + "\r\n\r\n").startsWith("HTTP/1.1 431"),
+                "oversized headers");
+        assertTrue(raw(port, "GARBAGE\r\n\r\n").startsWith("HTTP/1.1 400"), "a malformed request line");
+        assertEquals(0, hits.get(), "none of them reached the app");
+        assertEquals(200, get(port, "/fine").statusCode(), "other connections are served");
+    }
+
+    static String raw(int port, String request) throws Exception {
+        try (var s = new Socket("127.0.0.1", port)) {
+            s.setSoTimeout(5000);
+            s.getOutputStream().write(request.getBytes(StandardCharsets.ISO_8859_1));
+            return readResponse(s.getInputStream());
+        }
+    }
+}
