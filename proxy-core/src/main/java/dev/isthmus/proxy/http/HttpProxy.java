@@ -4,6 +4,7 @@ import dev.isthmus.proxy.EventLoops;
 import dev.isthmus.proxy.ProxyMetrics;
 import dev.isthmus.proxy.config.xds.ProxyConfig;
 import dev.isthmus.proxy.identity.SpiffeTls;
+import dev.isthmus.proxy.lb.CircuitBreakers;
 import dev.isthmus.proxy.tcp.UpstreamSelector;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -99,8 +100,14 @@ public final class HttpProxy implements AutoCloseable {
             "proxy-authorization", "proxy-authenticate");
 
     /** An upstream cluster as the HTTP proxy uses it. */
-    public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
+    public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout, CircuitBreakers breakers) {
+        public Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
+            this(name, endpoints, tls, sni, connectTimeout, new CircuitBreakers(dev.isthmus.proxy.config.xds.ProxyConfig.Limits.DEFAULT));
+        }
     }
+
+    /** Names the circuit breaker that refused a request (with a 503). */
+    public static final String OVERLOADED_HEADER = "x-isthmus-overloaded";
 
     private final String name;
     private final Channel server;
@@ -120,6 +127,17 @@ public final class HttpProxy implements AutoCloseable {
      */
     public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
             Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters) throws InterruptedException {
+        return start(name, loops, listen, spec, clusters, downstreamTls, meters, Duration.ofSeconds(10), Duration.ofSeconds(60));
+    }
+
+    /**
+     * @param requestTimeout how long a caller has, from the first byte of a request, to send all of
+     *     it (slowloris): then 408 and the connection is closed
+     * @param idleTimeout how long a kept-alive connection may stay without a request
+     */
+    public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
+            Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters, Duration requestTimeout, Duration idleTimeout)
+            throws InterruptedException {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
         var shared = new Shared(name, loops, spec, clusters, meters, pools, open);
@@ -139,6 +157,7 @@ public final class HttpProxy implements AutoCloseable {
                             ssl.handshakeFuture().addListener(f -> Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
                                     .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment());
                         }
+                        ch.pipeline().addLast("guard", new SlowRequestGuard(requestTimeout, idleTimeout, name, meters));
                         ch.pipeline().addLast("decoder", new StrictRequestDecoder());
                         ch.pipeline().addLast("encoder", new HttpResponseEncoder());
                         ch.pipeline().addLast("aggregator", new HttpObjectAggregator(MAX_BODY, true));
@@ -160,6 +179,90 @@ public final class HttpProxy implements AutoCloseable {
         server.close().syncUninterruptibly();
         open.close().awaitUninterruptibly();
         log.info("event=listener_stopped listener={}", name);
+    }
+
+    /**
+     * Bounds slow callers: from the first byte of a request, the whole request must arrive within
+     * the request timeout (else 408 and close: slowloris), and a kept-alive connection with no
+     * request in progress is closed after the idle timeout. Counted in
+     * {@code isthmus_tcp_connections_rejected_total{reason="request_timeout"|"idle_timeout"}}.
+     */
+    static final class SlowRequestGuard extends ChannelInboundHandlerAdapter {
+        private final Duration requestTimeout;
+        private final Duration idleTimeout;
+        private final String listener;
+        private final MeterRegistry meters;
+        private ChannelHandlerContext ctx;
+        private ScheduledFuture<?> timer;
+        private boolean receiving;
+        private boolean busy;
+
+        SlowRequestGuard(Duration requestTimeout, Duration idleTimeout, String listener, MeterRegistry meters) {
+            this.requestTimeout = requestTimeout;
+            this.idleTimeout = idleTimeout;
+            this.listener = listener;
+            this.meters = meters;
+        }
+
+        @Override
+        public void channelActive(ChannelHandlerContext ctx) {
+            this.ctx = ctx;
+            idle();
+            ctx.fireChannelActive();
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (!receiving && !busy) {
+                receiving = true;
+                schedule(requestTimeout, "request_timeout");
+            }
+            ctx.fireChannelRead(msg);
+        }
+
+        void requestComplete() {
+            receiving = false;
+            busy = true;
+            cancel();
+        }
+
+        void idle() {
+            busy = false;
+            receiving = false;
+            schedule(idleTimeout, "idle_timeout");
+        }
+
+        private void schedule(Duration after, String reason) {
+            cancel();
+            if (ctx == null) {
+                return;
+            }
+            timer = ctx.executor().schedule(() -> expire(reason), after.toMillis(), TimeUnit.MILLISECONDS);
+        }
+
+        private void cancel() {
+            if (timer != null) {
+                timer.cancel(false);
+                timer = null;
+            }
+        }
+
+        private void expire(String reason) {
+            Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED).tag(ProxyMetrics.LABEL_LISTENER, listener).tag(ProxyMetrics.LABEL_REASON, reason)
+                    .register(meters).increment();
+            if (reason.equals("request_timeout")) {
+                ctx.channel().writeAndFlush(plain(HttpResponseStatus.REQUEST_TIMEOUT, "request_timeout", "the request did not arrive within "
+                        + requestTimeout.toMillis() + " ms", false)).addListener(ChannelFutureListener.CLOSE);
+            } else {
+                ctx.close();
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            cancel();
+            ctx.fireChannelInactive();
+        }
     }
 
     /** Rejects a request with both Content-Length and Transfer-Encoding instead of dropping Content-Length (RFC 9112 allows either). */
@@ -250,6 +353,9 @@ public final class HttpProxy implements AutoCloseable {
                 ctx.close(); // a pipelining client that does not wait for answers
                 return;
             }
+            if (ctx.pipeline().get(SlowRequestGuard.class) instanceof SlowRequestGuard guard) {
+                guard.requestComplete();
+            }
             queued.add(req);
             if (current == null) {
                 next();
@@ -283,6 +389,8 @@ public final class HttpProxy implements AutoCloseable {
             }
             if (!queued.isEmpty()) {
                 next();
+            } else if (channel.pipeline().get(SlowRequestGuard.class) instanceof SlowRequestGuard guard) {
+                guard.idle();
             }
         }
 
@@ -346,6 +454,8 @@ public final class HttpProxy implements AutoCloseable {
         private boolean done;
         private boolean discarding;
         private boolean upstreamKeepAlive;
+        private boolean holdsRequest;
+        private int heldRetries;
         private int status;
         private ScheduledFuture<?> timeout;
 
@@ -378,6 +488,12 @@ public final class HttpProxy implements AutoCloseable {
                 local(HttpResponseStatus.SERVICE_UNAVAILABLE, "no_healthy_upstream", "cluster '" + cluster + "' is not known", cluster);
                 return;
             }
+            String open = upstream.breakers().tryRequest();
+            if (open != null) {
+                overloaded(open);
+                return;
+            }
+            holdsRequest = true;
             if (!route.timeout().isZero()) {
                 timeout = loop().schedule(this::timedOut, route.timeout().toMillis(), TimeUnit.MILLISECONDS);
             }
@@ -415,7 +531,36 @@ public final class HttpProxy implements AutoCloseable {
                 case "connect-failure", "reset" -> on.contains(condition) || on.contains("5xx") || on.contains("gateway-error");
                 default -> on.contains("5xx") || on.contains("gateway-error") && status >= 502 && status <= 504;
             };
-            return wanted && attempts <= route.retry().numRetries() && IDEMPOTENT.contains(request.method()) && !done && front.channel.isActive();
+            if (!(wanted && attempts <= route.retry().numRetries() && IDEMPOTENT.contains(request.method()) && !done && front.channel.isActive())) {
+                return false;
+            }
+            String open = upstream.breakers().tryRetry();
+            if (open != null) {
+                Counter.builder("isthmus_retries_refused").tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener())
+                        .tag(ProxyMetrics.LABEL_REASON, open).register(front.shared.meters()).increment();
+                return false;
+            }
+            heldRetries++;
+            return true;
+        }
+
+        private void overloaded(String breaker) {
+            status = 503;
+            var res = plain(HttpResponseStatus.SERVICE_UNAVAILABLE, "overloaded", "circuit breaker " + breaker + " of cluster '" + upstream.name()
+                    + "' is open", keepAlive);
+            res.headers().set(OVERLOADED_HEADER, breaker);
+            front.channel.writeAndFlush(res);
+            finish(keepAlive, upstream.name());
+        }
+
+        private void releaseSlots() {
+            if (holdsRequest) {
+                holdsRequest = false;
+                upstream.breakers().endRequest();
+            }
+            for (; heldRetries > 0; heldRetries--) {
+                upstream.breakers().endRetry();
+            }
         }
 
         void attempt() {
@@ -445,6 +590,12 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             InetSocketAddress target = endpoint;
+            String full = upstream.breakers().tryConnection();
+            if (full != null) {
+                overloaded(full);
+                return;
+            }
+            var breakers = upstream.breakers();
             new Bootstrap().group(loop()).channel(front.shared.loops().channelType())
                     .option(ChannelOption.TCP_NODELAY, true)
                     .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) upstream.connectTimeout().toMillis())
@@ -462,6 +613,7 @@ public final class HttpProxy implements AutoCloseable {
                         }
                     })
                     .connect(target).addListener((ChannelFutureListener) f -> {
+                        f.channel().closeFuture().addListener(c -> breakers.endConnection());
                         if (!f.isSuccess()) {
                             connectFailed(target, f.cause());
                             return;
@@ -591,6 +743,7 @@ public final class HttpProxy implements AutoCloseable {
             if (!done) {
                 done = true;
                 cancelTimeout();
+                releaseSlots();
                 if (upstreamChannel != null) {
                     upstream.endpoints().released(endpoint);
                     upstreamChannel.close();
@@ -653,6 +806,7 @@ public final class HttpProxy implements AutoCloseable {
             }
             done = true;
             cancelTimeout();
+            releaseSlots();
             front.shared.count(cluster, status, start);
             request.release();
             front.finished(keep);

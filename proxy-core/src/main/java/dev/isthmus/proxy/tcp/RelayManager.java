@@ -30,6 +30,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     private final Supplier<Optional<SvidClient.Svid>> identity;
     private final Map<String, Running> listeners = new LinkedHashMap<>();
     private final Map<String, AtomicReference<ClusterLoadBalancer>> balancers = new LinkedHashMap<>();
+    private final Map<String, dev.isthmus.proxy.lb.CircuitBreakers> breakers = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile ProxyConfig config = new ProxyConfig("none", java.util.List.of(), Map.of());
 
     /** A running listener; {@code clusters} are the clusters it uses, as they were when it started (for TLS changes). */
@@ -136,6 +137,10 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             }
         }
         httpUpstreams.keySet().retainAll(next.clusters().keySet());
+        for (var c : next.clusters().values()) {
+            breakers(c).update(c.limits());
+        }
+        breakers.keySet().retainAll(next.clusters().keySet());
         balancers.keySet().retainAll(next.clusters().keySet());
         for (var it = listeners.entrySet().iterator(); it.hasNext(); ) {
             var e = it.next();
@@ -149,9 +154,24 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         config = next;
     }
 
+    private dev.isthmus.proxy.lb.CircuitBreakers breakers(ProxyConfig.ClusterSpec c) {
+        return breakers.computeIfAbsent(c.name(), n -> new dev.isthmus.proxy.lb.CircuitBreakers(c.limits()));
+    }
+
     private UpstreamSelector selector(String cluster) {
         var ref = balancers.get(cluster);
+        var cb = breakers.computeIfAbsent(cluster, n -> new dev.isthmus.proxy.lb.CircuitBreakers(ref.get().spec().limits()));
         return new UpstreamSelector() {
+            @Override
+            public String admit() {
+                return cb.tryConnection();
+            }
+
+            @Override
+            public void leave() {
+                cb.endConnection();
+            }
+
             @Override
             public Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
                 return ref.get().pick(tried);
@@ -185,7 +205,8 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     private dev.isthmus.proxy.http.HttpProxy.Upstream httpUpstream(ProxyConfig.ClusterSpec c) throws javax.net.ssl.SSLException {
         balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
         var t = tls(c);
-        return new dev.isthmus.proxy.http.HttpProxy.Upstream(c.name(), selector(c.name()), t.upstream(), t.upstreamSni(), c.connectTimeout());
+        return new dev.isthmus.proxy.http.HttpProxy.Upstream(c.name(), selector(c.name()), t.upstream(), t.upstreamSni(), c.connectTimeout(),
+                breakers(c));
     }
 
     @Override

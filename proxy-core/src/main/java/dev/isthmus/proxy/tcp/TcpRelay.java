@@ -106,6 +106,14 @@ public final class TcpRelay implements AutoCloseable {
                         open.add(downstream);
                         opened.increment();
                         downstream.closeFuture().addListener(f -> closed.increment());
+                        String breaker = upstreams.admit();
+                        if (breaker != null) {
+                            Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED).tag(ProxyMetrics.LABEL_LISTENER, name)
+                                    .tag(ProxyMetrics.LABEL_REASON, "circuit_open_" + breaker).register(meters).increment();
+                            downstream.close();
+                            return;
+                        }
+                        downstream.closeFuture().addListener(f -> upstreams.leave());
                         if (tls.downstream() == null) {
                             connectUpstream(downstream, new java.util.HashSet<>());
                             return;

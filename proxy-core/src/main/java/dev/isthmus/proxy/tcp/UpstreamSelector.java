@@ -22,6 +22,17 @@ public interface UpstreamSelector {
     default void failed(InetSocketAddress address) {
     }
 
+    /**
+     * Admits a new caller connection, or returns the name of the open circuit breaker that refuses it
+     * (then the connection is closed at once). Admitted connections are given back with {@link #leave}.
+     */
+    default String admit() {
+        return null;
+    }
+
+    default void leave() {
+    }
+
     /** Always the one address. */
     static UpstreamSelector fixed(InetSocketAddress address) {
         return tried -> tried.contains(address) ? Optional.empty() : Optional.of(address);

@@ -266,4 +266,60 @@ class HttpProxyTest {
             return readResponse(s.getInputStream());
         }
     }
+
+    @Test
+    void theRequestBreakerAnswers503NamingItAndTheAppSeesNoMoreThanTheLimit() throws Exception {
+        var hits = new AtomicInteger();
+        int slow = app(200, "slow", 800, hits);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: c } }""",
+                cluster("c", slow).replace("    connect_timeout: 0.5s\n", "    connect_timeout: 0.5s\n    circuit_breakers: { thresholds: [ { max_requests: 2 } ] }\n"));
+        var futures = new ArrayList<java.util.concurrent.CompletableFuture<HttpResponse<String>>>();
+        for (int i = 0; i < 6; i++) {
+            futures.add(client.sendAsync(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/x")).timeout(Duration.ofSeconds(10)).build(),
+                    HttpResponse.BodyHandlers.ofString()));
+        }
+        int ok = 0;
+        int refused = 0;
+        for (var f : futures) {
+            var res = f.get();
+            if (res.statusCode() == 200) {
+                ok++;
+            } else {
+                assertEquals(503, res.statusCode());
+                assertEquals("max_requests", res.headers().firstValue(HttpProxy.OVERLOADED_HEADER).orElse(""));
+                refused++;
+            }
+        }
+        assertTrue(ok >= 2 && refused >= 1, "ok " + ok + ", refused " + refused);
+        assertEquals(ok, hits.get(), "refused requests never reached the app");
+    }
+
+    @Test
+    void aSlowlorisCallerIsCutAtTheRequestTimeoutWhileOthersAreServed() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(200, "A", 0, hits);
+        var spec = new ProxyConfig.HttpSpec("t", List.of(new ProxyConfig.VirtualHost("all", List.of("*"), List.of(new ProxyConfig.Route("/", null,
+                List.of(new ProxyConfig.WeightedCluster("a", 1)), Duration.ofSeconds(5), ProxyConfig.RetrySpec.NONE)))));
+        var upstream = new HttpProxy.Upstream("a", dev.isthmus.proxy.tcp.UpstreamSelector.fixed(new InetSocketAddress("127.0.0.1", a)), null, null,
+                Duration.ofSeconds(1));
+        try (var proxy = HttpProxy.start("guarded", loops, new InetSocketAddress("127.0.0.1", 0), spec, n -> upstream, null, meters,
+                Duration.ofMillis(500), Duration.ofSeconds(2))) {
+            int port = proxy.address().getPort();
+            try (var slow = new Socket("127.0.0.1", port); var idle = new Socket("127.0.0.1", port)) {
+                slow.setSoTimeout(5000);
+                idle.setSoTimeout(5000);
+                slow.getOutputStream().write("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ".getBytes());
+                assertEquals(200, get(port, "/meanwhile").statusCode(), "others are served while one caller dawdles");
+                long t0 = System.nanoTime();
+                String answer = readResponse(slow.getInputStream());
+                assertTrue(answer.startsWith("HTTP/1.1 408"), answer);
+                assertTrue((System.nanoTime() - t0) / 1_000_000 < 2000, "cut at the deadline");
+                assertEquals(-1, idle.getInputStream().read(), "an idle connection is closed after the idle timeout");
+            }
+        }
+    }
 }

@@ -79,12 +79,27 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
      * @param overprovisioningFactor Envoy's, in percent (default 140)
      */
     public record ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
-            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor) {
+            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits) {
 
         public ClusterSpec {
             expectedSpiffeIds = List.copyOf(expectedSpiffeIds);
             endpoints = List.copyOf(endpoints);
         }
+
+        public ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
+                Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor) {
+            this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, Limits.DEFAULT);
+        }
+    }
+
+    /**
+     * A cluster's circuit breakers (Envoy's {@code circuit_breakers.thresholds} at DEFAULT priority,
+     * with Envoy's defaults): open connections, requests in flight, retries in flight; and a retry
+     * budget (retries in flight at most {@code retryBudgetPercent} of the requests in flight, but
+     * always {@code minRetryConcurrency}; a negative percent: no budget, {@code maxRetries} alone).
+     */
+    public record Limits(int maxConnections, int maxRequests, int maxRetries, double retryBudgetPercent, int minRetryConcurrency) {
+        public static final Limits DEFAULT = new Limits(1024, 1024, 3, -1, 3);
     }
 
     /** An endpoint of a cluster, with its locality, priority (0 is the highest), weight and health from the assignment. */

@@ -377,10 +377,22 @@ public final class XdsTranslator {
         if (overprovisioning < 100) {
             errors.add(where + ": " + cla + ".policy.overprovisioning_factor: " + overprovisioning + " is below 100");
         }
+        var limits = ProxyConfig.Limits.DEFAULT;
+        for (int i = 0; i < c.getCircuitBreakers().getThresholdsCount(); i++) {
+            var t = c.getCircuitBreakers().getThresholds(i);
+            if (t.getPriority() != io.envoyproxy.envoy.config.core.v3.RoutingPriority.DEFAULT) {
+                continue; // HIGH priority traffic does not exist here
+            }
+            limits = new ProxyConfig.Limits(t.hasMaxConnections() ? t.getMaxConnections().getValue() : limits.maxConnections(),
+                    t.hasMaxRequests() ? t.getMaxRequests().getValue() : limits.maxRequests(),
+                    t.hasMaxRetries() ? t.getMaxRetries().getValue() : limits.maxRetries(),
+                    t.hasRetryBudget() ? (t.getRetryBudget().hasBudgetPercent() ? t.getRetryBudget().getBudgetPercent().getValue() : 20.0) : -1,
+                    t.hasRetryBudget() && t.getRetryBudget().hasMinRetryConcurrency() ? t.getRetryBudget().getMinRetryConcurrency().getValue() : 3);
+        }
         if (errors.size() > before) {
             return Optional.empty();
         }
-        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning));
+        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning, limits));
     }
 
     private static Optional<InetSocketAddress> socketAddress(Address address, String where, String path, List<String> errors) {
