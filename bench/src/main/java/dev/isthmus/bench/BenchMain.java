@@ -18,13 +18,17 @@ public final class BenchMain {
                           single-endpoint changes: propagation p50/p99 to every other controller.
                       csr-signing [--csrs 3000] [--concurrency 4] [--openssl 400]
                           a real trust bridge signing P-256 CSRs over gRPC (embedded backend), side by side
-                          with `openssl x509 -req` signing the same CSRs with the same root.""");
+                          with `openssl x509 -req` signing the same CSRs with the same root.
+                      proxy [--seconds 8] [--rate 2000] [--connections 32] [--base-port 24300]
+                          the sidecar's HTTP/1.1 path against HAProxy (one sidecar, and sidecar -> sidecar over mTLS
+                          against HAProxy -> HAProxy over TLS): wrk throughput, latency at a fixed rate, RSS, time to ready.""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
         switch (args[0]) {
             case "federation-scale" -> System.exit(FederationScale.run(rest));
             case "csr-signing" -> System.exit(CsrSigning.run(rest));
+            case "proxy" -> System.exit(ProxyBench.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);

@@ -1,0 +1,389 @@
+package dev.isthmus.bench;
+
+import java.io.BufferedInputStream;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.regex.Pattern;
+
+/**
+ * The sidecar's data-plane benchmark (issue 5), side by side in one run on this machine: a client
+ * straight to the app; through one sidecar (HTTP/1.1 listener from an Envoy bootstrap); through
+ * HAProxy as the same reverse proxy; sidecar to sidecar over mTLS (SVIDs from a real trust bridge)
+ * against HAProxy to HAProxy over TLS with client certificates. The "app" is an HAProxy answering
+ * 200 itself, so the backend costs the same for every path. Every proxy runs one event-loop
+ * thread ({@code nbthread 1}, {@code io-threads=1}).
+ *
+ * <p>Throughput: wrk (HTTP/1.1 keep-alive, small bodies). Latency: an open-loop generator in this
+ * process at a fixed rate (latency counted from each request's scheduled time, so a stall is not
+ * hidden), p50/p99, and the difference to the direct path. Memory: the sidecar's RSS when ready and
+ * its peak under load; time from process start to ready. HTTP/2 (h2load) is not measured: the
+ * sidecar does not speak HTTP/2 yet.
+ */
+final class ProxyBench {
+
+    /** The sidecar's JVM options; ISTHMUS_BENCH_SIDECAR_OPTS replaces them. */
+    static final String SIDECAR_JVM = System.getenv().getOrDefault("ISTHMUS_BENCH_SIDECAR_OPTS", "-Xms16m -Xmx64m -XX:+UseSerialGC");
+
+    private static final HttpClient HTTP = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
+
+    static int run(String[] args) throws Exception {
+        int base = 24300;
+        int seconds = 8;
+        int rate = 2000;
+        int connections = 32;
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            switch (args[i]) {
+                case "--base-port" -> base = Integer.parseInt(args[i + 1]);
+                case "--seconds" -> seconds = Integer.parseInt(args[i + 1]);
+                case "--rate" -> rate = Integer.parseInt(args[i + 1]);
+                case "--connections" -> connections = Integer.parseInt(args[i + 1]);
+                default -> {
+                    System.err.println("proxy: unknown option " + args[i]);
+                    return 2;
+                }
+            }
+        }
+        String envHome = System.getenv("ISTHMUS_HOME");
+        Path home = Path.of(envHome != null ? envHome : ".").toAbsolutePath().normalize();
+        Path work = Files.createDirectories(home.resolve("bench/target/proxy-" + System.currentTimeMillis()));
+        String java = ProcessHandle.current().info().command().orElse("java");
+        int app = base;
+        int haproxyRp = base + 1;
+        int haproxyFront = base + 2;
+        int haproxyBack = base + 3;
+        int sidecar = base + 10;
+        int pairFront = base + 20;
+        int pairBackInbound = base + 21;
+        int bridgeHttp = base + 30;
+        int bridgeGrpc = base + 31;
+        List<Process> processes = new ArrayList<>();
+        try {
+            // TLS material for the HAProxy pair (P-256, like the SVIDs)
+            certs(work);
+            Files.writeString(work.resolve("haproxy.cfg"), """
+                    global
+                      maxconn 4000
+                      nbthread 1
+                    defaults
+                      mode http
+                      timeout connect 2s
+                      timeout client 30s
+                      timeout server 30s
+                      option http-keep-alive
+                    frontend app
+                      bind 127.0.0.1:%1$d
+                      http-request return status 200 content-type text/plain string "ok"
+                    frontend rp
+                      bind 127.0.0.1:%2$d
+                      default_backend to_app
+                    frontend tls_front
+                      bind 127.0.0.1:%3$d
+                      default_backend to_tls_back
+                    frontend tls_back
+                      bind 127.0.0.1:%4$d ssl crt %5$s/server.pem ca-file %5$s/ca.pem verify required alpn http/1.1
+                      default_backend to_app
+                    backend to_app
+                      http-reuse always
+                      server app 127.0.0.1:%1$d
+                    backend to_tls_back
+                      http-reuse always
+                      server back 127.0.0.1:%4$d ssl crt %5$s/client.pem ca-file %5$s/ca.pem verify required alpn http/1.1
+                    """.formatted(app, haproxyRp, haproxyFront, haproxyBack, work));
+            processes.add(new ProcessBuilder("haproxy", "-f", work.resolve("haproxy.cfg").toString()).redirectErrorStream(true)
+                    .redirectOutput(work.resolve("haproxy.log").toFile()).start());
+
+            String credential = "bench-bootstrap-credential-000000";
+            Files.writeString(work.resolve("credential"), credential);
+            var bridge = new ProcessBuilder(java, "-Xmx256m", "-jar", home.resolve("trust-bridge/target/quarkus-app/quarkus-run.jar").toString())
+                    .redirectErrorStream(true).redirectOutput(work.resolve("trust-bridge.log").toFile());
+            bridge.environment().putAll(Map.of("QUARKUS_HTTP_PORT", Integer.toString(bridgeHttp), "QUARKUS_GRPC_SERVER_PORT", Integer.toString(bridgeGrpc),
+                    "ISTHMUS_CA_DIR", work.resolve("ca").toString(), "ISTHMUS_CLUSTER_NAME", "bench", "ISTHMUS_BOOTSTRAP_TOKEN", credential));
+            processes.add(bridge.start());
+            awaitHttp("http://127.0.0.1:" + bridgeHttp + "/q/health/ready", Duration.ofSeconds(60));
+            awaitHttp("http://127.0.0.1:" + app + "/", Duration.ofSeconds(10));
+
+            Files.writeString(work.resolve("single.yaml"), bootstrap(sidecar, "app", app, null));
+            Files.writeString(work.resolve("pair-front.yaml"), bootstrap(pairFront, "back", pairBackInbound, "spiffe://bench.acme.isthmus/ns/bench/sa/back"));
+            long t0 = System.nanoTime();
+            var single = sidecar(java, home, work, "single", app, base + 11, base + 12, Map.of("ISTHMUS_MTLS", "off", "ISTHMUS_BOOTSTRAP",
+                    work.resolve("single.yaml").toString()));
+            processes.add(single);
+            awaitHttp("http://127.0.0.1:" + (base + 12) + "/ready", Duration.ofSeconds(30));
+            double readyMs = (System.nanoTime() - t0) / 1e6;
+            var commonMtls = Map.of("ISTHMUS_TRUST_BRIDGE", "127.0.0.1:" + bridgeGrpc, "ISTHMUS_CONTROLLER_TOKEN_FILE", work.resolve("credential").toString(),
+                    "ISTHMUS_CLUSTER", "bench", "ISTHMUS_MTLS", "strict");
+            var back = new LinkedHashMap<>(commonMtls);
+            back.putAll(Map.of("ISTHMUS_SERVICE", "bench/back", "ISTHMUS_INBOUND_PROTOCOL", "http"));
+            processes.add(sidecar(java, home, work, "pair-back", app, pairBackInbound, base + 22, back));
+            var front = new LinkedHashMap<>(commonMtls);
+            front.putAll(Map.of("ISTHMUS_SERVICE", "bench/front", "ISTHMUS_BOOTSTRAP", work.resolve("pair-front.yaml").toString()));
+            processes.add(sidecar(java, home, work, "pair-front", app, base + 23, base + 24, front));
+            awaitHttp("http://127.0.0.1:" + (base + 22) + "/ready", Duration.ofSeconds(30));
+            awaitHttp("http://127.0.0.1:" + (base + 24) + "/ready", Duration.ofSeconds(30));
+            awaitHttp("http://127.0.0.1:" + pairFront + "/", Duration.ofSeconds(10));
+            awaitHttp("http://127.0.0.1:" + haproxyFront + "/", Duration.ofSeconds(10));
+            long singlePid = single.pid();
+            long idleRss = rssKiB(singlePid);
+
+            var targets = new LinkedHashMap<String, Integer>();
+            targets.put("direct to the app", app);
+            targets.put("one sidecar (HTTP/1.1 listener)", sidecar);
+            targets.put("HAProxy as the same reverse proxy", haproxyRp);
+            targets.put("sidecar -> sidecar over mTLS", pairFront);
+            targets.put("HAProxy -> HAProxy over TLS (client certs)", haproxyFront);
+            // warm-up: the JIT compiles the proxy path
+            for (int port : targets.values()) {
+                wrk(port, 4, connections);
+            }
+            var peak = new AtomicLong(idleRss);
+            var sampler = Thread.ofPlatform().daemon().start(() -> {
+                while (!Thread.currentThread().isInterrupted()) {
+                    peak.accumulateAndGet(rssKiB(singlePid), Math::max);
+                    try {
+                        Thread.sleep(200);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                }
+            });
+            var throughput = new LinkedHashMap<String, Double>();
+            var latency = new LinkedHashMap<String, double[]>();
+            for (var t : targets.entrySet()) {
+                throughput.put(t.getKey(), wrk(t.getValue(), seconds, connections));
+                latency.put(t.getKey(), openLoop(t.getValue(), rate, Math.max(3, seconds / 2), 8));
+            }
+            sampler.interrupt();
+
+            double directP50 = latency.get("direct to the app")[0];
+            double directP99 = latency.get("direct to the app")[1];
+            var table = new StringBuilder();
+            for (var t : targets.keySet()) {
+                double[] l = latency.get(t);
+                table.append(String.format(Locale.ROOT, "| %s | %.0f | %.3f | %.3f | %s | %s |%n", t, throughput.get(t), l[0], l[1],
+                        t.startsWith("direct") ? "" : String.format(Locale.ROOT, "%+.3f", l[0] - directP50),
+                        t.startsWith("direct") ? "" : String.format(Locale.ROOT, "%+.3f", l[1] - directP99)));
+            }
+            double ratioSingle = throughput.get("one sidecar (HTTP/1.1 listener)") / throughput.get("HAProxy as the same reverse proxy");
+            double ratioPair = throughput.get("sidecar -> sidecar over mTLS") / throughput.get("HAProxy -> HAProxy over TLS (client certs)");
+            var report = String.format(Locale.ROOT, """
+                    ## Proxy data plane (issue 5), %s
+
+                    wrk -t1 -c%d for %d s per path (HTTP/1.1 keep-alive, a 2-byte answer); latency from an open-loop generator at %d req/s
+                    over 8 connections, counted from each request's scheduled time; every proxy on one event-loop thread; %d CPUs shared by
+                    client, proxies and the app (HAProxy answering itself). Sidecar JVM: %s.
+
+                    | path | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |
+                    | --- | --- | --- | --- | --- | --- |
+                    %s
+                    | ratio | value | target |
+                    | --- | --- | --- |
+                    | one sidecar / HAProxy, throughput | %.2f | >= 0.75 |
+                    | sidecar pair (mTLS) / HAProxy pair (TLS), throughput | %.2f | >= 0.75 |
+                    | sidecar RSS when ready | %.1f MiB | <= 64 MiB |
+                    | sidecar RSS peak under load | %.1f MiB | <= 128 MiB |
+                    | sidecar start to ready | %.0f ms | <= 1000 ms |
+                    """, Instant.now().toString().substring(0, 16), connections, seconds, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM, table,
+                    ratioSingle, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, readyMs);
+            System.out.println();
+            System.out.println(report);
+            Files.writeString(home.resolve("bench/target/proxy.md"), report);
+            return 0;
+        } finally {
+            for (var p : processes) {
+                p.destroy();
+            }
+            for (var p : processes) {
+                p.waitFor(10, TimeUnit.SECONDS);
+                p.destroyForcibly();
+            }
+        }
+    }
+
+    private static Process sidecar(String java, Path home, Path work, String name, int app, int inbound, int admin, Map<String, String> env)
+            throws Exception {
+        var command = new ArrayList<>(List.of(java));
+        command.addAll(List.of(SIDECAR_JVM.split("\\s+")));
+        command.addAll(List.of("-jar", home.resolve("sidecar-lite/target/sidecar-lite.jar").toString()));
+        var pb = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(work.resolve(name + ".log").toFile());
+        pb.environment().putAll(Map.of("ISTHMUS_APP", "127.0.0.1:" + app, "ISTHMUS_INBOUND", "127.0.0.1:" + inbound, "ISTHMUS_ADMIN",
+                "127.0.0.1:" + admin, "ISTHMUS_IO_THREADS", "1", "ISTHMUS_INSTANCE", name));
+        pb.environment().putAll(env);
+        return pb.start();
+    }
+
+    private static String bootstrap(int listen, String cluster, int endpoint, String spiffeId) {
+        String tls = spiffeId == null ? "" : """
+                    transport_socket:
+                      name: envoy.transport_sockets.tls
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                        common_tls_context:
+                          validation_context:
+                            match_typed_subject_alt_names:
+                            - { san_type: URI, matcher: { exact: "%s" } }
+                """.formatted(spiffeId);
+        return """
+                static_resources:
+                  listeners:
+                  - name: http
+                    address: { socket_address: { address: 127.0.0.1, port_value: %d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: http
+                          route_config:
+                            name: all
+                            virtual_hosts:
+                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: %s } } ] }
+                  clusters:
+                  - name: %s
+                    type: STATIC
+                    connect_timeout: 1s
+                %s    load_assignment:
+                      cluster_name: %s
+                      endpoints:
+                      - lb_endpoints:
+                        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }
+                """.formatted(listen, cluster, cluster, tls, cluster, endpoint);
+    }
+
+    private static void certs(Path dir) throws Exception {
+        sh(dir, "openssl ecparam -name prime256v1 -genkey -noout -out ca.key && "
+                + "openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem && "
+                + "for n in server client; do openssl ecparam -name prime256v1 -genkey -noout -out $n.key && "
+                + "openssl req -new -key $n.key -subj /CN=$n -out $n.csr && "
+                + "openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out $n.crt && "
+                + "cat $n.crt $n.key > $n.pem; done");
+    }
+
+    private static void sh(Path dir, String script) throws Exception {
+        var p = new ProcessBuilder("bash", "-c", script).directory(dir.toFile()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("certs.log").toFile()).start();
+        if (p.waitFor() != 0) {
+            throw new IllegalStateException("making the TLS material failed; see " + dir.resolve("certs.log"));
+        }
+    }
+
+    private static void awaitHttp(String url, Duration timeout) throws Exception {
+        Instant deadline = Instant.now().plus(timeout);
+        while (true) {
+            try {
+                if (HTTP.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(2)).build(), HttpResponse.BodyHandlers.discarding())
+                        .statusCode() == 200) {
+                    return;
+                }
+            } catch (java.io.IOException e) {
+                // not yet
+            }
+            if (Instant.now().isAfter(deadline)) {
+                throw new IllegalStateException(url + " did not answer 200 within " + timeout.toSeconds() + " s; see the logs in bench/target");
+            }
+            Thread.sleep(50);
+        }
+    }
+
+    private static double wrk(int port, int seconds, int connections) throws Exception {
+        var p = new ProcessBuilder("wrk", "-t1", "-c" + connections, "-d" + seconds + "s", "http://127.0.0.1:" + port + "/").redirectErrorStream(true)
+                .start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        p.waitFor();
+        var m = Pattern.compile("Requests/sec:\\s+([0-9.]+)").matcher(out);
+        if (!m.find()) {
+            throw new IllegalStateException("wrk printed no rate for port " + port + ":\n" + out);
+        }
+        if (out.contains("Non-2xx")) {
+            throw new IllegalStateException("wrk saw errors through port " + port + ":\n" + out);
+        }
+        return Double.parseDouble(m.group(1));
+    }
+
+    /** Sends {@code rate} requests per second for {@code seconds} over {@code conns} keep-alive connections; returns p50 and p99 in ms. */
+    private static double[] openLoop(int port, int rate, int seconds, int conns) throws Exception {
+        List<Long> latencies = Collections.synchronizedList(new ArrayList<>());
+        long intervalNanos = 1_000_000_000L * conns / rate;
+        long start = System.nanoTime() + 50_000_000L;
+        int perConn = rate * seconds / conns;
+        var threads = new ArrayList<Thread>();
+        for (int c = 0; c < conns; c++) {
+            long offset = intervalNanos * c / conns;
+            threads.add(Thread.ofPlatform().start(() -> {
+                try (var s = new Socket("127.0.0.1", port)) {
+                    s.setTcpNoDelay(true);
+                    s.setSoTimeout(10_000);
+                    OutputStream out = s.getOutputStream();
+                    InputStream in = new BufferedInputStream(s.getInputStream());
+                    byte[] req = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
+                    for (int i = 0; i < perConn; i++) {
+                        long due = start + offset + i * intervalNanos;
+                        long wait = due - System.nanoTime();
+                        if (wait > 0) {
+                            TimeUnit.NANOSECONDS.sleep(wait);
+                        }
+                        out.write(req);
+                        out.flush();
+                        readResponse(in);
+                        latencies.add(System.nanoTime() - due);
+                    }
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            }));
+        }
+        for (var t : threads) {
+            t.join();
+        }
+        var sorted = new ArrayList<>(latencies);
+        Collections.sort(sorted);
+        return new double[] {sorted.get(sorted.size() / 2) / 1e6, sorted.get((int) (sorted.size() * 0.99)) / 1e6};
+    }
+
+    private static void readResponse(InputStream in) throws Exception {
+        var head = new StringBuilder();
+        int c;
+        while ((c = in.read()) >= 0) {
+            head.append((char) c);
+            if (head.length() >= 4 && head.charAt(head.length() - 1) == '\n' && head.substring(head.length() - 4).equals("\r\n\r\n")) {
+                break;
+            }
+        }
+        var m = Pattern.compile("(?i)content-length:\\s*(\\d+)").matcher(head);
+        int len = m.find() ? Integer.parseInt(m.group(1)) : 0;
+        in.readNBytes(len);
+        if (!head.toString().startsWith("HTTP/1.1 200")) {
+            throw new IllegalStateException("answer: " + head);
+        }
+    }
+
+    private static long rssKiB(long pid) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", ""));
+                }
+            }
+        } catch (Exception e) {
+            // gone
+        }
+        return 0;
+    }
+}
