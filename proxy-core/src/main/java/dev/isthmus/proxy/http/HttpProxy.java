@@ -456,6 +456,7 @@ public final class HttpProxy implements AutoCloseable {
         private boolean upstreamKeepAlive;
         private boolean holdsRequest;
         private int heldRetries;
+        private boolean upgrade;
         private int status;
         private ScheduledFuture<?> timeout;
 
@@ -497,7 +498,12 @@ public final class HttpProxy implements AutoCloseable {
             if (!route.timeout().isZero()) {
                 timeout = loop().schedule(this::timedOut, route.timeout().toMillis(), TimeUnit.MILLISECONDS);
             }
+            upgrade = "websocket".equalsIgnoreCase(request.headers().get(HttpHeaderNames.UPGRADE))
+                    && request.headers().containsValue(HttpHeaderNames.CONNECTION, HttpHeaderValues.UPGRADE, true);
             stripHopByHop(request.headers());
+            if (upgrade) {
+                request.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.UPGRADE).set(HttpHeaderNames.UPGRADE, HttpHeaderValues.WEBSOCKET);
+            }
             request.headers().remove(CALLER_HEADER);
             if (front.caller != null && !front.caller.isEmpty()) {
                 request.headers().set(CALLER_HEADER, front.caller);
@@ -581,9 +587,9 @@ public final class HttpProxy implements AutoCloseable {
                         .increment();
             }
             var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(endpoint, e -> new ArrayDeque<>());
-            Channel idle;
-            while ((idle = pool.poll()) != null && !idle.isActive()) {
-                // drop closed ones
+            Channel idle = null;
+            while (!upgrade && (idle = pool.poll()) != null && !idle.isActive()) {
+                // drop closed ones (an upgrade always gets a connection of its own)
             }
             if (idle != null) {
                 send(idle, endpoint);
@@ -654,7 +660,9 @@ public final class HttpProxy implements AutoCloseable {
             ch.pipeline().get(Backend.class).exchange = this;
             var copy = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, request.method(), request.uri(), request.content().retainedDuplicate());
             copy.headers().set(request.headers());
-            copy.headers().remove(HttpHeaderNames.CONNECTION);
+            if (!upgrade) {
+                copy.headers().remove(HttpHeaderNames.CONNECTION);
+            }
             HttpUtil.setContentLength(copy, request.content().readableBytes());
             ch.writeAndFlush(copy).addListener((ChannelFutureListener) f -> {
                 if (!f.isSuccess()) {
@@ -686,6 +694,10 @@ public final class HttpProxy implements AutoCloseable {
             }
             status = res.status().code();
             upstreamKeepAlive = HttpUtil.isKeepAlive(res);
+            if (upgrade && status == HttpResponseStatus.SWITCHING_PROTOCOLS.code()) {
+                tunnel(res);
+                return;
+            }
             if (status >= 500 && mayRetry("5xx", status)) {
                 discarding = true; // read the rest and drop it, then retry elsewhere
                 return;
@@ -698,6 +710,48 @@ public final class HttpProxy implements AutoCloseable {
             }
             headersSent = true;
             front.channel.write(out);
+        }
+
+        /**
+         * The upstream accepted a WebSocket upgrade: the 101 goes to the caller, then both connections
+         * stop speaking HTTP and carry bytes both ways (with backpressure) until either side closes.
+         * Bytes a side sent right behind the handshake are kept by the decoders and handed on.
+         */
+        private void tunnel(HttpResponse res) {
+            cancelTimeout();
+            Channel down = front.channel;
+            Channel up = upstreamChannel;
+            var out = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, HttpResponseStatus.SWITCHING_PROTOCOLS);
+            out.headers().set(res.headers());
+            headersSent = true;
+            down.writeAndFlush(out);
+            var bytes = Counter.builder(ProxyMetrics.BYTES_RECEIVED).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters());
+            down.config().setAutoRead(false);
+            up.config().setAutoRead(false);
+            var dp = down.pipeline();
+            for (String handler : List.of("proxy", "aggregator", "guard")) {
+                if (dp.get(handler) != null) {
+                    dp.remove(handler);
+                }
+            }
+            dp.addLast(new BytesOnly());
+            dp.addLast(new dev.isthmus.proxy.tcp.Splice(up, bytes));
+            dp.remove("encoder");
+            dp.remove("decoder");
+            var upp = up.pipeline();
+            upp.remove(Backend.class);
+            upp.addLast(new BytesOnly());
+            upp.addLast(new dev.isthmus.proxy.tcp.Splice(down, bytes));
+            upp.remove("codec");
+            InetSocketAddress used = endpoint;
+            up.closeFuture().addListener(f -> upstream.endpoints().released(used));
+            upstreamChannel = null;
+            done = true;
+            releaseSlots();
+            front.shared.count(upstream.name(), status, start);
+            request.release();
+            down.read();
+            up.read();
         }
 
         void onContent(HttpContent content, Channel ch) {
@@ -815,6 +869,18 @@ public final class HttpProxy implements AutoCloseable {
         private void cancelTimeout() {
             if (timeout != null) {
                 timeout.cancel(false);
+            }
+        }
+    }
+
+    /** After an upgrade: drops what the HTTP decoders still emit for the handshake (its empty last content), passes bytes on. */
+    private static final class BytesOnly extends ChannelInboundHandlerAdapter {
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (msg instanceof io.netty.buffer.ByteBuf) {
+                ctx.fireChannelRead(msg);
+            } else {
+                ReferenceCountUtil.release(msg);
             }
         }
     }

@@ -322,4 +322,49 @@ class HttpProxyTest {
             }
         }
     }
+
+    /** A WebSocket echo server (Netty's server-side handshake). */
+    private int webSocketEcho() throws Exception {
+        var ch = new io.netty.bootstrap.ServerBootstrap().group(loops.boss(), loops.workers()).channel(loops.serverChannelType())
+                .childHandler(new io.netty.channel.ChannelInitializer<io.netty.channel.Channel>() {
+                    @Override
+                    protected void initChannel(io.netty.channel.Channel c) {
+                        c.pipeline().addLast(new io.netty.handler.codec.http.HttpServerCodec(), new io.netty.handler.codec.http.HttpObjectAggregator(65536),
+                                new io.netty.handler.codec.http.websocketx.WebSocketServerProtocolHandler("/ws"),
+                                new io.netty.channel.SimpleChannelInboundHandler<io.netty.handler.codec.http.websocketx.TextWebSocketFrame>() {
+                                    @Override
+                                    protected void channelRead0(io.netty.channel.ChannelHandlerContext ctx,
+                                            io.netty.handler.codec.http.websocketx.TextWebSocketFrame frame) {
+                                        ctx.writeAndFlush(new io.netty.handler.codec.http.websocketx.TextWebSocketFrame("echo:" + frame.text()));
+                                    }
+                                });
+                    }
+                }).bind(new InetSocketAddress("127.0.0.1", 0)).sync().channel();
+        return ((InetSocketAddress) ch.localAddress()).getPort();
+    }
+
+    @Test
+    void aWebSocketUpgradeIsCarriedBothWays() throws Exception {
+        int ws = webSocketEcho();
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: ws } }""", cluster("ws", ws));
+        var received = new java.util.concurrent.LinkedBlockingQueue<String>();
+        var socket = client.newWebSocketBuilder().buildAsync(URI.create("ws://127.0.0.1:" + port + "/ws"), new java.net.http.WebSocket.Listener() {
+            @Override
+            public java.util.concurrent.CompletionStage<?> onText(java.net.http.WebSocket webSocket, CharSequence data, boolean last) {
+                received.add(data.toString());
+                webSocket.request(1);
+                return null;
+            }
+        }).get(10, java.util.concurrent.TimeUnit.SECONDS);
+        for (int i = 0; i < 3; i++) {
+            socket.sendText("hello " + i, true).get(5, java.util.concurrent.TimeUnit.SECONDS);
+            assertEquals("echo:hello " + i, received.poll(5, java.util.concurrent.TimeUnit.SECONDS));
+        }
+        socket.sendClose(java.net.http.WebSocket.NORMAL_CLOSURE, "bye").get(5, java.util.concurrent.TimeUnit.SECONDS);
+        assertEquals(1.0, requests("ws", "101"), "the upgrade is counted as a 101");
+    }
 }
