@@ -677,6 +677,7 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             upstream.endpoints().released(endpoint);
+            upstream.endpoints().failed(endpoint);
             upstreamChannel = null;
             if (!headersSent && mayRetry("reset", 0)) {
                 attempt();
@@ -694,6 +695,11 @@ public final class HttpProxy implements AutoCloseable {
             }
             status = res.status().code();
             upstreamKeepAlive = HttpUtil.isKeepAlive(res);
+            if (status >= 500) {
+                upstream.endpoints().failed(endpoint); // outlier detection: consecutive 5xx
+            } else {
+                upstream.endpoints().succeeded(endpoint);
+            }
             if (upgrade && status == HttpResponseStatus.SWITCHING_PROTOCOLS.code()) {
                 tunnel(res);
                 return;
@@ -767,7 +773,6 @@ public final class HttpProxy implements AutoCloseable {
                     Channel used = upstreamChannel;
                     upstreamChannel = null;
                     upstream.endpoints().released(endpoint);
-                    upstream.endpoints().failed(endpoint);
                     release(used, false);
                     attempt();
                 }

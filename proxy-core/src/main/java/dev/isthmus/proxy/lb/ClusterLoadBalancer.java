@@ -48,6 +48,7 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         int active;
         int failures;
         Instant ejectedUntil = Instant.MIN;
+        int ejections;
         long currentWeight;
 
         Slot(ProxyConfig.EndpointSpec endpoint) {
@@ -56,7 +57,7 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
     }
 
     public ClusterLoadBalancer(ProxyConfig.ClusterSpec spec) {
-        this(spec, RandomGenerator.getDefault(), Clock.systemUTC(), 5, Duration.ofSeconds(30));
+        this(spec, RandomGenerator.getDefault(), Clock.systemUTC(), spec.outlier().consecutiveFailures(), spec.outlier().baseEjection());
     }
 
     public ClusterLoadBalancer(ProxyConfig.ClusterSpec spec, RandomGenerator random, Clock clock, int consecutiveFailures, Duration ejection) {
@@ -160,6 +161,13 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         Slot s = byAddress.get(address);
         if (s != null) {
             s.active++;
+        }
+    }
+
+    @Override
+    public synchronized void succeeded(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        if (s != null) {
             s.failures = 0;
         }
     }
@@ -175,10 +183,22 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
     @Override
     public synchronized void failed(InetSocketAddress address) {
         Slot s = byAddress.get(address);
-        if (s != null && ++s.failures >= consecutiveFailures) {
-            s.ejectedUntil = clock.instant().plus(ejection);
-            s.failures = 0;
+        if (s == null || ++s.failures < consecutiveFailures) {
+            return;
         }
+        Instant now = clock.instant();
+        long ejected = byAddress.values().stream().filter(x -> now.isBefore(x.ejectedUntil)).count();
+        long allowed = Math.max(1, byAddress.size() * spec.outlier().maxEjectionPercent() / 100);
+        if (ejected >= allowed && !now.isBefore(s.ejectedUntil)) {
+            return; // too many ejected already: keep it in service
+        }
+        s.ejections++;
+        Duration time = ejection.multipliedBy(s.ejections);
+        if (time.compareTo(Duration.ofSeconds(300)) > 0) {
+            time = Duration.ofSeconds(300);
+        }
+        s.ejectedUntil = now.plus(time);
+        s.failures = 0;
     }
 
     /** True while {@code address} is ejected after connect failures. */

@@ -188,6 +188,11 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             }
 
             @Override
+            public void succeeded(InetSocketAddress a) {
+                ref.get().succeeded(a);
+            }
+
+            @Override
             public void failed(InetSocketAddress a) {
                 ref.get().failed(a);
             }

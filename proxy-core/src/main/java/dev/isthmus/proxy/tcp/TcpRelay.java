@@ -215,6 +215,7 @@ public final class TcpRelay implements AutoCloseable {
                         }
                         open.add(up);
                         upstreams.connected(target);
+                        upstreams.succeeded(target);
                         up.closeFuture().addListener(c -> upstreams.released(target));
                         up.pipeline().addLast(new Splice(downstream, sent));
                         if (up.pipeline().get(HoldBack.NAME) instanceof HoldBack held) {

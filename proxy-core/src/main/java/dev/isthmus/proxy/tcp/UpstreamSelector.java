@@ -14,11 +14,15 @@ public interface UpstreamSelector {
     default void connected(InetSocketAddress address) {
     }
 
+    /** An exchange with {@code address} went well (a TCP connection made; an HTTP answer below 500). */
+    default void succeeded(InetSocketAddress address) {
+    }
+
     /** A connection to {@code address} that {@link #connected} reported has closed. */
     default void released(InetSocketAddress address) {
     }
 
-    /** Connecting (or the TLS handshake) to {@code address} failed. */
+    /** Connecting (or the TLS handshake) to {@code address} failed, or (HTTP) it answered 5xx or reset. */
     default void failed(InetSocketAddress address) {
     }
 

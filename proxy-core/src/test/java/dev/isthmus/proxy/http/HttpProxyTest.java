@@ -367,4 +367,29 @@ class HttpProxyTest {
         socket.sendClose(java.net.http.WebSocket.NORMAL_CLOSURE, "bye").get(5, java.util.concurrent.TimeUnit.SECONDS);
         assertEquals(1.0, requests("ws", "101"), "the upgrade is counted as a 101");
     }
+
+    @Test
+    void consecutive5xxEjectAnEndpointWhichComesBackAfterTheEjection() throws Exception {
+        var bad = new AtomicInteger();
+        var good = new AtomicInteger();
+        int failing = app(500, "broken", 0, bad);
+        int healthy = app(200, "fine", 0, good);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: c } }""",
+                cluster("c", failing, healthy).replace("    connect_timeout: 0.5s\n",
+                        "    connect_timeout: 0.5s\n    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1s, max_ejection_percent: 50 }\n"));
+        for (int i = 0; i < 20; i++) {
+            get(port, "/x");
+        }
+        assertEquals(3, bad.get(), "after 3 answers of 500 in a row the endpoint gets no more traffic");
+        assertEquals(17, good.get());
+        Thread.sleep(1300);
+        for (int i = 0; i < 6; i++) {
+            get(port, "/x");
+        }
+        assertTrue(bad.get() > 3, "back in service after the ejection time");
+    }
 }

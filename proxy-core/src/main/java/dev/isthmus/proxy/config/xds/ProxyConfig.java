@@ -79,7 +79,7 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
      * @param overprovisioningFactor Envoy's, in percent (default 140)
      */
     public record ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
-            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits) {
+            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits, Outlier outlier) {
 
         public ClusterSpec {
             expectedSpiffeIds = List.copyOf(expectedSpiffeIds);
@@ -88,8 +88,18 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
 
         public ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
                 Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor) {
-            this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, Limits.DEFAULT);
+            this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, Limits.DEFAULT, Outlier.DEFAULT);
         }
+    }
+
+    /**
+     * Outlier detection: an endpoint with {@code consecutiveFailures} failures in a row (connect
+     * failures, resets, 5xx answers) is ejected for {@code baseEjection} times the number of its
+     * ejections (at most 300 s), as long as no more than {@code maxEjectionPercent} of the cluster's
+     * endpoints are ejected (but always one).
+     */
+    public record Outlier(int consecutiveFailures, Duration baseEjection, int maxEjectionPercent) {
+        public static final Outlier DEFAULT = new Outlier(5, Duration.ofSeconds(30), 10);
     }
 
     /**

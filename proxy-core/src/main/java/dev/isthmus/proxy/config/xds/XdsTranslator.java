@@ -389,10 +389,21 @@ public final class XdsTranslator {
                     t.hasRetryBudget() ? (t.getRetryBudget().hasBudgetPercent() ? t.getRetryBudget().getBudgetPercent().getValue() : 20.0) : -1,
                     t.hasRetryBudget() && t.getRetryBudget().hasMinRetryConcurrency() ? t.getRetryBudget().getMinRetryConcurrency().getValue() : 3);
         }
+        var outlier = ProxyConfig.Outlier.DEFAULT;
+        if (c.hasOutlierDetection()) {
+            var od = c.getOutlierDetection();
+            outlier = new ProxyConfig.Outlier(od.hasConsecutive5Xx() ? od.getConsecutive5Xx().getValue() : 5,
+                    od.hasBaseEjectionTime() ? Duration.ofSeconds(od.getBaseEjectionTime().getSeconds(), od.getBaseEjectionTime().getNanos())
+                            : Duration.ofSeconds(30),
+                    od.hasMaxEjectionPercent() ? od.getMaxEjectionPercent().getValue() : 10);
+            if (outlier.consecutiveFailures() < 1) {
+                errors.add(where + ": outlier_detection.consecutive_5xx: must be at least 1");
+            }
+        }
         if (errors.size() > before) {
             return Optional.empty();
         }
-        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning, limits));
+        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning, limits, outlier));
     }
 
     private static Optional<InetSocketAddress> socketAddress(Address address, String where, String path, List<String> errors) {
