@@ -100,9 +100,10 @@ public final class HttpProxy implements AutoCloseable {
             "proxy-authorization", "proxy-authenticate");
 
     /** An upstream cluster as the HTTP proxy uses it. */
-    public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout, CircuitBreakers breakers) {
+    public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout, CircuitBreakers breakers,
+            boolean http2) {
         public Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
-            this(name, endpoints, tls, sni, connectTimeout, new CircuitBreakers(dev.isthmus.proxy.config.xds.ProxyConfig.Limits.DEFAULT));
+            this(name, endpoints, tls, sni, connectTimeout, new CircuitBreakers(dev.isthmus.proxy.config.xds.ProxyConfig.Limits.DEFAULT), false);
         }
     }
 
@@ -157,6 +158,7 @@ public final class HttpProxy implements AutoCloseable {
                             ssl.handshakeFuture().addListener(f -> Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
                                     .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment());
                         }
+                        ch.pipeline().addLast("sniff", new Http2Relay.PrefaceSniffer(shared));
                         ch.pipeline().addLast("guard", new SlowRequestGuard(requestTimeout, idleTimeout, name, meters));
                         ch.pipeline().addLast("decoder", new StrictRequestDecoder());
                         ch.pipeline().addLast("encoder", new HttpResponseEncoder());
@@ -277,7 +279,7 @@ public final class HttpProxy implements AutoCloseable {
         }
     }
 
-    private record Shared(String listener, EventLoops loops, ProxyConfig.HttpSpec spec, Function<String, Upstream> clusters, MeterRegistry meters,
+    record Shared(String listener, EventLoops loops, ProxyConfig.HttpSpec spec, Function<String, Upstream> clusters, MeterRegistry meters,
             Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
@@ -415,6 +417,18 @@ public final class HttpProxy implements AutoCloseable {
         public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
             ctx.close();
         }
+    }
+
+    static String callerOf(Channel ch) {
+        if (ch.pipeline().get(SslHandler.class) instanceof SslHandler ssl) {
+            try {
+                var certs = ssl.engine().getSession().getPeerCertificates();
+                return certs.length > 0 ? SpiffeTls.spiffeId((X509Certificate) certs[0]).orElse("") : "";
+            } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+                return "";
+            }
+        }
+        return "";
     }
 
     static DefaultFullHttpResponse plain(HttpResponseStatus status, String reason, String detail, boolean keepAlive) {

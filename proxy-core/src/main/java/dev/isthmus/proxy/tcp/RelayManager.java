@@ -211,7 +211,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
         var t = tls(c);
         return new dev.isthmus.proxy.http.HttpProxy.Upstream(c.name(), selector(c.name()), t.upstream(), t.upstreamSni(), c.connectTimeout(),
-                breakers(c));
+                breakers(c), c.http2());
     }
 
     @Override

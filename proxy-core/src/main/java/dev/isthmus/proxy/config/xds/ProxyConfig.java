@@ -79,7 +79,7 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
      * @param overprovisioningFactor Envoy's, in percent (default 140)
      */
     public record ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
-            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits, Outlier outlier) {
+            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits, Outlier outlier, boolean http2) {
 
         public ClusterSpec {
             expectedSpiffeIds = List.copyOf(expectedSpiffeIds);
@@ -88,7 +88,8 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
 
         public ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
                 Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor) {
-            this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, Limits.DEFAULT, Outlier.DEFAULT);
+            this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, Limits.DEFAULT, Outlier.DEFAULT,
+                    false);
         }
     }
 

@@ -43,7 +43,7 @@ public final class XdsTranslator {
     public static final JsonFormat.TypeRegistry TYPES = JsonFormat.TypeRegistry.newBuilder()
             .add(List.of(Listener.getDescriptor(), Cluster.getDescriptor(), ClusterLoadAssignment.getDescriptor(), RouteConfiguration.getDescriptor(),
                     TcpProxy.getDescriptor(), HttpConnectionManager.getDescriptor(), Router.getDescriptor(), UpstreamTlsContext.getDescriptor(),
-                    DownstreamTlsContext.getDescriptor()))
+                    DownstreamTlsContext.getDescriptor(), io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.getDescriptor()))
             .build();
 
     public static final String TCP_PROXY = "type.googleapis.com/" + TcpProxy.getDescriptor().getFullName();
@@ -400,10 +400,25 @@ public final class XdsTranslator {
                 errors.add(where + ": outlier_detection.consecutive_5xx: must be at least 1");
             }
         }
+        boolean http2 = false;
+        String protocolKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+        if (c.getTypedExtensionProtocolOptionsMap().containsKey(protocolKey)) {
+            try {
+                var options = c.getTypedExtensionProtocolOptionsMap().get(protocolKey)
+                        .unpack(io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.class);
+                http2 = options.hasExplicitHttpConfig() && options.getExplicitHttpConfig().hasHttp2ProtocolOptions();
+                if (!options.hasExplicitHttpConfig()) {
+                    errors.add(where + ": typed_extension_protocol_options." + protocolKey + ": only explicit_http_config is supported");
+                }
+            } catch (InvalidProtocolBufferException e) {
+                errors.add(where + ": typed_extension_protocol_options." + protocolKey + ": unreadable: " + e.getMessage());
+            }
+        }
         if (errors.size() > before) {
             return Optional.empty();
         }
-        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning, limits, outlier));
+        return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning, limits, outlier,
+                http2));
     }
 
     private static Optional<InetSocketAddress> socketAddress(Address address, String where, String path, List<String> errors) {

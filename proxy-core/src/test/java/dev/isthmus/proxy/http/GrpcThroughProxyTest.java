@@ -1,0 +1,247 @@
+package dev.isthmus.proxy.http;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.isthmus.proxy.EventLoops;
+import dev.isthmus.proxy.config.xds.XdsTranslator;
+import dev.isthmus.proxy.tcp.RelayManager;
+import io.grpc.CallOptions;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.Server;
+import io.grpc.ServerInterceptor;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.stub.ClientCalls;
+import io.grpc.stub.ServerCalls;
+import io.grpc.stub.StreamObserver;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.io.ByteArrayInputStream;
+import java.io.InputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/** A grpc-java client and server (h2c) with the proxy between them: unary, bidi streaming, error status in trailers. */
+class GrpcThroughProxyTest {
+
+    static final MethodDescriptor.Marshaller<String> TEXT = new MethodDescriptor.Marshaller<>() {
+        @Override
+        public InputStream stream(String value) {
+            return new ByteArrayInputStream(value.getBytes(StandardCharsets.UTF_8));
+        }
+
+        @Override
+        public String parse(InputStream stream) {
+            try {
+                return new String(stream.readAllBytes(), StandardCharsets.UTF_8);
+            } catch (java.io.IOException e) {
+                throw new IllegalStateException(e);
+            }
+        }
+    };
+    static final MethodDescriptor<String, String> UNARY = MethodDescriptor.<String, String>newBuilder(TEXT, TEXT)
+            .setType(MethodDescriptor.MethodType.UNARY).setFullMethodName("test.Echo/Say").build();
+    static final MethodDescriptor<String, String> CHAT = MethodDescriptor.<String, String>newBuilder(TEXT, TEXT)
+            .setType(MethodDescriptor.MethodType.BIDI_STREAMING).setFullMethodName("test.Echo/Chat").build();
+
+    private final EventLoops loops = EventLoops.create("grpc-test", 2);
+    private final SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    private Server server;
+    private RelayManager manager;
+    private ManagedChannel channel;
+    private final AtomicReference<String> seenCaller = new AtomicReference<>("unset");
+
+    @AfterEach
+    void stop() {
+        if (channel != null) {
+            channel.shutdownNow();
+        }
+        if (manager != null) {
+            manager.close();
+        }
+        if (server != null) {
+            server.shutdownNow();
+        }
+        loops.close();
+    }
+
+    int startServer() throws Exception {
+        var key = Metadata.Key.of(HttpProxy.CALLER_HEADER, Metadata.ASCII_STRING_MARSHALLER);
+        ServerInterceptor callerSeen = new ServerInterceptor() {
+            @Override
+            public <Q, R> io.grpc.ServerCall.Listener<Q> interceptCall(io.grpc.ServerCall<Q, R> call, Metadata headers,
+                    io.grpc.ServerCallHandler<Q, R> next) {
+                seenCaller.set(String.valueOf(headers.get(key)));
+                return next.startCall(call, headers);
+            }
+        };
+        var service = ServerServiceDefinition.builder("test.Echo")
+                .addMethod(UNARY, ServerCalls.asyncUnaryCall((String req, StreamObserver<String> out) -> {
+                    if (req.equals("fail")) {
+                        out.onError(Status.FAILED_PRECONDITION.withDescription("asked to fail").asRuntimeException());
+                        return;
+                    }
+                    out.onNext("hello " + req);
+                    out.onCompleted();
+                }))
+                .addMethod(CHAT, ServerCalls.asyncBidiStreamingCall((StreamObserver<String> out) -> new StreamObserver<String>() {
+                    @Override
+                    public void onNext(String value) {
+                        out.onNext("echo " + value);
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        out.onCompleted();
+                    }
+                })).build();
+        server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+                .addService(io.grpc.ServerInterceptors.intercept(service, callerSeen)).build().start();
+        return server.getPort();
+    }
+
+    @Test
+    void unaryAndBidiStreamingCallsAndErrorStatusesPassThrough() throws Exception {
+        int port = startProxy();
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        unaryAndStreaming();
+    }
+
+    int startProxy() throws Exception {
+        int backend = startServer();
+        int port;
+        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            port = s.getLocalPort();
+        }
+        String yaml = """
+                static_resources:
+                  listeners:
+                  - name: grpc-out
+                    address: { socket_address: { address: 127.0.0.1, port_value: %d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: grpc
+                          route_config:
+                            name: grpc
+                            virtual_hosts:
+                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/test.Echo/" }, route: { cluster: echo } } ] }
+                  clusters:
+                  - name: echo
+                    type: STATIC
+                    connect_timeout: 1s
+                    typed_extension_protocol_options:
+                      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                        explicit_http_config: { http2_protocol_options: {} }
+                    load_assignment:
+                      cluster_name: echo
+                      endpoints:
+                      - lb_endpoints:
+                        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }
+                """.formatted(port, backend);
+        var b = XdsTranslator.parseBootstrap(yaml, "grpc.yaml");
+        manager = new RelayManager(loops, meters, null);
+        manager.apply(XdsTranslator.translate("t", b.getStaticResources().getListenersList(), b.getStaticResources().getClustersList(), List.of()));
+        return port;
+    }
+
+    void unaryAndStreaming() throws Exception {
+
+        var callerKey = Metadata.Key.of(HttpProxy.CALLER_HEADER, Metadata.ASCII_STRING_MARSHALLER);
+        var forged = new Metadata();
+        forged.put(callerKey, "spiffe://forged/ns/x/sa/y");
+        var withForgedHeader = io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(forged);
+        var intercepted = io.grpc.ClientInterceptors.intercept(channel, withForgedHeader);
+        assertEquals("hello mesh", ClientCalls.blockingUnaryCall(intercepted, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "mesh"));
+        assertEquals("null", seenCaller.get(), "a caller header from the app is removed");
+
+        var e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class,
+                () -> ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "fail"));
+        assertEquals(Status.Code.FAILED_PRECONDITION, e.getStatus().getCode(), "the status travels in the trailers");
+        assertEquals("asked to fail", e.getStatus().getDescription());
+
+        var answers = new LinkedBlockingQueue<String>();
+        var done = new java.util.concurrent.CountDownLatch(1);
+        var call = channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS));
+        var requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<String>() {
+            @Override
+            public void onNext(String value) {
+                answers.add(value);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                answers.add("error " + t);
+                done.countDown();
+            }
+
+            @Override
+            public void onCompleted() {
+                done.countDown();
+            }
+        });
+        for (int i = 0; i < 5; i++) {
+            requests.onNext("m" + i);
+            assertEquals("echo m" + i, answers.poll(5, TimeUnit.SECONDS), "each message is answered while the stream stays open");
+        }
+        requests.onCompleted();
+        assertTrue(done.await(5, TimeUnit.SECONDS));
+        java.util.function.DoubleSupplier ok = () -> {
+            var c = meters.find("isthmus_requests").tags("destination_service", "echo", "response_code", "200").counter();
+            return c == null ? 0 : c.count();
+        };
+        for (int i = 0; i < 40 && ok.getAsDouble() < 3; i++) {
+            Thread.sleep(50); // a stream is counted when its channel closes, just after the client saw the end
+        }
+        assertTrue(ok.getAsDouble() >= 3, "counted: " + ok.getAsDouble());
+    }
+
+    @Test
+    void aRapidResetFloodClosesThatConnectionAndOthersAreServed() throws Exception {
+        int port = startProxy();
+        var parent = new io.netty.bootstrap.Bootstrap().group(loops.workers()).channel(loops.channelType())
+                .handler(new io.netty.channel.ChannelInitializer<io.netty.channel.Channel>() {
+                    @Override
+                    protected void initChannel(io.netty.channel.Channel ch) {
+                        ch.pipeline().addLast(io.netty.handler.codec.http2.Http2FrameCodecBuilder.forClient().build(),
+                                new io.netty.handler.codec.http2.Http2MultiplexHandler(new io.netty.channel.ChannelInboundHandlerAdapter()),
+                                new io.netty.channel.ChannelInboundHandlerAdapter() {
+                                    @Override
+                                    public void exceptionCaught(io.netty.channel.ChannelHandlerContext ctx, Throwable cause) {
+                                        ctx.close();
+                                    }
+                                });
+                    }
+                }).connect("127.0.0.1", port).sync().channel();
+        for (int i = 0; i < 400 && parent.isActive(); i++) {
+            var stream = new io.netty.handler.codec.http2.Http2StreamChannelBootstrap(parent).open().sync().getNow();
+            var headers = new io.netty.handler.codec.http2.DefaultHttp2Headers().method("POST").path("/test.Echo/Say").scheme("http")
+                    .authority("x").set("content-type", "application/grpc");
+            stream.write(new io.netty.handler.codec.http2.DefaultHttp2HeadersFrame(headers, false));
+            stream.writeAndFlush(new io.netty.handler.codec.http2.DefaultHttp2ResetFrame(io.netty.handler.codec.http2.Http2Error.CANCEL));
+        }
+        assertTrue(parent.closeFuture().await(10, TimeUnit.SECONDS), "the flooding connection is closed by the proxy");
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        unaryAndStreaming();
+    }
+}
