@@ -149,6 +149,10 @@ final class Http2Relay {
             Http2Headers h = headers.headers();
             String path = h.path() == null ? "/" : h.path().toString();
             int q = path.indexOf('?');
+            if (!shared.permits(caller, h.method() == null ? "" : h.method().toString(), q >= 0 ? path.substring(0, q) : path)) {
+                answer(ctx, "403", "rbac_denied");
+                return;
+            }
             var route = shared.route(h.authority() == null ? "" : h.authority().toString(), q >= 0 ? path.substring(0, q) : path);
             if (route.isEmpty()) {
                 answer(ctx, "404", "no_route");

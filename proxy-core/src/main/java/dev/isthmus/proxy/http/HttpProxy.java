@@ -306,6 +306,16 @@ public final class HttpProxy implements AutoCloseable {
             return best.routes().stream().filter(r -> r.matches(path)).findFirst();
         }
 
+        /** The listener's RBAC (AuthorizationPolicy) verdict; a refusal is counted in {@code isthmus_rbac_denied_total}. */
+        boolean permits(String caller, String method, String path) {
+            if (spec.rbac().isEmpty() || spec.rbac().get().permits(caller, method, path)) {
+                return true;
+            }
+            Counter.builder("isthmus_rbac_denied").tag(ProxyMetrics.LABEL_LISTENER, listener).register(meters).increment();
+            log.debug("event=rbac_denied listener={} caller={} method={} path={}", listener, caller, method, path);
+            return false;
+        }
+
         void count(String cluster, int status, long startNanos) {
             String code = Integer.toString(status);
             Counter.builder(ProxyMetrics.REQUESTS).tag(ProxyMetrics.LABEL_LISTENER, listener).tag(ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster)
@@ -489,6 +499,11 @@ public final class HttpProxy implements AutoCloseable {
             int q = path.indexOf('?');
             if (q >= 0) {
                 path = path.substring(0, q);
+            }
+            if (!front.shared.permits(front.caller, request.method().name(), path)) {
+                local(HttpResponseStatus.FORBIDDEN, "rbac_denied", "caller '" + (front.caller == null || front.caller.isEmpty() ? "anonymous" : front.caller)
+                        + "' may not " + request.method().name() + " " + path, "none");
+                return;
             }
             var r = front.shared.route(request.headers().get(HttpHeaderNames.HOST), path);
             if (r.isEmpty()) {

@@ -72,6 +72,11 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
 
     @Override
     public synchronized void apply(ProxyConfig next) throws Exception {
+        for (var l : next.listeners()) {
+            if (l.mtls() && identity == null) {
+                throw new IllegalStateException("listener '" + l.name() + "' terminates mTLS but this proxy has no workload identity (trust-bridge)");
+            }
+        }
         for (var c : next.clusters().values()) {
             if (c.mtls() && identity == null) {
                 throw new IllegalStateException("cluster '" + c.name() + "' asks for mTLS but this proxy has no workload identity (trust-bridge)");
@@ -107,12 +112,14 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                     for (var c : used.values()) {
                         httpUpstreams.put(c.name(), httpUpstream(c));
                     }
-                    var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get, null, meters);
+                    var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get,
+                            l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, meters);
                     started.put(l.name(), new Running(l, used, proxy, proxy.address()));
                 } else {
                     var cluster = used.get(l.cluster());
+                    var out = tls(cluster);
                     var relay = TcpRelay.start(l.name(), loops, l.address(), selector(cluster.name()), cluster.name(), 3, cluster.connectTimeout(), meters,
-                            tls(cluster));
+                            l.mtls() ? new TcpRelay.Tls(SpiffeSslContexts.server(identity, id -> true), out.upstream(), out.upstreamSni()) : out);
                     started.put(l.name(), new Running(l, used, relay, relay.address()));
                 }
             }

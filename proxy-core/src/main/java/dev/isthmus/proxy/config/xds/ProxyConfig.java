@@ -21,16 +21,64 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
      * A listener: a TCP proxy (connections to {@code address} go to {@code cluster}) or, with
      * {@code http}, an HTTP/1.1 proxy routing each request ({@code cluster} is then empty).
      */
-    public record ListenerSpec(String name, InetSocketAddress address, String cluster, Optional<HttpSpec> http) {
+    public record ListenerSpec(String name, InetSocketAddress address, String cluster, Optional<HttpSpec> http, boolean mtls) {
         public ListenerSpec(String name, InetSocketAddress address, String cluster) {
-            this(name, address, cluster, Optional.empty());
+            this(name, address, cluster, Optional.empty(), false);
         }
     }
 
-    /** An HTTP connection manager's inline route configuration. */
-    public record HttpSpec(String routeConfigName, List<VirtualHost> virtualHosts) {
+    /** An HTTP connection manager's inline route configuration, and its RBAC filter if it has one. */
+    public record HttpSpec(String routeConfigName, List<VirtualHost> virtualHosts, Optional<Rbac> rbac) {
         public HttpSpec {
             virtualHosts = List.copyOf(virtualHosts);
+        }
+
+        public HttpSpec(String routeConfigName, List<VirtualHost> virtualHosts) {
+            this(routeConfigName, virtualHosts, Optional.empty());
+        }
+    }
+
+    /**
+     * Envoy's RBAC filter, the subset Isthmus's AuthorizationPolicy needs: with {@code allow}, a
+     * request passes if some policy matches it; without, it is refused if some policy matches.
+     */
+    public record Rbac(boolean allow, List<RbacPolicy> policies) {
+        public Rbac {
+            policies = List.copyOf(policies);
+        }
+
+        /** Whether a request from {@code caller} (its verified SPIFFE ID, or empty) may pass. */
+        public boolean permits(String caller, String method, String path) {
+            boolean matched = policies.stream().anyMatch(p -> p.matches(caller, method, path));
+            return allow == matched;
+        }
+    }
+
+    /** A policy matches when one of its permissions and one of its principals match. */
+    public record RbacPolicy(String name, List<Permission> permissions, List<Principal> principals) {
+        public RbacPolicy {
+            permissions = List.copyOf(permissions);
+            principals = List.copyOf(principals);
+        }
+
+        boolean matches(String caller, String method, String path) {
+            return permissions.stream().anyMatch(p -> p.matches(method, path)) && principals.stream().anyMatch(p -> p.matches(caller));
+        }
+    }
+
+    /** Every given part must match: the method (exact), the path (exact or prefix); nothing given: any request. */
+    public record Permission(String method, String pathExact, String pathPrefix) {
+        boolean matches(String m, String path) {
+            return (method == null || method.equals(m)) && (pathExact == null || pathExact.equals(path))
+                    && (pathPrefix == null || path.startsWith(pathPrefix));
+        }
+    }
+
+    /** The caller's verified SPIFFE ID, exact or by prefix (a trust domain: {@code spiffe://eu-west.acme.isthmus/}); both null: anyone. */
+    public record Principal(String idExact, String idPrefix) {
+        boolean matches(String caller) {
+            String c = caller == null ? "" : caller;
+            return (idExact == null || idExact.equals(c)) && (idPrefix == null || !c.isEmpty() && c.startsWith(idPrefix));
         }
     }
 

@@ -43,7 +43,8 @@ public final class XdsTranslator {
     public static final JsonFormat.TypeRegistry TYPES = JsonFormat.TypeRegistry.newBuilder()
             .add(List.of(Listener.getDescriptor(), Cluster.getDescriptor(), ClusterLoadAssignment.getDescriptor(), RouteConfiguration.getDescriptor(),
                     TcpProxy.getDescriptor(), HttpConnectionManager.getDescriptor(), Router.getDescriptor(), UpstreamTlsContext.getDescriptor(),
-                    DownstreamTlsContext.getDescriptor(), io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.getDescriptor()))
+                    DownstreamTlsContext.getDescriptor(), io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.getDescriptor(),
+                    io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor()))
             .build();
 
     public static final String TCP_PROXY = "type.googleapis.com/" + TcpProxy.getDescriptor().getFullName();
@@ -149,10 +150,30 @@ public final class XdsTranslator {
         var filter = chain.getFilters(0);
         Any config = filter.getTypedConfig();
         String field = where + ": filter_chains[0].filters[0]";
+        boolean mtls = false;
+        if (chain.hasTransportSocket()) {
+            Any tls = chain.getTransportSocket().getTypedConfig();
+            if (!tls.getTypeUrl().equals("type.googleapis.com/" + DownstreamTlsContext.getDescriptor().getFullName())) {
+                errors.add(where + ": filter_chains[0].transport_socket.typed_config: '" + tls.getTypeUrl() + "' is not supported; use a DownstreamTlsContext");
+                return Optional.empty();
+            }
+            try {
+                var ctx = tls.unpack(DownstreamTlsContext.class);
+                if (!ctx.getRequireClientCertificate().getValue()) {
+                    errors.add(where + ": filter_chains[0].transport_socket.typed_config.require_client_certificate: must be true (mTLS only)");
+                    return Optional.empty();
+                }
+                mtls = true;
+            } catch (InvalidProtocolBufferException e) {
+                errors.add(where + ": filter_chains[0].transport_socket.typed_config: unreadable DownstreamTlsContext: " + e.getMessage());
+                return Optional.empty();
+            }
+        }
+        boolean listenerMtls = mtls;
         if (config.getTypeUrl().equals(HTTP_CONNECTION_MANAGER)) {
             try {
                 var http = httpSpec(config.unpack(HttpConnectionManager.class), field + ".typed_config", clusters, errors);
-                return address.flatMap(a -> http.map(h -> new ProxyConfig.ListenerSpec(l.getName(), a, "", Optional.of(h))));
+                return address.flatMap(a -> http.map(h -> new ProxyConfig.ListenerSpec(l.getName(), a, "", Optional.of(h), listenerMtls)));
             } catch (InvalidProtocolBufferException e) {
                 errors.add(field + ".typed_config: unreadable HttpConnectionManager: " + e.getMessage());
                 return Optional.empty();
@@ -181,7 +202,7 @@ public final class XdsTranslator {
             errors.add(field + ".typed_config.cluster: no cluster named '" + tcp.getCluster() + "' (or it was refused)");
             return Optional.empty();
         }
-        return address.map(a -> new ProxyConfig.ListenerSpec(l.getName(), a, tcp.getCluster()));
+        return address.map(a -> new ProxyConfig.ListenerSpec(l.getName(), a, tcp.getCluster(), Optional.empty(), listenerMtls));
     }
 
     private static Optional<ProxyConfig.HttpSpec> httpSpec(HttpConnectionManager hcm, String where, Map<String, ProxyConfig.ClusterSpec> clusters,
@@ -195,12 +216,22 @@ public final class XdsTranslator {
             errors.add(where + ".route_config: is missing");
             return Optional.empty();
         }
+        Optional<ProxyConfig.Rbac> rbac = Optional.empty();
         for (int i = 0; i < hcm.getHttpFiltersCount(); i++) {
             var f = hcm.getHttpFilters(i);
             boolean router = f.getName().equals("envoy.filters.http.router")
                     || f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/" + Router.getDescriptor().getFullName());
-            if (!router) {
-                errors.add(where + ".http_filters[" + i + "]: '" + f.getName() + "' is not supported; only the router");
+            boolean isRbac = f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/"
+                    + io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor().getFullName());
+            if (isRbac) {
+                try {
+                    rbac = rbac(f.getTypedConfig().unpack(io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.class),
+                            where + ".http_filters[" + i + "].typed_config", errors);
+                } catch (InvalidProtocolBufferException e) {
+                    errors.add(where + ".http_filters[" + i + "].typed_config: unreadable RBAC: " + e.getMessage());
+                }
+            } else if (!router) {
+                errors.add(where + ".http_filters[" + i + "]: '" + f.getName() + "' is not supported; only envoy.filters.http.rbac and the router");
             }
         }
         var rc = hcm.getRouteConfig();
@@ -278,7 +309,88 @@ public final class XdsTranslator {
             }
             hosts.add(new ProxyConfig.VirtualHost(vh.getName(), vh.getDomainsList(), routes));
         }
-        return errors.size() > before ? Optional.empty() : Optional.of(new ProxyConfig.HttpSpec(rc.getName(), hosts));
+        return errors.size() > before ? Optional.empty() : Optional.of(new ProxyConfig.HttpSpec(rc.getName(), hosts, rbac));
+    }
+
+    /**
+     * The RBAC filter's rules: action ALLOW or DENY; each policy's permissions ({@code any}, a
+     * {@code header} {@code :method} exact match, {@code url_path.path} exact or prefix, or
+     * {@code and_rules} of those) and principals ({@code any}, {@code authenticated.principal_name}
+     * exact or prefix: the caller's SPIFFE ID). Anything else is refused with its path.
+     */
+    private static Optional<ProxyConfig.Rbac> rbac(io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC filter, String where, List<String> errors) {
+        int before = errors.size();
+        if (!filter.hasRules()) {
+            return Optional.empty(); // no rules: the filter lets everything through
+        }
+        var rules = filter.getRules();
+        boolean allow = switch (rules.getAction()) {
+            case ALLOW -> true;
+            case DENY -> false;
+            default -> {
+                errors.add(where + ".rules.action: " + rules.getAction() + " is not supported; use ALLOW or DENY");
+                yield true;
+            }
+        };
+        var policies = new ArrayList<ProxyConfig.RbacPolicy>();
+        for (var e : new java.util.TreeMap<>(rules.getPoliciesMap()).entrySet()) {
+            String p = where + ".rules.policies[\"" + e.getKey() + "\"]";
+            var permissions = new ArrayList<ProxyConfig.Permission>();
+            for (int i = 0; i < e.getValue().getPermissionsCount(); i++) {
+                permission(e.getValue().getPermissions(i), p + ".permissions[" + i + "]", errors).ifPresent(permissions::add);
+            }
+            var principals = new ArrayList<ProxyConfig.Principal>();
+            for (int i = 0; i < e.getValue().getPrincipalsCount(); i++) {
+                var pr = e.getValue().getPrincipals(i);
+                String pp = p + ".principals[" + i + "]";
+                if (pr.hasAny()) {
+                    principals.add(new ProxyConfig.Principal(null, null));
+                } else if (pr.hasAuthenticated() && pr.getAuthenticated().hasPrincipalName()) {
+                    var m = pr.getAuthenticated().getPrincipalName();
+                    switch (m.getMatchPatternCase()) {
+                        case EXACT -> principals.add(new ProxyConfig.Principal(m.getExact(), null));
+                        case PREFIX -> principals.add(new ProxyConfig.Principal(null, m.getPrefix()));
+                        default -> errors.add(pp + ".authenticated.principal_name: only exact or prefix is supported");
+                    }
+                } else {
+                    errors.add(pp + ": only any or authenticated.principal_name is supported");
+                }
+            }
+            policies.add(new ProxyConfig.RbacPolicy(e.getKey(), permissions, principals));
+        }
+        return errors.size() > before ? Optional.empty() : Optional.of(new ProxyConfig.Rbac(allow, policies));
+    }
+
+    private static Optional<ProxyConfig.Permission> permission(io.envoyproxy.envoy.config.rbac.v3.Permission p, String where, List<String> errors) {
+        String method = null;
+        String exact = null;
+        String prefix = null;
+        var parts = p.hasAndRules() ? p.getAndRules().getRulesList() : List.of(p);
+        for (int i = 0; i < parts.size(); i++) {
+            var part = parts.get(i);
+            String w = p.hasAndRules() ? where + ".and_rules.rules[" + i + "]" : where;
+            if (part.hasAny()) {
+                continue;
+            }
+            if (part.hasHeader() && part.getHeader().getName().equals(":method") && part.getHeader().hasStringMatch()
+                    && part.getHeader().getStringMatch().getMatchPatternCase() == io.envoyproxy.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT) {
+                method = part.getHeader().getStringMatch().getExact();
+            } else if (part.hasUrlPath() && part.getUrlPath().hasPath()) {
+                var m = part.getUrlPath().getPath();
+                switch (m.getMatchPatternCase()) {
+                    case EXACT -> exact = m.getExact();
+                    case PREFIX -> prefix = m.getPrefix();
+                    default -> {
+                        errors.add(w + ".url_path.path: only exact or prefix is supported");
+                        return Optional.empty();
+                    }
+                }
+            } else {
+                errors.add(w + ": only any, header ':method' (string_match exact), url_path.path (exact or prefix) and and_rules of them are supported");
+                return Optional.empty();
+            }
+        }
+        return Optional.of(new ProxyConfig.Permission(method, exact, prefix));
     }
 
     private static Optional<ProxyConfig.ClusterSpec> cluster(Cluster c, String where, Map<String, ClusterLoadAssignment> assignments,

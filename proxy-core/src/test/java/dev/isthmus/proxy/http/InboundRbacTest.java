@@ -1,0 +1,151 @@
+package dev.isthmus.proxy.http;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.sun.net.httpserver.HttpServer;
+import dev.isthmus.proxy.EventLoops;
+import dev.isthmus.proxy.config.xds.XdsTranslator;
+import dev.isthmus.proxy.identity.SpiffeTls;
+import dev.isthmus.proxy.identity.SpiffeTlsTest;
+import dev.isthmus.proxy.identity.SvidClient;
+import dev.isthmus.proxy.tcp.RelayManager;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.security.cert.X509Certificate;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * An inbound listener from xDS resources: mTLS (a DownstreamTlsContext) and an RBAC filter as
+ * Isthmus's AuthorizationPolicy would be compiled to, with real mTLS clients of two trust domains.
+ */
+class InboundRbacTest {
+
+    static final String EAST = "us-east.acme.isthmus";
+    static final String WEST = "eu-west.acme.isthmus";
+
+    private final EventLoops loops = EventLoops.create("rbac-test", 2);
+    private final SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    private HttpServer app;
+    private RelayManager manager;
+
+    @AfterEach
+    void stop() {
+        if (manager != null) {
+            manager.close();
+        }
+        if (app != null) {
+            app.stop(0);
+        }
+        loops.close();
+    }
+
+    static HttpClient client(SvidClient.Svid svid) throws Exception {
+        return HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).sslContext(SpiffeTls.context(() -> Optional.of(svid), id -> true))
+                .connectTimeout(Duration.ofSeconds(2)).build();
+    }
+
+    @Test
+    void onlyWhatThePolicyAllowsReachesTheAppWithTheCallersIdentity() throws Exception {
+        var east = SpiffeTlsTest.root(EAST);
+        var west = SpiffeTlsTest.root(WEST);
+        Map<String, List<X509Certificate>> bundle = Map.of(EAST, List.of(east.cert()), WEST, List.of(west.cert()));
+        var catalog = SpiffeTlsTest.leaf(west, "spiffe://" + WEST + "/ns/shop/sa/product-catalog", bundle);
+        var orders = SpiffeTlsTest.leaf(east, "spiffe://" + EAST + "/ns/shop/sa/orders", bundle);
+        var login = SpiffeTlsTest.leaf(east, "spiffe://" + EAST + "/ns/shop/sa/login", bundle);
+        var westProbe = SpiffeTlsTest.leaf(west, "spiffe://" + WEST + "/ns/ops/sa/prober", bundle);
+
+        app = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        app.createContext("/", ex -> {
+            byte[] b = ("caller=" + ex.getRequestHeaders().getFirst(HttpProxy.CALLER_HEADER)).getBytes(StandardCharsets.UTF_8);
+            ex.sendResponseHeaders(200, b.length);
+            ex.getResponseBody().write(b);
+            ex.close();
+        });
+        app.start();
+        int port;
+        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            port = s.getLocalPort();
+        }
+        String yaml = """
+                static_resources:
+                  listeners:
+                  - name: inbound
+                    address: { socket_address: { address: 127.0.0.1, port_value: %d } }
+                    filter_chains:
+                    - transport_socket:
+                        name: envoy.transport_sockets.tls
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+                          require_client_certificate: true
+                      filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: inbound
+                          http_filters:
+                          - name: envoy.filters.http.rbac
+                            typed_config:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+                              rules:
+                                action: ALLOW
+                                policies:
+                                  orders-read-catalog:
+                                    permissions:
+                                    - and_rules: { rules: [ { header: { name: ":method", string_match: { exact: GET } } }, { url_path: { path: { prefix: "/products" } } } ] }
+                                    principals:
+                                    - authenticated: { principal_name: { exact: "spiffe://%s/ns/shop/sa/orders" } }
+                                  local-health:
+                                    permissions: [ { url_path: { path: { exact: "/healthz" } } } ]
+                                    principals: [ { authenticated: { principal_name: { prefix: "spiffe://%s/" } } } ]
+                          - name: envoy.filters.http.router
+                          route_config:
+                            name: inbound
+                            virtual_hosts:
+                            - { name: app, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] }
+                  clusters:
+                  - name: app
+                    type: STATIC
+                    load_assignment:
+                      cluster_name: app
+                      endpoints:
+                      - lb_endpoints:
+                        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }
+                """.formatted(port, EAST, WEST, app.getAddress().getPort());
+        var b = XdsTranslator.parseBootstrap(yaml, "inbound.yaml");
+        manager = new RelayManager(loops, meters, () -> Optional.of(catalog));
+        manager.apply(XdsTranslator.translate("t", b.getStaticResources().getListenersList(), b.getStaticResources().getClustersList(), List.of()));
+        String base = "https://127.0.0.1:" + port;
+
+        var ok = client(orders).send(HttpRequest.newBuilder(URI.create(base + "/products/7")).header(HttpProxy.CALLER_HEADER, "spiffe://forged/x")
+                .build(), HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, ok.statusCode());
+        assertEquals("caller=spiffe://" + EAST + "/ns/shop/sa/orders", ok.body(), "the verified identity, not the forged header");
+
+        var write = client(orders).send(HttpRequest.newBuilder(URI.create(base + "/products/7")).POST(HttpRequest.BodyPublishers.ofString("x")).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(403, write.statusCode(), "orders may only read");
+        assertEquals("rbac_denied", write.headers().firstValue(HttpProxy.REASON_HEADER).orElse(""));
+
+        assertEquals(403, client(login).send(HttpRequest.newBuilder(URI.create(base + "/products")).build(), HttpResponse.BodyHandlers.ofString())
+                .statusCode(), "another workload of the same domain is not allowed");
+        assertEquals(200, client(westProbe).send(HttpRequest.newBuilder(URI.create(base + "/healthz")).build(), HttpResponse.BodyHandlers.ofString())
+                .statusCode(), "the local trust domain may read /healthz");
+        assertEquals(403, client(westProbe).send(HttpRequest.newBuilder(URI.create(base + "/products")).build(), HttpResponse.BodyHandlers.ofString())
+                .statusCode());
+        assertEquals(3.0, meters.get("isthmus_rbac_denied").counter().count());
+        assertTrue(meters.find("isthmus_tls_handshakes").tags("listener", "inbound", "result", "success").counter().count() >= 4);
+    }
+}
