@@ -156,7 +156,7 @@ public final class SidecarMain {
                         new ProxyConfig.Route("/", null, List.of(new ProxyConfig.WeightedCluster(appCluster.name(), 1)), Duration.ZERO,
                                 ProxyConfig.RetrySpec.NONE)))));
                 inboundBound = process.own(HttpProxy.start("inbound", process.loops(), inboundAddress, spec, n -> appCluster, serverTls,
-                        process.meters())).address();
+                        process.meters(), settings.string("cluster", ""))).address();
             }
             default -> {
                 System.err.println("sidecar-lite: inbound-protocol=" + inboundProtocol + " is not known; use 'tcp' or 'http'");
@@ -174,7 +174,8 @@ public final class SidecarMain {
         }
 
         // Listeners from xDS resources: the static bootstrap first, then the controller's ADS stream (which replaces them).
-        var manager = process.own(new RelayManager(process.loops(), process.meters(), svid.isPresent() ? identity : null));
+        var manager = process.own(new RelayManager(process.loops(), process.meters(), svid.isPresent() ? identity : null,
+                settings.string("cluster", "")));
         if (bootstrap != null) {
             try {
                 manager.apply(bootstrap);

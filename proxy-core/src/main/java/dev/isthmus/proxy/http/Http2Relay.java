@@ -240,7 +240,8 @@ final class Http2Relay {
         void count() {
             if (!counted) {
                 counted = true;
-                shared.count(cluster == null ? "none" : cluster.name(), Integer.parseInt(status), start);
+                shared.count(cluster == null ? "none" : cluster.name(), Integer.parseInt(status), start, caller,
+                        cluster != null && endpoint != null ? cluster.endpoints().region(endpoint) : "");
             }
         }
 

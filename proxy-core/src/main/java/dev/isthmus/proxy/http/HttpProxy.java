@@ -128,7 +128,13 @@ public final class HttpProxy implements AutoCloseable {
      */
     public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
             Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters) throws InterruptedException {
-        return start(name, loops, listen, spec, clusters, downstreamTls, meters, Duration.ofSeconds(10), Duration.ofSeconds(60));
+        return start(name, loops, listen, spec, clusters, downstreamTls, meters, "");
+    }
+
+    /** @param sourceCluster this proxy's cluster, for the {@code source_cluster} and {@code destination_cluster} labels */
+    public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
+            Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters, String sourceCluster) throws InterruptedException {
+        return start(name, loops, listen, spec, clusters, downstreamTls, meters, Duration.ofSeconds(10), Duration.ofSeconds(60), sourceCluster);
     }
 
     /**
@@ -137,11 +143,11 @@ public final class HttpProxy implements AutoCloseable {
      * @param idleTimeout how long a kept-alive connection may stay without a request
      */
     public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
-            Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters, Duration requestTimeout, Duration idleTimeout)
-            throws InterruptedException {
+            Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters, Duration requestTimeout, Duration idleTimeout,
+            String sourceCluster) throws InterruptedException {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
-        var shared = new Shared(name, loops, spec, clusters, meters, pools, open);
+        var shared = new Shared(name, loops, spec, clusters, meters, pools, open, sourceCluster);
         Channel server = new ServerBootstrap()
                 .group(loops.boss(), loops.workers())
                 .channel(loops.serverChannelType())
@@ -280,7 +286,7 @@ public final class HttpProxy implements AutoCloseable {
     }
 
     record Shared(String listener, EventLoops loops, ProxyConfig.HttpSpec spec, Function<String, Upstream> clusters, MeterRegistry meters,
-            Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open) {
+            Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
             String h = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
@@ -317,11 +323,22 @@ public final class HttpProxy implements AutoCloseable {
         }
 
         void count(String cluster, int status, long startNanos) {
+            count(cluster, status, startNanos, "", "");
+        }
+
+        /**
+         * Counts a finished request. {@code source_cluster}: the caller's cluster (the first label of
+         * its trust domain) when it proved an identity, else this proxy's; {@code destination_cluster}:
+         * the region of the endpoint that answered, else this proxy's.
+         */
+        void count(String cluster, int status, long startNanos, String caller, String endpointRegion) {
             String code = Integer.toString(status);
-            Counter.builder(ProxyMetrics.REQUESTS).tag(ProxyMetrics.LABEL_LISTENER, listener).tag(ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster)
-                    .tag(ProxyMetrics.LABEL_RESPONSE_CODE, code).register(meters).increment();
-            Timer.builder(ProxyMetrics.REQUEST_DURATION).tag(ProxyMetrics.LABEL_LISTENER, listener).tag(ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster)
-                    .tag(ProxyMetrics.LABEL_RESPONSE_CODE, code).publishPercentileHistogram().register(meters)
+            String source = caller != null && caller.startsWith("spiffe://") ? SpiffeTls.trustDomain(caller).split("\\.")[0] : sourceCluster;
+            String destination = endpointRegion == null || endpointRegion.isEmpty() ? sourceCluster : endpointRegion;
+            var tags = io.micrometer.core.instrument.Tags.of(ProxyMetrics.LABEL_LISTENER, listener, ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster,
+                    ProxyMetrics.LABEL_RESPONSE_CODE, code, ProxyMetrics.LABEL_SOURCE_CLUSTER, source, ProxyMetrics.LABEL_DESTINATION_CLUSTER, destination);
+            Counter.builder(ProxyMetrics.REQUESTS).tags(tags).register(meters).increment();
+            Timer.builder(ProxyMetrics.REQUEST_DURATION).tags(tags).publishPercentileHistogram().register(meters)
                     .record(System.nanoTime() - startNanos, TimeUnit.NANOSECONDS);
         }
     }
@@ -783,7 +800,7 @@ public final class HttpProxy implements AutoCloseable {
             upstreamChannel = null;
             done = true;
             releaseSlots();
-            front.shared.count(upstream.name(), status, start);
+            front.shared.count(upstream.name(), status, start, front.caller, upstream.endpoints().region(endpoint));
             request.release();
             down.read();
             up.read();
@@ -895,7 +912,7 @@ public final class HttpProxy implements AutoCloseable {
             done = true;
             cancelTimeout();
             releaseSlots();
-            front.shared.count(cluster, status, start);
+            front.shared.count(cluster, status, start, front.caller, upstream != null && endpoint != null ? upstream.endpoints().region(endpoint) : "");
             request.release();
             front.finished(keep);
         }

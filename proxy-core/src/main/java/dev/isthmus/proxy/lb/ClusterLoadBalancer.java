@@ -207,6 +207,12 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         return s != null && clock.instant().isBefore(s.ejectedUntil);
     }
 
+    @Override
+    public String region(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        return s == null ? "" : s.endpoint.locality().region();
+    }
+
     /** Active connections to {@code address}. */
     public synchronized int active(InetSocketAddress address) {
         Slot s = byAddress.get(address);

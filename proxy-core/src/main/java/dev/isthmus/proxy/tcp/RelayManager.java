@@ -26,6 +26,7 @@ import java.util.function.Supplier;
 public final class RelayManager implements AdsClient.Applier, AutoCloseable {
 
     private final EventLoops loops;
+    private final String sourceCluster;
     private final MeterRegistry meters;
     private final Supplier<Optional<SvidClient.Svid>> identity;
     private final Map<String, Running> listeners = new LinkedHashMap<>();
@@ -49,6 +50,12 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
 
     /** @param identity the workload's SVID, for clusters with an UpstreamTlsContext (none: such clusters are refused) */
     public RelayManager(EventLoops loops, MeterRegistry meters, Supplier<Optional<SvidClient.Svid>> identity) {
+        this(loops, meters, identity, "");
+    }
+
+    /** @param sourceCluster this proxy's cluster (the {@code source_cluster} label of its request metrics) */
+    public RelayManager(EventLoops loops, MeterRegistry meters, Supplier<Optional<SvidClient.Svid>> identity, String sourceCluster) {
+        this.sourceCluster = sourceCluster;
         this.loops = loops;
         this.meters = meters;
         this.identity = identity;
@@ -113,7 +120,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                         httpUpstreams.put(c.name(), httpUpstream(c));
                     }
                     var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get,
-                            l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, meters);
+                            l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, meters, sourceCluster);
                     started.put(l.name(), new Running(l, used, proxy, proxy.address()));
                 } else {
                     var cluster = used.get(l.cluster());
@@ -197,6 +204,11 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             @Override
             public void succeeded(InetSocketAddress a) {
                 ref.get().succeeded(a);
+            }
+
+            @Override
+            public String region(InetSocketAddress a) {
+                return ref.get().region(a);
             }
 
             @Override

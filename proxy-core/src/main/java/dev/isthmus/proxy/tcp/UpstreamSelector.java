@@ -37,6 +37,11 @@ public interface UpstreamSelector {
     default void leave() {
     }
 
+    /** The region of {@code address}'s locality, empty when unknown (a metrics label). */
+    default String region(InetSocketAddress address) {
+        return "";
+    }
+
     /** Always the one address. */
     static UpstreamSelector fixed(InetSocketAddress address) {
         return tried -> tried.contains(address) ? Optional.empty() : Optional.of(address);

@@ -307,7 +307,7 @@ class HttpProxyTest {
         var upstream = new HttpProxy.Upstream("a", dev.isthmus.proxy.tcp.UpstreamSelector.fixed(new InetSocketAddress("127.0.0.1", a)), null, null,
                 Duration.ofSeconds(1));
         try (var proxy = HttpProxy.start("guarded", loops, new InetSocketAddress("127.0.0.1", 0), spec, n -> upstream, null, meters,
-                Duration.ofMillis(500), Duration.ofSeconds(2))) {
+                Duration.ofMillis(500), Duration.ofSeconds(2), "test")) {
             int port = proxy.address().getPort();
             try (var slow = new Socket("127.0.0.1", port); var idle = new Socket("127.0.0.1", port)) {
                 slow.setSoTimeout(5000);
@@ -391,5 +391,20 @@ class HttpProxyTest {
             get(port, "/x");
         }
         assertTrue(bad.get() > 3, "back in service after the ejection time");
+    }
+
+    @Test
+    void curlSpeaksHttp11ThroughTheProxy() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(200, "A", 0, hits);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: a } }""", cluster("a", a));
+        var p = new ProcessBuilder("curl", "-s", "--http1.1", "-i", "http://127.0.0.1:" + port + "/products").redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+        assertTrue(out.startsWith("HTTP/1.1 200") && out.endsWith("A caller=null"), out);
     }
 }
