@@ -38,7 +38,7 @@ final class CsrSigning {
 
     static int run(String[] args) throws Exception {
         int csrs = 6000;
-        int warmup = 4000;
+        int warmup = 12000;
         int[] concurrency = {2, 4};
         int opensslCount = 400;
         for (int i = 0; i + 1 < args.length; i += 2) {
