@@ -61,11 +61,20 @@ public final class SidecarMain {
         var out = new StringBuilder();
         var config = manager.config();
         for (var l : config.listeners()) {
-            var cluster = config.clusters().get(l.cluster());
             out.append(",{\"name\":\"").append(l.name()).append("\",\"address\":\"").append(manager.address(l.name()).map(Object::toString).orElse(""))
-                    .append("\",\"cluster\":\"").append(cluster.name()).append("\",\"lb_policy\":\"").append(cluster.lbPolicy())
-                    .append("\",\"mtls\":").append(cluster.mtls()).append(",\"expected_identities\":").append(jsonList(cluster.expectedSpiffeIds()))
-                    .append(",\"endpoints\":").append(cluster.endpoints().size()).append(",\"source\":\"").append(config.version()).append("\"}");
+                    .append("\",\"mtls_in\":").append(l.mtls()).append(",\"source\":\"").append(config.version().replace("\"", "'")).append('"');
+            if (l.http().isPresent()) {
+                var clusters = new java.util.TreeSet<String>();
+                l.http().get().virtualHosts().forEach(vh -> vh.routes().forEach(r -> r.clusters().forEach(w -> clusters.add(w.cluster()))));
+                out.append(",\"protocol\":\"http\",\"virtual_hosts\":").append(l.http().get().virtualHosts().size())
+                        .append(",\"rbac\":").append(l.http().get().rbac().isPresent()).append(",\"clusters\":").append(jsonList(List.copyOf(clusters)));
+            } else {
+                var cluster = config.clusters().get(l.cluster());
+                out.append(",\"protocol\":\"tcp\",\"cluster\":\"").append(cluster.name()).append("\",\"lb_policy\":\"").append(cluster.lbPolicy())
+                        .append("\",\"mtls\":").append(cluster.mtls()).append(",\"expected_identities\":").append(jsonList(cluster.expectedSpiffeIds()))
+                        .append(",\"endpoints\":").append(cluster.endpoints().size());
+            }
+            out.append('}');
         }
         return out.toString();
     }
