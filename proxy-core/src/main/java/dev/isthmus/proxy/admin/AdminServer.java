@@ -102,7 +102,17 @@ public final class AdminServer implements AutoCloseable {
                 }
                 case "/metrics" -> send(ctx, req, HttpResponseStatus.OK,
                         "text/plain; version=0.0.4; charset=utf-8", registry.scrape());
-                case "/config_dump" -> send(ctx, req, HttpResponseStatus.OK, "application/json", configDump.get());
+                case "/config_dump" -> {
+                    String dump;
+                    try {
+                        dump = configDump.get();
+                    } catch (RuntimeException e) {
+                        // a bug in the dump must not look like a dead proxy: say what failed
+                        send(ctx, req, HttpResponseStatus.INTERNAL_SERVER_ERROR, "text/plain", "config_dump failed: " + e + "\n");
+                        return;
+                    }
+                    send(ctx, req, HttpResponseStatus.OK, "application/json", dump);
+                }
                 default -> send(ctx, req, HttpResponseStatus.NOT_FOUND, "text/plain",
                         "no such admin path: " + path + " (try /ready, /metrics, /config_dump)\n");
             }

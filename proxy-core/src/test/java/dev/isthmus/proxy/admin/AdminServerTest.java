@@ -63,4 +63,16 @@ class AdminServerTest {
         assertEquals(404, res.statusCode());
         assertTrue(res.body().contains("/nope"));
     }
+
+    @Test
+    void aFailingConfigDumpIsA500ThatSaysWhy() throws Exception {
+        try (var broken = AdminServer.start(loops, new InetSocketAddress("127.0.0.1", 0), registry, ready::get, () -> {
+            throw new IllegalStateException("no cluster for listener x");
+        })) {
+            var res = http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + broken.address().getPort() + "/config_dump"))
+                    .build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(500, res.statusCode());
+            assertTrue(res.body().contains("no cluster for listener x"), res.body());
+        }
+    }
 }
