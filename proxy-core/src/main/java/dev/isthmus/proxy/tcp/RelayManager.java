@@ -112,26 +112,20 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                     now.stop(); // the same address: stop the old one first so the port is free
                     toStop.add(now);
                 }
-                for (var c : used.values()) {
-                    balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
-                }
-                if (l.http().isPresent()) {
-                    for (var c : used.values()) {
-                        httpUpstreams.put(c.name(), httpUpstream(c));
-                    }
-                    var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get,
-                            l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, meters, sourceCluster);
-                    started.put(l.name(), new Running(l, used, proxy, proxy.address()));
-                } else {
-                    var cluster = used.get(l.cluster());
-                    var out = tls(cluster);
-                    var relay = TcpRelay.start(l.name(), loops, l.address(), selector(cluster.name()), cluster.name(), 3, cluster.connectTimeout(), meters,
-                            l.mtls() ? new TcpRelay.Tls(SpiffeSslContexts.server(identity, id -> true), out.upstream(), out.upstreamSni()) : out);
-                    started.put(l.name(), new Running(l, used, relay, relay.address()));
-                }
+                started.put(l.name(), startListener(l, used));
             }
         } catch (Exception e) {
             started.values().forEach(Running::stop);
+            // the listeners stopped to be replaced run again as they were: a refused set changes nothing
+            for (var old : toStop) {
+                try {
+                    listeners.put(old.spec().name(), startListener(old.spec(), old.clusters()));
+                } catch (Exception again) {
+                    listeners.remove(old.spec().name());
+                    org.slf4j.LoggerFactory.getLogger(RelayManager.class).error("event=listener_lost listener={} cause=\"{}\"", old.spec().name(),
+                            again.toString());
+                }
+            }
             throw new IllegalStateException("listener could not start: " + e.getMessage(), e);
         }
         // commit: new load balancers for changed clusters, stop removed listeners
@@ -166,6 +160,25 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         }
         listeners.putAll(started);
         config = next;
+    }
+
+    private Running startListener(ProxyConfig.ListenerSpec l, Map<String, ProxyConfig.ClusterSpec> used) throws Exception {
+        for (var c : used.values()) {
+            balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
+        }
+        if (l.http().isPresent()) {
+            for (var c : used.values()) {
+                httpUpstreams.put(c.name(), httpUpstream(c));
+            }
+            var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get,
+                    l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, meters, sourceCluster);
+            return new Running(l, used, proxy, proxy.address());
+        }
+        var cluster = used.get(l.cluster());
+        var out = tls(cluster);
+        var relay = TcpRelay.start(l.name(), loops, l.address(), selector(cluster.name()), cluster.name(), 3, cluster.connectTimeout(), meters,
+                l.mtls() ? new TcpRelay.Tls(SpiffeSslContexts.server(identity, id -> true), out.upstream(), out.upstreamSni()) : out);
+        return new Running(l, used, relay, relay.address());
     }
 
     private dev.isthmus.proxy.lb.CircuitBreakers breakers(ProxyConfig.ClusterSpec c) {
