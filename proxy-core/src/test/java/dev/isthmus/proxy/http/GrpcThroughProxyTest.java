@@ -23,9 +23,7 @@ import io.grpc.stub.StreamObserver;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.ByteArrayInputStream;
 import java.io.InputStream;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.concurrent.LinkedBlockingQueue;
@@ -126,10 +124,7 @@ class GrpcThroughProxyTest {
 
     int startProxy() throws Exception {
         int backend = startServer();
-        int port;
-        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            port = s.getLocalPort();
-        }
+        int port = dev.isthmus.proxy.Loopback.freePort();
         String yaml = """
                 static_resources:
                   listeners:
@@ -260,11 +255,6 @@ class GrpcThroughProxyTest {
                     explicit_http_config: { http2_protocol_options: {} }
             """;
 
-    static int freePort() throws Exception {
-        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 
     static dev.isthmus.proxy.config.xds.ProxyConfig config(String yaml) throws Exception {
         var b = XdsTranslator.parseBootstrap(yaml, "test.yaml");
@@ -282,8 +272,8 @@ class GrpcThroughProxyTest {
         String catalogId = "spiffe://eu-west.acme.isthmus/ns/shop/sa/product-catalog";
         var orders = dev.isthmus.proxy.identity.SpiffeTlsTest.leaf(east, ordersId, bundle);
         var catalog = dev.isthmus.proxy.identity.SpiffeTlsTest.leaf(west, catalogId, bundle);
-        int inbound = freePort();
-        int outbound = freePort();
+        int inbound = dev.isthmus.proxy.Loopback.freePort();
+        int outbound = dev.isthmus.proxy.Loopback.freePort();
         var callee = new RelayManager(loops, meters, () -> java.util.Optional.of(catalog));
         callee.apply(config("""
                 static_resources:

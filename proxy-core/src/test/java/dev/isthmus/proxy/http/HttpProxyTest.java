@@ -10,9 +10,7 @@ import dev.isthmus.proxy.config.xds.XdsTranslator;
 import dev.isthmus.proxy.tcp.RelayManager;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.InputStream;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -66,11 +64,6 @@ class HttpProxyTest {
         return s.getAddress().getPort();
     }
 
-    static int freePort() throws Exception {
-        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 
     static String cluster(String name, int... ports) {
         var eps = new StringBuilder();
@@ -89,7 +82,7 @@ class HttpProxyTest {
     }
 
     private int start(String routes, String clusters) throws Exception {
-        int port = freePort();
+        int port = dev.isthmus.proxy.Loopback.freePort();
         String yaml = """
                 static_resources:
                   listeners:
@@ -205,7 +198,7 @@ class HttpProxyTest {
         var good = new AtomicInteger();
         int failing = app(503, "down", 0, bad);
         int healthy = app(200, "up", 0, good);
-        int dead = freePort();
+        int dead = dev.isthmus.proxy.Loopback.freePort();
         int port = start("""
                           - name: all
                             domains: [ "*" ]

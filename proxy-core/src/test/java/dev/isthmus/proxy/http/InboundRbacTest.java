@@ -11,9 +11,7 @@ import dev.isthmus.proxy.identity.SpiffeTlsTest;
 import dev.isthmus.proxy.identity.SvidClient;
 import dev.isthmus.proxy.tcp.RelayManager;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
-import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -75,10 +73,7 @@ class InboundRbacTest {
             ex.close();
         });
         app.start();
-        int port;
-        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            port = s.getLocalPort();
-        }
+        int port = dev.isthmus.proxy.Loopback.freePort();
         String yaml = """
                 static_resources:
                   listeners:

@@ -38,10 +38,7 @@ class RelayManagerTest {
         try (var upstream = new ServerSocket(0, 10, InetAddress.getLoopbackAddress());
              var taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
              var manager = new RelayManager(loops, new SimpleMeterRegistry(), null)) {
-            int first;
-            try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-                first = s.getLocalPort();
-            }
+            int first = dev.isthmus.proxy.Loopback.freePort();
             manager.apply(config(first, upstream.getLocalPort()));
             var e = assertThrows(IllegalStateException.class, () -> manager.apply(config(taken.getLocalPort(), upstream.getLocalPort())));
             assertTrue(e.getMessage().contains("listener could not start"), e.getMessage());

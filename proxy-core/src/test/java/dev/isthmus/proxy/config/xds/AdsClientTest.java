@@ -87,11 +87,6 @@ class AdsClientTest {
         return s;
     }
 
-    static int freePort() throws Exception {
-        try (var s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 
     static Address address(int port) {
         return Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress("127.0.0.1").setPortValue(port)).build();
@@ -146,7 +141,7 @@ class AdsClientTest {
     void appliesAcksNacksKeepsTheLastGoodAndServesItAfterARestartWithoutTheServer() throws Exception {
         startServer();
         Path lastGood = Files.createTempDirectory("xds").resolve("last-good.json");
-        int port = freePort();
+        int port = dev.isthmus.proxy.Loopback.freePort();
         try (var a = tagged("A"); var b = tagged("B")) {
             cache.setSnapshot("sidecars", Snapshot.create(List.of(cluster("app", a.getLocalPort())), List.of(), List.of(listener("l1", port, "app")),
                     List.of(), List.of(), "v1"));
@@ -189,7 +184,7 @@ class AdsClientTest {
             // restart with the server gone: the last good config is served at once
             server.shutdownNow().awaitTermination();
             var restarted = new RelayManager(loops, meters, null);
-            try (var client = new AdsClient("127.0.0.1:" + freePort(), Node.newBuilder().setId("sidecar-1").build(), lastGood, restarted, meters)) {
+            try (var client = new AdsClient("127.0.0.1:" + dev.isthmus.proxy.Loopback.freePort(), Node.newBuilder().setId("sidecar-1").build(), lastGood, restarted, meters)) {
                 client.start();
                 await("last good applied", () -> restarted.address("l1").isPresent());
                 assertEquals("B:after-restart", call(port, "after-restart"));
