@@ -6,7 +6,10 @@ public enum Rejection {
     NO_SNI("no_sni"),
     UNKNOWN_SNI("unknown_sni"),
     CLIENT_HELLO_INVALID("client_hello_invalid"),
-    UPSTREAM_UNREACHABLE("upstream_unreachable");
+    UPSTREAM_UNREACHABLE("upstream_unreachable"),
+    TOO_MANY_CONNECTIONS("too_many_connections"),
+    TOO_MANY_FROM_SOURCE("too_many_from_source"),
+    DRAINING("draining");
 
     private final String label;
 

@@ -30,6 +30,11 @@ import org.slf4j.LoggerFactory;
  * The gateway's listener: reads the TLS ClientHello's SNI without terminating TLS, looks the name up
  * in the routes in force, connects to that endpoint and splices bytes both ways (the ClientHello
  * included). Anything else — not TLS, no SNI, an unknown name — is closed at once and counted.
+ *
+ * <p>Limits ({@link Limits}): connections overall and per source address (over them: closed at
+ * once, counted as {@code too_many_connections} / {@code too_many_from_source}); a flow with no
+ * bytes either way for the idle timeout is closed. {@link #close} drains: it stops accepting, lets
+ * the flows in progress finish for up to the drain timeout, then closes what is left.
  */
 public final class SniPassthrough implements AutoCloseable {
 
@@ -39,14 +44,32 @@ public final class SniPassthrough implements AutoCloseable {
 
     private static final io.netty.util.AttributeKey<Boolean> REJECTED = io.netty.util.AttributeKey.valueOf("isthmus.rejected");
 
-    private final Channel server;
+    /** The gateway's limits; {@link #DEFAULT}: 10,000 connections, 1,000 per source, 1 h idle, 30 s drain. */
+    public record Limits(int maxConnections, int maxPerSource, Duration idleTimeout, Duration drainTimeout) {
+        public static final Limits DEFAULT = new Limits(10_000, 1_000, Duration.ofHours(1), Duration.ofSeconds(30));
+    }
 
-    private SniPassthrough(Channel server) {
+    private final Channel server;
+    private final io.netty.channel.group.ChannelGroup accepted;
+    private final Limits limits;
+
+    private SniPassthrough(Channel server, io.netty.channel.group.ChannelGroup accepted, Limits limits) {
         this.server = server;
+        this.accepted = accepted;
+        this.limits = limits;
     }
 
     public static SniPassthrough start(EventLoops loops, InetSocketAddress listen, Supplier<SniRoutes> routes,
             Duration helloTimeout, MeterRegistry meters) throws InterruptedException {
+        return start(loops, listen, routes, helloTimeout, meters, Limits.DEFAULT);
+    }
+
+    public static SniPassthrough start(EventLoops loops, InetSocketAddress listen, Supplier<SniRoutes> routes,
+            Duration helloTimeout, MeterRegistry meters, Limits limits) throws InterruptedException {
+        var accepted = new io.netty.channel.group.DefaultChannelGroup("gateway", io.netty.util.concurrent.GlobalEventExecutor.INSTANCE);
+        var perSource = new ConcurrentHashMap<java.net.InetAddress, java.util.concurrent.atomic.AtomicInteger>();
+        var total = new java.util.concurrent.atomic.AtomicInteger();
+        meters.gauge("isthmus_gateway_active_connections", total);
         var rejected = new EnumMap<Rejection, Counter>(Rejection.class);
         for (Rejection r : Rejection.values()) {
             rejected.put(r, Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED)
@@ -82,22 +105,75 @@ public final class SniPassthrough implements AutoCloseable {
                     @Override
                     protected void initChannel(Channel ch) {
                         opened.increment();
+                        var source = ((InetSocketAddress) ch.remoteAddress()).getAddress();
+                        var fromSource = perSource.computeIfAbsent(source, a -> new java.util.concurrent.atomic.AtomicInteger());
+                        int now = total.incrementAndGet();
+                        int mine = fromSource.incrementAndGet();
+                        ch.closeFuture().addListener(f -> {
+                            total.decrementAndGet();
+                            if (fromSource.decrementAndGet() == 0) {
+                                perSource.remove(source, fromSource);
+                            }
+                        });
+                        if (now > limits.maxConnections()) {
+                            reject.reject(ch, Rejection.TOO_MANY_CONNECTIONS, now + " open, at most " + limits.maxConnections());
+                            return;
+                        }
+                        if (mine > limits.maxPerSource()) {
+                            reject.reject(ch, Rejection.TOO_MANY_FROM_SOURCE, mine + " open from " + source + ", at most " + limits.maxPerSource());
+                            return;
+                        }
+                        accepted.add(ch);
+                        ch.pipeline().addLast("idle", new io.netty.handler.timeout.IdleStateHandler(0, 0, limits.idleTimeout().toMillis(),
+                                java.util.concurrent.TimeUnit.MILLISECONDS));
+                        ch.pipeline().addLast("idle-close", new io.netty.channel.ChannelInboundHandlerAdapter() {
+                            @Override
+                            public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+                                if (evt instanceof io.netty.handler.timeout.IdleStateEvent) {
+                                    Counter.builder(ProxyMetrics.CONNECTIONS_CLOSED).tag(ProxyMetrics.LABEL_LISTENER, "gateway")
+                                            .tag(ProxyMetrics.LABEL_REASON, "idle_timeout").register(meters).increment();
+                                    ctx.close();
+                                } else {
+                                    ctx.fireUserEventTriggered(evt);
+                                }
+                            }
+                        });
                         ch.pipeline().addLast("tls-check", new TlsRecordCheck(reject));
                         ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout));
                     }
                 })
                 .bind(listen).sync().channel();
         log.info("event=listener_started listener=gateway address={} transport={}", server.localAddress(), loops.transportDescription());
-        return new SniPassthrough(server);
+        return new SniPassthrough(server, accepted, limits);
     }
 
     public InetSocketAddress address() {
         return (InetSocketAddress) server.localAddress();
     }
 
+    /** Flows in progress. */
+    public int activeFlows() {
+        return accepted.size();
+    }
+
+    /** Drains: stops accepting, waits up to the drain timeout for the flows in progress, then closes the rest. */
     @Override
     public void close() {
         server.close().syncUninterruptibly();
+        int atStart = accepted.size();
+        long deadline = System.nanoTime() + limits.drainTimeout().toNanos();
+        log.info("event=drain_started flows={} deadline_s={}", atStart, limits.drainTimeout().toSeconds());
+        while (!accepted.isEmpty() && System.nanoTime() < deadline) {
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        int left = accepted.size();
+        accepted.close().awaitUninterruptibly();
+        log.info("event=drain_finished flows_at_start={} closed_at_deadline={}", atStart, left);
     }
 
     @FunctionalInterface
