@@ -139,7 +139,7 @@ public final class SniPassthrough implements AutoCloseable {
                             }
                         });
                         ch.pipeline().addLast("tls-check", new TlsRecordCheck(reject));
-                        ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout));
+                        ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout, meters));
                     }
                 })
                 .bind(listen).sync().channel();
@@ -210,14 +210,39 @@ public final class SniPassthrough implements AutoCloseable {
         private final Rejecter reject;
         private final Counter sent;
         private final Counter received;
+        private final MeterRegistry meters;
 
-        SniRouter(EventLoops loops, Supplier<SniRoutes> routes, Rejecter reject, Counter sent, Counter received, Duration timeout) {
+        SniRouter(EventLoops loops, Supplier<SniRoutes> routes, Rejecter reject, Counter sent, Counter received, Duration timeout,
+                MeterRegistry meters) {
             super(MAX_CLIENT_HELLO, timeout.toMillis());
             this.loops = loops;
             this.routes = routes;
             this.reject = reject;
             this.sent = sent;
             this.received = received;
+            this.meters = meters;
+        }
+
+        /** Bytes of one SNI's flows, one direction ({@code to_endpoint} or {@code to_caller}), and the listener's total. */
+        private Counter bytes(String sni, String direction, Counter listenerTotal) {
+            Counter perSni = Counter.builder("isthmus_gateway_bytes").tag("sni", sni).tag("direction", direction).register(meters);
+            return new io.micrometer.core.instrument.Counter() {
+                @Override
+                public void increment(double amount) {
+                    perSni.increment(amount);
+                    listenerTotal.increment(amount);
+                }
+
+                @Override
+                public double count() {
+                    return perSni.count();
+                }
+
+                @Override
+                public Id getId() {
+                    return perSni.getId();
+                }
+            };
         }
 
         @Override
@@ -238,7 +263,7 @@ public final class SniPassthrough implements AutoCloseable {
                     .option(ChannelOption.TCP_NODELAY, true)
                     .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
                     .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000)
-                    .handler(new Splice(downstream, sent))
+                    .handler(new Splice(downstream, bytes(hostname, "to_caller", sent)))
                     .connect(target.get());
             connect.addListener(f -> {
                 if (f.isSuccess()) {
@@ -262,8 +287,12 @@ public final class SniPassthrough implements AutoCloseable {
                 return;
             }
             Channel upstream = future.getNow();
+            Counter.builder("isthmus_gateway_connections").tag("sni", hostname).register(meters).increment();
+            long start = System.nanoTime();
+            var duration = io.micrometer.core.instrument.Timer.builder("isthmus_gateway_flow_duration").tag("sni", hostname).register(meters);
+            ctx.channel().closeFuture().addListener(f -> duration.record(System.nanoTime() - start, java.util.concurrent.TimeUnit.NANOSECONDS));
             ctx.channel().config().setAutoRead(false);
-            ctx.pipeline().addLast("splice", new Splice(upstream, received));
+            ctx.pipeline().addLast("splice", new Splice(upstream, bytes(hostname, "to_endpoint", received)));
             // Removing this handler passes the buffered ClientHello on to the splice.
             ctx.pipeline().remove(this);
             ctx.channel().read();

@@ -100,6 +100,10 @@ class GatewayLimitsTest {
             closing.get(5, TimeUnit.SECONDS);
             assertTrue((System.nanoTime() - t0) / 1_000_000 < 5000, "close returned when the flow ended, not at the 20 s deadline");
             client.close();
+            assertEquals(1.0, meters.get("isthmus_gateway_connections").tag("sni", SNI).counter().count());
+            assertTrue(meters.get("isthmus_gateway_bytes").tag("sni", SNI).tag("direction", "to_endpoint").counter().count() > 100,
+                    "the ClientHello's bytes are counted for its SNI");
+            assertEquals(1, meters.get("isthmus_gateway_flow_duration").tag("sni", SNI).timer().count());
         }
     }
 }
