@@ -131,4 +131,19 @@ class TwoRegionsIT {
         FED.restart("eu-west/federation-controller");
         Http.await(east, Duration.ofSeconds(10), b -> b.contains("\"Active\"") && !b.contains("\"Unreachable\""));
     }
+
+    @Test
+    @Order(8)
+    void aCallCrossesRegionsThroughTheEastWestGatewayWithMtlsEndToEnd() throws Exception {
+        // us-east order-processing's sidecar -> mTLS (SNI outbound_...product-catalog) -> eu-west's gateway (TLS passthrough)
+        // -> eu-west product-catalog's sidecar (terminates mTLS, checks the caller) -> the app
+        int port = FED.topology().crossRegionCatalogPort("us-east", "eu-west");
+        String body = Http.await("http://127.0.0.1:" + port + "/products", Duration.ofSeconds(20), b -> b.contains("\"service\":\"product-catalog\""));
+        assertTrue(body.contains("\"cluster\":\"eu-west\""), "served in eu-west: " + body);
+        assertTrue(body.contains("\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\""),
+                "the eu-west app sees the us-east caller's identity, verified at its own sidecar: " + body);
+        String metrics = Http.get("http://127.0.0.1:" + FED.topology().gatewayAdminPort("eu-west") + "/metrics").body();
+        assertTrue(metrics.contains("isthmus_gateway_connections_total{sni=\"" + FED.topology().gatewaySni("eu-west", "product-catalog") + "\"}"),
+                "the eu-west gateway carried it: " + metrics);
+    }
 }

@@ -87,6 +87,10 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return port(region, BRIDGE_HTTP);
     }
 
+    public int gatewayAdminPort(String region) {
+        return port(region, GATEWAY_ADMIN);
+    }
+
     public int gatewayPort(String region) {
         return port(region, GATEWAY_LISTEN);
     }
@@ -134,6 +138,28 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return regionDir(region).resolve("credentials").resolve("workload-token");
     }
 
+    /**
+     * order-processing's sidecar listener for product-catalog in {@code remote}: a TCP proxy over
+     * mTLS to that region's east-west gateway (Istio's SNI names the service), checking the remote
+     * catalogue's SPIFFE ID end to end; the gateway only passes the TLS bytes on.
+     */
+    public int crossRegionCatalogPort(String region, String remote) {
+        return appPort(region, "order-processing") + 4 + regions.indexOf(remote);
+    }
+
+    /** Istio's SNI for a service's port in the local federation: {@code outbound_.<port>_._.<name>.<namespace>.svc.cluster.local}. */
+    public String gatewaySni(String region, String service) {
+        return "outbound_." + appPort(region, service) + "_._." + service + "." + SHOP_NAMESPACE + ".svc.cluster.local";
+    }
+
+    private List<Integer> sidecarPorts(String region, String service) {
+        var ports = new ArrayList<>(List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service), sidecarOutboundPort(region, service)));
+        if (service.equals("order-processing")) {
+            regions.stream().filter(r -> !r.equals(region)).forEach(r -> ports.add(crossRegionCatalogPort(region, r)));
+        }
+        return ports;
+    }
+
     /** Where a sidecar's static bootstrap (Envoy v3 YAML) is written, when it has one. */
     public Path sidecarBootstrapFile(String region, String service) {
         return regionDir(region).resolve("sidecar-" + service).resolve("bootstrap.yaml");
@@ -149,6 +175,43 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
             return java.util.Optional.empty();
         }
         String id = "spiffe://" + region + "." + federation + ".isthmus/ns/" + SHOP_NAMESPACE + "/sa/product-catalog";
+        var remoteListeners = new StringBuilder();
+        var remoteClusters = new StringBuilder();
+        for (String remote : regions) {
+            if (remote.equals(region)) {
+                continue;
+            }
+            remoteListeners.append("""
+                      - name: upstream-product-catalog-%1$s
+                        address: { socket_address: { address: %2$s, port_value: %3$d } }
+                        filter_chains:
+                        - filters:
+                          - name: envoy.filters.network.tcp_proxy
+                            typed_config:
+                              "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                              stat_prefix: product-catalog-%1$s
+                              cluster: product-catalog-%1$s
+                    """.formatted(remote, HOST, crossRegionCatalogPort(region, remote)));
+            remoteClusters.append("""
+                      - name: product-catalog-%1$s
+                        type: STATIC
+                        connect_timeout: 1s
+                        transport_socket:
+                          name: envoy.transport_sockets.tls
+                          typed_config:
+                            "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                            sni: "%2$s"
+                            common_tls_context:
+                              validation_context:
+                                match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://%1$s.%3$s.isthmus/ns/%4$s/sa/product-catalog" } } ]
+                        load_assignment:
+                          cluster_name: product-catalog-%1$s
+                          endpoints:
+                          - locality: { region: %1$s }
+                            lb_endpoints:
+                            - endpoint: { address: { socket_address: { address: %5$s, port_value: %6$d } } }
+                    """.formatted(remote, gatewaySni(remote, "product-catalog"), federation, SHOP_NAMESPACE, HOST, gatewayPort(remote)));
+        }
         return java.util.Optional.of("""
                 # Written by isthmus up: order-processing's sidecar in %1$s (Envoy v3 bootstrap; see docs/xds.md).
                 static_resources:
@@ -184,7 +247,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
                         priority: 0
                         lb_endpoints:
                         - endpoint: { address: { socket_address: { address: %2$s, port_value: %5$d } } }
-                """.formatted(region, HOST, sidecarOutboundPort(region, service), id, sidecarInboundPort(region, "product-catalog")));
+                """.formatted(region, HOST, sidecarOutboundPort(region, service), id, sidecarInboundPort(region, "product-catalog"))
+                .replace("  clusters:\n", remoteListeners + "  clusters:\n") + remoteClusters);
     }
 
     public Path natsConfig(String region) {
@@ -312,7 +376,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),
                 "http://" + HOST + ":" + sidecarInboundPort(region, service),
-                List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service), sidecarOutboundPort(region, service)), 3);
+                sidecarPorts(region, service), 3);
     }
 
     private Component gateway(String region) {
@@ -327,9 +391,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
             if (!routes.isEmpty()) {
                 routes.append(',');
             }
-            routes.append("outbound_.").append(appPort(region, service)).append("_._.").append(service).append('.')
-                    .append(SHOP_NAMESPACE).append(".svc.cluster.local=").append(HOST).append(':')
-                    .append(sidecarInboundPort(region, service));
+            routes.append(gatewaySni(region, service)).append('=').append(HOST).append(':').append(sidecarInboundPort(region, service));
         }
         env.put("ISTHMUS_ROUTES", routes.toString());
         return new Component(region, "east-west-gateway", Component.Kind.GATEWAY,

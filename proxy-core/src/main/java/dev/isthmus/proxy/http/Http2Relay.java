@@ -326,6 +326,7 @@ final class Http2Relay {
                         if (cluster.tls() != null) {
                             SslHandler ssl = cluster.tls().newHandler(ch.alloc(), cluster.sni() != null ? cluster.sni() : endpoint.getHostString(),
                                     endpoint.getPort());
+                            dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, cluster.sni());
                             ch.pipeline().addLast("tls", ssl);
                         }
                         ch.pipeline().addLast(Http2FrameCodecBuilder.forClient().build());

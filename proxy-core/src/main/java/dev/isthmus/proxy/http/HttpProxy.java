@@ -658,6 +658,7 @@ public final class HttpProxy implements AutoCloseable {
                                 SslHandler ssl = upstream.tls().newHandler(ch.alloc(), upstream.sni() != null ? upstream.sni() : target.getHostString(),
                                         target.getPort());
                                 ssl.setHandshakeTimeoutMillis(10_000);
+                                dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, upstream.sni());
                                 ch.pipeline().addLast("tls", ssl);
                             }
                             ch.pipeline().addLast("codec", new HttpClientCodec(4096, 16 * 1024, 8192));

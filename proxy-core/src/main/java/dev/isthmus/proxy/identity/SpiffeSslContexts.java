@@ -47,6 +47,26 @@ public final class SpiffeSslContexts {
                 .trustManager(trustManagers(svid, peerAllowed)).build();
     }
 
+    /**
+     * Sends {@code sni} as the server name of a client handshake. Istio-style names
+     * ({@code outbound_.8080_._.name.ns.svc.cluster.local}) have underscores: Netty does not pass
+     * them to BoringSSL by itself (seen: the ClientHello went out without SNI) and the JDK's
+     * {@code SNIHostName} refuses them, so with BoringSSL the name is set on the native handle; with
+     * the JDK's TLS only names the JDK accepts can be sent.
+     */
+    public static void serverName(io.netty.handler.ssl.SslHandler ssl, String sni) {
+        if (sni == null || sni.isEmpty()) {
+            return;
+        }
+        if (ssl.engine() instanceof io.netty.handler.ssl.ReferenceCountedOpenSslEngine openssl) {
+            io.netty.internal.tcnative.SSL.setTlsExtHostName(openssl.sslPointer(), sni);
+            return;
+        }
+        var params = ssl.engine().getSSLParameters();
+        params.setServerNames(java.util.List.of(new javax.net.ssl.SNIHostName(sni)));
+        ssl.engine().setSSLParameters(params);
+    }
+
     private static SimpleKeyManagerFactory keyManagers(Supplier<Optional<SvidClient.Svid>> svid) {
         KeyManager km = SpiffeTls.keyManager(svid);
         return new SimpleKeyManagerFactory() {

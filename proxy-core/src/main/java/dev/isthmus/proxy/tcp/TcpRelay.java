@@ -173,6 +173,7 @@ public final class TcpRelay implements AutoCloseable {
                                             SslHandler ssl = tls.upstream().newHandler(up.alloc(), tls.upstreamSni() != null
                                                     ? tls.upstreamSni() : target.getHostString(), target.getPort());
                                             ssl.setHandshakeTimeoutMillis(10_000);
+                                            dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, tls.upstreamSni());
                                             up.pipeline().addLast("tls", ssl);
                                             up.pipeline().addLast(HoldBack.NAME, new HoldBack());
                                         }
