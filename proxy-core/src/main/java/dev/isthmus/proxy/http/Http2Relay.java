@@ -158,18 +158,7 @@ final class Http2Relay {
                 answer(ctx, "404", "no_route");
                 return;
             }
-            String name = route.get().clusters().get(0).cluster();
-            if (route.get().clusters().size() > 1) {
-                int total = route.get().clusters().stream().mapToInt(w -> w.weight()).sum();
-                int draw = java.util.concurrent.ThreadLocalRandom.current().nextInt(total);
-                for (var w : route.get().clusters()) {
-                    draw -= w.weight();
-                    if (draw < 0) {
-                        name = w.cluster();
-                        break;
-                    }
-                }
-            }
+            String name = route.get().pickCluster();
             cluster = shared.clusters().apply(name);
             if (cluster == null || !cluster.http2()) {
                 answer(ctx, "502", cluster == null ? "no_healthy_upstream" : "upstream_not_http2");

@@ -48,7 +48,6 @@ import io.netty.util.concurrent.GlobalEventExecutor;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
-import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.HashMap;
@@ -58,7 +57,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 import org.slf4j.Logger;
@@ -147,7 +145,7 @@ public final class HttpProxy implements AutoCloseable {
             String sourceCluster) throws InterruptedException {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
-        var shared = new Shared(name, loops, spec, clusters, meters, pools, open, sourceCluster);
+        var shared = new Shared(name, loops, spec, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>());
         Channel server = new ServerBootstrap()
                 .group(loops.boss(), loops.workers())
                 .channel(loops.serverChannelType())
@@ -285,8 +283,13 @@ public final class HttpProxy implements AutoCloseable {
         }
     }
 
+    /** A request's counter and timer, looked up once per label set rather than built on every request. */
+    record RequestMeters(Counter requests, Timer duration) {
+    }
+
     record Shared(String listener, EventLoops loops, ProxyConfig.HttpSpec spec, Function<String, Upstream> clusters, MeterRegistry meters,
-            Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster) {
+            Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster,
+            Map<List<String>, RequestMeters> requestMeters) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
             String h = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
@@ -332,14 +335,17 @@ public final class HttpProxy implements AutoCloseable {
          * the region of the endpoint that answered, else this proxy's.
          */
         void count(String cluster, int status, long startNanos, String caller, String endpointRegion) {
-            String code = Integer.toString(status);
             String source = caller != null && caller.startsWith("spiffe://") ? SpiffeTls.trustDomain(caller).split("\\.")[0] : sourceCluster;
             String destination = endpointRegion == null || endpointRegion.isEmpty() ? sourceCluster : endpointRegion;
-            var tags = io.micrometer.core.instrument.Tags.of(ProxyMetrics.LABEL_LISTENER, listener, ProxyMetrics.LABEL_DESTINATION_SERVICE, cluster,
-                    ProxyMetrics.LABEL_RESPONSE_CODE, code, ProxyMetrics.LABEL_SOURCE_CLUSTER, source, ProxyMetrics.LABEL_DESTINATION_CLUSTER, destination);
-            Counter.builder(ProxyMetrics.REQUESTS).tags(tags).register(meters).increment();
-            Timer.builder(ProxyMetrics.REQUEST_DURATION).tags(tags).publishPercentileHistogram().register(meters)
-                    .record(System.nanoTime() - startNanos, TimeUnit.NANOSECONDS);
+            var m = requestMeters.computeIfAbsent(List.of(cluster, Integer.toString(status), source, destination), k -> {
+                var tags = io.micrometer.core.instrument.Tags.of(ProxyMetrics.LABEL_LISTENER, listener, ProxyMetrics.LABEL_DESTINATION_SERVICE, k.get(0),
+                        ProxyMetrics.LABEL_RESPONSE_CODE, k.get(1), ProxyMetrics.LABEL_SOURCE_CLUSTER, k.get(2), ProxyMetrics.LABEL_DESTINATION_CLUSTER,
+                        k.get(3));
+                return new RequestMeters(Counter.builder(ProxyMetrics.REQUESTS).tags(tags).register(meters),
+                        Timer.builder(ProxyMetrics.REQUEST_DURATION).tags(tags).publishPercentileHistogram().register(meters));
+            });
+            m.requests().increment();
+            m.duration().record(System.nanoTime() - startNanos, TimeUnit.NANOSECONDS);
         }
     }
 
@@ -396,13 +402,8 @@ public final class HttpProxy implements AutoCloseable {
             if (req == null) {
                 return;
             }
-            if (caller == null && channel.pipeline().get(SslHandler.class) instanceof SslHandler ssl) {
-                try {
-                    var certs = ssl.engine().getSession().getPeerCertificates();
-                    caller = certs.length > 0 ? SpiffeTls.spiffeId((X509Certificate) certs[0]).orElse("") : "";
-                } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-                    caller = "";
-                }
+            if (caller == null) {
+                caller = callerOf(channel);
             }
             current = new Exchange(this, req);
             current.begin();
@@ -446,16 +447,10 @@ public final class HttpProxy implements AutoCloseable {
         }
     }
 
+    /** The verified SPIFFE ID of the caller on an mTLS connection, empty otherwise. */
     static String callerOf(Channel ch) {
-        if (ch.pipeline().get(SslHandler.class) instanceof SslHandler ssl) {
-            try {
-                var certs = ssl.engine().getSession().getPeerCertificates();
-                return certs.length > 0 ? SpiffeTls.spiffeId((X509Certificate) certs[0]).orElse("") : "";
-            } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-                return "";
-            }
-        }
-        return "";
+        return ch.pipeline().get(SslHandler.class) instanceof SslHandler ssl
+                ? dev.isthmus.proxy.identity.SpiffeSslContexts.peerId(ssl).orElse("") : "";
     }
 
     static DefaultFullHttpResponse plain(HttpResponseStatus status, String reason, String detail, boolean keepAlive) {
@@ -529,7 +524,7 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             route = r.get();
-            String cluster = pickCluster(route);
+            String cluster = route.pickCluster();
             upstream = front.shared.clusters().apply(cluster);
             if (upstream == null) {
                 local(HttpResponseStatus.SERVICE_UNAVAILABLE, "no_healthy_upstream", "cluster '" + cluster + "' is not known", cluster);
@@ -555,21 +550,6 @@ public final class HttpProxy implements AutoCloseable {
                 request.headers().set(CALLER_HEADER, front.caller);
             }
             attempt();
-        }
-
-        private static String pickCluster(ProxyConfig.Route route) {
-            if (route.clusters().size() == 1) {
-                return route.clusters().get(0).cluster();
-            }
-            int total = route.clusters().stream().mapToInt(ProxyConfig.WeightedCluster::weight).sum();
-            int draw = ThreadLocalRandom.current().nextInt(total);
-            for (var w : route.clusters()) {
-                draw -= w.weight();
-                if (draw < 0) {
-                    return w.cluster();
-                }
-            }
-            return route.clusters().get(route.clusters().size() - 1).cluster();
         }
 
         /**

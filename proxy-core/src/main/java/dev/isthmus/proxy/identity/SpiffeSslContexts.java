@@ -67,6 +67,16 @@ public final class SpiffeSslContexts {
         ssl.engine().setSSLParameters(params);
     }
 
+    /** The verified SPIFFE ID of the peer of a finished handshake; empty when it showed none. */
+    public static Optional<String> peerId(io.netty.handler.ssl.SslHandler ssl) {
+        try {
+            var certs = ssl.engine().getSession().getPeerCertificates();
+            return certs.length == 0 ? Optional.empty() : SpiffeTls.spiffeId((java.security.cert.X509Certificate) certs[0]);
+        } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
+            return Optional.empty();
+        }
+    }
+
     private static SimpleKeyManagerFactory keyManagers(Supplier<Optional<SvidClient.Svid>> svid) {
         KeyManager km = SpiffeTls.keyManager(svid);
         return new SimpleKeyManagerFactory() {

@@ -12,8 +12,6 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslHandler;
-import dev.isthmus.proxy.identity.SpiffeTls;
-import java.security.cert.X509Certificate;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.group.ChannelGroup;
@@ -126,7 +124,8 @@ public final class TcpRelay implements AutoCloseable {
                             if (f.isSuccess()) {
                                 handshakes(meters, name, "downstream", "success").increment();
                                 if (log.isDebugEnabled()) {
-                                    log.debug("event=tls_accepted listener={} peer={}", name, peerId(ssl));
+                                    log.debug("event=tls_accepted listener={} peer={}", name,
+                                            dev.isthmus.proxy.identity.SpiffeSslContexts.peerId(ssl).orElse("none"));
                                 }
                                 connectUpstream(downstream, new java.util.HashSet<>());
                             } else {
@@ -297,16 +296,6 @@ public final class TcpRelay implements AutoCloseable {
     private static Counter handshakes(MeterRegistry meters, String listener, String side, String result) {
         return Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, listener).tag("side", side).tag("result", result)
                 .register(meters);
-    }
-
-    /** The SPIFFE ID of the verified peer of a finished handshake. */
-    static String peerId(SslHandler ssl) {
-        try {
-            var certs = ssl.engine().getSession().getPeerCertificates();
-            return certs.length == 0 ? "none" : SpiffeTls.spiffeId((X509Certificate) certs[0]).orElse("none");
-        } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-            return "none";
-        }
     }
 
     public InetSocketAddress address() {

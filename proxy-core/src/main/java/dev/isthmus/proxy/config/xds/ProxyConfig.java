@@ -103,6 +103,21 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
         public boolean matches(String requestPath) {
             return path != null ? path.equals(requestPath) : requestPath.startsWith(prefix);
         }
+
+        /** The cluster for one request: the only one, or a weighted random choice. */
+        public String pickCluster() {
+            if (clusters.size() == 1) {
+                return clusters.get(0).cluster();
+            }
+            int draw = java.util.concurrent.ThreadLocalRandom.current().nextInt(clusters.stream().mapToInt(WeightedCluster::weight).sum());
+            for (var w : clusters) {
+                draw -= w.weight();
+                if (draw < 0) {
+                    return w.cluster();
+                }
+            }
+            return clusters.get(clusters.size() - 1).cluster();
+        }
     }
 
     public record WeightedCluster(String cluster, int weight) {
