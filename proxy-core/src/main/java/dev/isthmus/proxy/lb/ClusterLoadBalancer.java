@@ -103,6 +103,10 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
     @Override
     public synchronized Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
         Instant now = clock.instant();
+        if (levels.size() == 1) { // the common case: no priority levels to weigh on every pick
+            var candidates = levels.firstEntry().getValue().stream().filter(s -> usable(s, now) && !tried.contains(s.endpoint.address())).toList();
+            return candidates.isEmpty() ? Optional.empty() : Optional.of(choose(candidates).endpoint.address());
+        }
         var load = priorityLoad();
         double draw = random.nextDouble() * 100;
         Integer chosen = null;
