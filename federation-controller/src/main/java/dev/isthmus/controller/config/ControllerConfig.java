@@ -35,6 +35,33 @@ public interface ControllerConfig {
 
     Registry registry();
 
+    Gateway gateway();
+
+    Xds xds();
+
+    interface Gateway {
+        /**
+         * {@code host:port} where other clusters reach this cluster's east-west gateway. Announced in
+         * heartbeats; the other controllers point their sidecars' clusters for this cluster's services
+         * at it. None: this cluster's services are not reachable from other clusters.
+         */
+        java.util.Optional<String> address();
+    }
+
+    interface Xds {
+        /** Whether the controller serves xDS to its proxies. */
+        @WithDefault("true")
+        boolean enabled();
+
+        /** Where the xDS server (ADS over gRPC) listens. */
+        @WithDefault("0.0.0.0:15010")
+        String listen();
+
+        /** How often the controller checks whether registry or peers changed and rebuilds the proxies' snapshots. */
+        @WithDefault("200ms")
+        Duration rebuildInterval();
+    }
+
     /** How often this controller announces itself to the federation. */
     @WithDefault("1s")
     Duration heartbeatInterval();

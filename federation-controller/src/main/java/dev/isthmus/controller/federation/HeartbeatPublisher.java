@@ -36,7 +36,7 @@ public class HeartbeatPublisher {
         var snapshot = registry.snapshot();
         var hb = new Heartbeat(config.cluster().name(), config.cluster().region().orElse(config.cluster().name()),
                 config.cluster().zone(), incarnation, sequence.incrementAndGet(), System.currentTimeMillis(),
-                snapshot.generation(), snapshot.hash());
+                snapshot.generation(), snapshot.hash(), config.gateway().address().orElse(""));
         bus.publish(bus.own("heartbeat"), json.writeValueAsBytes(hb));
         peers.sweep();
     }

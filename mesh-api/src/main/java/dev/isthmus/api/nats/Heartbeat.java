@@ -14,7 +14,13 @@ package dev.isthmus.api.nats;
  *     compare it with the generation they hold to measure how far behind they are)
  * @param registryHash the content hash of that registry (a receiver holding the same generation with
  *     another hash asks for the snapshot: this is the registry's anti-entropy)
+ * @param gateway {@code host:port} where other clusters reach the sender's east-west gateway; empty
+ *     or absent (older senders) if it has none, and then other clusters cannot route to its endpoints
  */
 public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis,
-        long registryGeneration, String registryHash) {
+        long registryGeneration, String registryHash, String gateway) {
+
+    public Heartbeat {
+        gateway = gateway == null ? "" : gateway;
+    }
 }

@@ -1,0 +1,289 @@
+package dev.isthmus.controller.xds;
+
+import com.google.protobuf.Any;
+import com.google.protobuf.UInt32Value;
+import dev.isthmus.api.names.MeshNames;
+import dev.isthmus.api.names.ServiceName;
+import dev.isthmus.api.registry.Endpoint;
+import io.envoyproxy.envoy.config.cluster.v3.Cluster;
+import io.envoyproxy.envoy.config.core.v3.Address;
+import io.envoyproxy.envoy.config.core.v3.AggregatedConfigSource;
+import io.envoyproxy.envoy.config.core.v3.ConfigSource;
+import io.envoyproxy.envoy.config.core.v3.HealthStatus;
+import io.envoyproxy.envoy.config.core.v3.Http2ProtocolOptions;
+import io.envoyproxy.envoy.config.core.v3.Locality;
+import io.envoyproxy.envoy.config.core.v3.SocketAddress;
+import io.envoyproxy.envoy.config.core.v3.TransportSocket;
+import io.envoyproxy.envoy.config.endpoint.v3.ClusterLoadAssignment;
+import io.envoyproxy.envoy.config.endpoint.v3.LbEndpoint;
+import io.envoyproxy.envoy.config.endpoint.v3.LocalityLbEndpoints;
+import io.envoyproxy.envoy.config.listener.v3.Filter;
+import io.envoyproxy.envoy.config.listener.v3.FilterChain;
+import io.envoyproxy.envoy.config.listener.v3.Listener;
+import io.envoyproxy.envoy.config.route.v3.Route;
+import io.envoyproxy.envoy.config.route.v3.RouteAction;
+import io.envoyproxy.envoy.config.route.v3.RouteConfiguration;
+import io.envoyproxy.envoy.config.route.v3.RouteMatch;
+import io.envoyproxy.envoy.config.route.v3.VirtualHost;
+import io.envoyproxy.envoy.extensions.filters.http.router.v3.Router;
+import io.envoyproxy.envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
+import io.envoyproxy.envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.CommonTlsContext;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher;
+import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext;
+import io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions;
+import io.envoyproxy.envoy.type.matcher.v3.StringMatcher;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+/**
+ * Turns the federated registry into the Envoy v3 resources a cluster's proxies run (DESIGN.md,
+ * "Config to the proxies"). A pure function of its {@link Inputs}; the xDS server calls it.
+ *
+ * <p><b>Gateway</b> ({@link #gateway}): one EDS cluster per exported local service, port and subset,
+ * named by Istio's SNI ({@link MeshNames#gatewaySni}), with that service's local endpoints (their
+ * sidecars' inbound mTLS ports). The gateway routes a connection to the cluster its SNI names; a name
+ * it has no cluster for is refused.
+ *
+ * <p><b>Sidecar</b> ({@link #sidecarClusters}, {@link #outboundListener}): per service of the
+ * federation and subset, an EDS cluster {@code outbound|<port>|<subset>|<host>} over mTLS (SNI as
+ * above, the callee's SPIFFE IDs as the accepted SANs). Its endpoints: this cluster's healthy ones at
+ * priority 0; each other cluster holding healthy ones as one endpoint at that cluster's east-west
+ * gateway, weighted by the sum of their weights, at priorities 1, 2, ... in failover order (clusters of
+ * this region first, then by name; FailoverPolicy will order them). A remote cluster without a
+ * gateway address is left out. Clusters of a peer that is unreachable stay (static stability: the
+ * proxies' outlier detection and retries move traffic; the registry's view may just be cut off).
+ * When the node asks for it, an outbound HTTP listener routes by Host to these clusters.
+ */
+public final class ProxyResources {
+
+    /** What is known of another member cluster. {@code gateway} is {@code host:port} or empty. */
+    public record Peer(String cluster, String region, String zone, String gateway) {
+    }
+
+    /** The registry and peers the resources are built from. */
+    public record Inputs(String cluster, String region, String zone, List<Endpoint> local, Map<String, List<Endpoint>> remote,
+            Map<String, Peer> peers) {
+        public Inputs {
+            local = List.copyOf(local);
+            remote = Map.copyOf(remote);
+            peers = Map.copyOf(peers);
+        }
+    }
+
+    /** The clusters and their assignments (same order). */
+    public record ClusterSet(List<Cluster> clusters, List<ClusterLoadAssignment> assignments) {
+    }
+
+    static final String ROUTE_CONFIG = "outbound";
+    private static final String HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+    private ProxyResources() {
+    }
+
+    /** A service port and subset of one service ({@code subset} empty: all its endpoints). */
+    private record Key(ServiceName service, int port, String subset) {
+    }
+
+    private static Map<Key, List<Endpoint>> bySubset(List<Endpoint> endpoints) {
+        var out = new TreeMap<Key, List<Endpoint>>(Comparator.comparing((Key k) -> k.service()).thenComparingInt(Key::port)
+                .thenComparing(Key::subset));
+        for (Endpoint e : endpoints) {
+            ServiceName service;
+            try {
+                service = ServiceName.parse(e.service());
+            } catch (IllegalArgumentException x) {
+                continue; // the registry refuses such names; nothing to route to
+            }
+            int port = MeshNames.servicePort(e.labels());
+            out.computeIfAbsent(new Key(service, port, ""), k -> new ArrayList<>()).add(e);
+            String subset = e.labels().get(MeshNames.SUBSET_LABEL);
+            if (subset != null && subset.matches("[A-Za-z0-9.-]{1,63}")) {
+                out.computeIfAbsent(new Key(service, port, subset), k -> new ArrayList<>()).add(e);
+            }
+        }
+        return out;
+    }
+
+    /** The gateway's clusters: one per exported local service, port and subset, named by its SNI. */
+    public static ClusterSet gateway(Inputs in) {
+        var clusters = new ArrayList<Cluster>();
+        var assignments = new ArrayList<ClusterLoadAssignment>();
+        bySubset(in.local()).forEach((key, endpoints) -> {
+            String name = MeshNames.gatewaySni(key.port(), key.subset(), key.service());
+            clusters.add(edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST).build());
+            var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(0);
+            endpoints.stream().sorted(Comparator.comparing(Endpoint::instance)).forEach(e -> group.addLbEndpoints(lbEndpoint(e.address(),
+                    e.port(), e.weight(), e.healthy())));
+            assignments.add(ClusterLoadAssignment.newBuilder().setClusterName(name).addEndpoints(group).build());
+        });
+        return new ClusterSet(clusters, assignments);
+    }
+
+    /** The sidecars' outbound clusters for every service of the federation (the same for every sidecar of this cluster). */
+    public static ClusterSet sidecarClusters(Inputs in) {
+        var all = new ArrayList<Endpoint>(in.local());
+        in.remote().values().forEach(all::addAll);
+        var localKeys = bySubset(in.local());
+        var remoteKeys = new HashMap<String, Map<Key, List<Endpoint>>>();
+        in.remote().forEach((cluster, endpoints) -> remoteKeys.put(cluster, bySubset(endpoints)));
+        var order = failoverOrder(in);
+        var clusters = new ArrayList<Cluster>();
+        var assignments = new ArrayList<ClusterLoadAssignment>();
+        bySubset(all).forEach((key, endpoints) -> {
+            String name = MeshNames.outboundCluster(key.port(), key.subset(), key.service());
+            var ids = new TreeSet<String>();
+            endpoints.forEach(e -> {
+                if (!e.identity().isEmpty()) {
+                    ids.add(e.identity());
+                }
+            });
+            var tls = UpstreamTlsContext.newBuilder().setSni(MeshNames.gatewaySni(key.port(), key.subset(), key.service()));
+            var validation = CertificateValidationContext.newBuilder();
+            ids.forEach(id -> validation.addMatchTypedSubjectAltNames(SubjectAltNameMatcher.newBuilder()
+                    .setSanType(SubjectAltNameMatcher.SanType.URI).setMatcher(StringMatcher.newBuilder().setExact(id))));
+            tls.setCommonTlsContext(CommonTlsContext.newBuilder().setValidationContext(validation));
+            var cluster = edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST)
+                    .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls.build())));
+            if (endpoints.stream().anyMatch(e -> e.protocol().equals("grpc") || e.protocol().equals("http2"))) {
+                cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, Any.pack(HttpProtocolOptions.newBuilder()
+                        .setExplicitHttpConfig(HttpProtocolOptions.ExplicitHttpConfig.newBuilder()
+                                .setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build()));
+            }
+            clusters.add(cluster.build());
+            var cla = ClusterLoadAssignment.newBuilder().setClusterName(name);
+            var local = localKeys.getOrDefault(key, List.of()).stream().filter(Endpoint::healthy)
+                    .sorted(Comparator.comparing(Endpoint::instance)).toList();
+            int priority = 0;
+            if (!local.isEmpty()) {
+                var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(priority++);
+                local.forEach(e -> group.addLbEndpoints(lbEndpoint(e.address(), e.port(), e.weight(), true)));
+                cla.addEndpoints(group);
+            }
+            for (Peer peer : order) {
+                var there = remoteKeys.getOrDefault(peer.cluster(), Map.of()).getOrDefault(key, List.of()).stream().filter(Endpoint::healthy).toList();
+                if (there.isEmpty()) {
+                    continue;
+                }
+                var gateway = hostPort(peer.gateway());
+                if (gateway == null) {
+                    continue;
+                }
+                int weight = Math.min(128, there.stream().mapToInt(Endpoint::weight).sum());
+                cla.addEndpoints(LocalityLbEndpoints.newBuilder().setLocality(locality(peer.region(), peer.zone())).setPriority(priority++)
+                        .addLbEndpoints(lbEndpoint(gateway.host(), gateway.port(), weight, true)));
+            }
+            assignments.add(cla.build());
+        });
+        return new ClusterSet(clusters, assignments);
+    }
+
+    /** Other clusters in failover order: those of this cluster's region first, then by name. Only those with a gateway address. */
+    static List<Peer> failoverOrder(Inputs in) {
+        return in.peers().values().stream().filter(p -> hostPort(p.gateway()) != null)
+                .sorted(Comparator.comparing((Peer p) -> !p.region().equals(in.region())).thenComparing(Peer::cluster)).toList();
+    }
+
+    /**
+     * The sidecar's outbound HTTP listener at {@code address}: one virtual host per service (its
+     * host names: {@code name.namespace.svc.cluster.local}, {@code name.namespace}, and {@code name}
+     * within the caller's own namespace), routing to its whole-service cluster with retries of
+     * connect failures and resets (only idempotent requests are retried) and a 15 s timeout.
+     */
+    public static Listener outboundListener(String host, int port, String callerNamespace, ClusterSet clusters) {
+        var route = RouteConfiguration.newBuilder().setName(ROUTE_CONFIG);
+        var seen = new LinkedHashSet<String>();
+        for (Cluster c : clusters.clusters()) {
+            String[] parts = c.getName().split("\\|", -1);
+            if (parts.length != 4 || !parts[2].isEmpty()) {
+                continue; // subset clusters are for routes that name them (TrafficPolicy)
+            }
+            String fqdn = parts[3];
+            String[] labels = fqdn.split("\\.");
+            var domains = new ArrayList<String>();
+            for (String d : List.of(fqdn, labels[0] + "." + labels[1], labels[0] + "." + labels[1] + ".svc")) {
+                if (seen.add(d)) {
+                    domains.add(d);
+                }
+            }
+            if (labels[1].equals(callerNamespace) && seen.add(labels[0])) {
+                domains.add(labels[0]);
+            }
+            route.addVirtualHosts(VirtualHost.newBuilder().setName(fqdn + ":" + parts[1]).addAllDomains(domains)
+                    .addRoutes(Route.newBuilder().setMatch(RouteMatch.newBuilder().setPrefix("/"))
+                            .setRoute(RouteAction.newBuilder().setCluster(c.getName())
+                                    .setTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(15))
+                                    .setRetryPolicy(io.envoyproxy.envoy.config.route.v3.RetryPolicy.newBuilder()
+                                            .setRetryOn("connect-failure,reset").setNumRetries(UInt32Value.of(2))))));
+        }
+        var hcm = HttpConnectionManager.newBuilder().setStatPrefix("outbound").setRouteConfig(route)
+                .addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.router").setTypedConfig(Any.pack(Router.getDefaultInstance())));
+        return Listener.newBuilder().setName("outbound")
+                .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(host).setPortValue(port)))
+                .addFilterChains(FilterChain.newBuilder().addFilters(Filter.newBuilder().setName("envoy.filters.network.http_connection_manager")
+                        .setTypedConfig(Any.pack(hcm.build()))))
+                .build();
+    }
+
+    private static Cluster.Builder edsCluster(String name, Cluster.LbPolicy lb) {
+        return Cluster.newBuilder().setName(name).setType(Cluster.DiscoveryType.EDS)
+                .setEdsClusterConfig(Cluster.EdsClusterConfig.newBuilder()
+                        .setEdsConfig(ConfigSource.newBuilder().setAds(AggregatedConfigSource.getDefaultInstance())))
+                .setConnectTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(1)).setLbPolicy(lb);
+    }
+
+    private static Locality locality(String region, String zone) {
+        return Locality.newBuilder().setRegion(region == null ? "" : region).setZone(zone == null ? "" : zone).build();
+    }
+
+    private static LbEndpoint lbEndpoint(String host, int port, int weight, boolean healthy) {
+        return LbEndpoint.newBuilder()
+                .setEndpoint(io.envoyproxy.envoy.config.endpoint.v3.Endpoint.newBuilder()
+                        .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(host).setPortValue(port))))
+                .setHealthStatus(healthy ? HealthStatus.HEALTHY : HealthStatus.UNHEALTHY)
+                .setLoadBalancingWeight(UInt32Value.of(Math.max(1, weight))).build();
+    }
+
+    record HostPort(String host, int port) {
+    }
+
+    /** Parses {@code host:port}; null if empty or malformed. */
+    static HostPort hostPort(String text) {
+        if (text == null || text.isBlank()) {
+            return null;
+        }
+        int colon = text.lastIndexOf(':');
+        if (colon <= 0) {
+            return null;
+        }
+        try {
+            int port = Integer.parseInt(text.substring(colon + 1));
+            return port < 1 || port > 65535 ? null : new HostPort(text.substring(0, colon), port);
+        } catch (NumberFormatException e) {
+            return null;
+        }
+    }
+
+    /** Unused-key guard for callers that want the set of names. */
+    static Set<String> names(ClusterSet set) {
+        var out = new LinkedHashSet<String>();
+        set.clusters().forEach(c -> out.add(c.getName()));
+        return out;
+    }
+
+    /** For tests and status: resources by name. */
+    static Map<String, Cluster> byName(ClusterSet set) {
+        var out = new LinkedHashMap<String, Cluster>();
+        set.clusters().forEach(c -> out.put(c.getName(), c));
+        return out;
+    }
+}

@@ -1,0 +1,325 @@
+package dev.isthmus.controller.xds;
+
+import com.google.protobuf.Message;
+import dev.isthmus.api.names.PeerState;
+import dev.isthmus.api.registry.Endpoint;
+import dev.isthmus.controller.config.ControllerConfig;
+import dev.isthmus.controller.federation.FederatedCatalog;
+import dev.isthmus.controller.federation.PeerTracker;
+import dev.isthmus.controller.registry.LocalRegistry;
+import io.envoyproxy.controlplane.cache.v3.SimpleCache;
+import io.envoyproxy.controlplane.cache.v3.Snapshot;
+import io.envoyproxy.controlplane.server.DiscoveryServerCallbacks;
+import io.envoyproxy.controlplane.server.V3DiscoveryServer;
+import io.envoyproxy.envoy.config.core.v3.Node;
+import io.envoyproxy.envoy.config.listener.v3.Listener;
+import io.envoyproxy.envoy.service.discovery.v3.DeltaDiscoveryRequest;
+import io.envoyproxy.envoy.service.discovery.v3.DiscoveryRequest;
+import io.grpc.Server;
+import io.grpc.netty.NettyServerBuilder;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.quarkus.runtime.ShutdownEvent;
+import io.quarkus.runtime.StartupEvent;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.jboss.logging.Logger;
+
+/**
+ * The controller's xDS server (DESIGN.md, "Config to the proxies: xDS v3"): Envoy's aggregated
+ * discovery service (ADS, state of the world) over gRPC on {@code isthmus.xds.listen} (15010), from
+ * java-control-plane's snapshot cache, one snapshot per proxy.
+ *
+ * <p>A proxy says what it is in its node's metadata: {@code ISTHMUS_PROXY_TYPE} {@code gateway} or
+ * {@code sidecar} (the default); a sidecar may ask for an outbound HTTP listener with
+ * {@code ISTHMUS_OUTBOUND_ADDRESS} ({@code host:port}); its node {@code cluster} is its service
+ * ({@code namespace/name}). What each gets is {@link ProxyResources}'s.
+ *
+ * <p>Every {@code isthmus.xds.rebuild-interval} the server compares a fingerprint of its inputs (the
+ * local registry, the peers' registries, their gateway addresses) with the last one and rebuilds the
+ * snapshots when it changed. Versions are per resource type and content-addressed, so a type whose
+ * resources did not change is not sent again. A proxy's NACK is logged, counted
+ * ({@code isthmus_xds_nacks_total}) and shown by {@link #status} until it ACKs a newer version.
+ */
+@ApplicationScoped
+public class XdsServer {
+
+    private static final Logger LOG = Logger.getLogger(XdsServer.class);
+    static final String TYPE_KEY = "ISTHMUS_PROXY_TYPE";
+    static final String OUTBOUND_KEY = "ISTHMUS_OUTBOUND_ADDRESS";
+
+    /** One proxy the server knows, with what it acknowledged and its last rejection. */
+    public record ProxyStatus(String id, String type, String service, int streams, Map<String, String> acked, Nack lastNack) {
+    }
+
+    /** A rejected push: the resource type, the version refused, the proxy's reason, when. */
+    public record Nack(String type, String version, String reason, Instant at) {
+    }
+
+    private static final class Proxy {
+        final String group;
+        final Node node;
+        final String type;
+        final AtomicInteger streams = new AtomicInteger();
+        final Map<String, String> acked = new ConcurrentHashMap<>();
+        volatile Nack lastNack;
+
+        Proxy(String group, Node node, String type) {
+            this.group = group;
+            this.node = node;
+            this.type = type;
+        }
+    }
+
+    private final ControllerConfig config;
+    private final LocalRegistry registry;
+    private final FederatedCatalog catalog;
+    private final PeerTracker peers;
+    private final MeterRegistry meters;
+    private final SimpleCache<String> cache = new SimpleCache<>(XdsServer::group);
+    private final Map<String, Proxy> proxies = new ConcurrentHashMap<>();
+    private final Map<Long, Proxy> streams = new ConcurrentHashMap<>();
+    private final ScheduledExecutorService rebuilder = Executors.newSingleThreadScheduledExecutor(
+            r -> Thread.ofPlatform().daemon().name("xds-rebuild").unstarted(r));
+    private Server server;
+    private String fingerprint = "";
+    private ProxyResources.ClusterSet gatewaySet = new ProxyResources.ClusterSet(List.of(), List.of());
+    private ProxyResources.ClusterSet sidecarSet = new ProxyResources.ClusterSet(List.of(), List.of());
+    private Timer buildTimer;
+
+    public XdsServer(ControllerConfig config, LocalRegistry registry, FederatedCatalog catalog, PeerTracker peers, MeterRegistry meters) {
+        this.config = config;
+        this.registry = registry;
+        this.catalog = catalog;
+        this.peers = peers;
+        this.meters = meters;
+    }
+
+    void start(@Observes StartupEvent event) throws IOException {
+        if (!config.xds().enabled()) {
+            LOG.info("event=xds_disabled");
+            return;
+        }
+        buildTimer = Timer.builder("isthmus_xds_snapshot_build_seconds").description("Time to rebuild the proxies' snapshots").register(meters);
+        meters.gauge("isthmus_xds_connected_proxies", streams, Map::size);
+        rebuild(true);
+        server = NettyServerBuilder.forAddress(parse(config.xds().listen()))
+                .addService(new V3DiscoveryServer(new Callbacks(), cache).getAggregatedDiscoveryServiceImpl()).build().start();
+        long every = Math.max(10, config.xds().rebuildInterval().toMillis());
+        rebuilder.scheduleWithFixedDelay(() -> {
+            try {
+                rebuild(false);
+            } catch (RuntimeException e) {
+                LOG.errorf(e, "event=xds_rebuild_failed");
+            }
+        }, every, every, TimeUnit.MILLISECONDS);
+        LOG.infof("event=xds_started address=%s", address());
+    }
+
+    void stop(@Observes ShutdownEvent event) {
+        rebuilder.shutdownNow();
+        if (server != null) {
+            server.shutdownNow();
+        }
+    }
+
+    /** Where the server listens (the bound port when configured with 0). */
+    public InetSocketAddress address() {
+        return server == null ? null : (InetSocketAddress) server.getListenSockets().get(0);
+    }
+
+    /** Every proxy connected or known since it last connected, by id. */
+    public List<ProxyStatus> status() {
+        var out = new ArrayList<ProxyStatus>();
+        new TreeMap<>(proxies).forEach((group, p) -> out.add(new ProxyStatus(p.node.getId(), p.type, p.node.getCluster(), p.streams.get(),
+                new TreeMap<>(p.acked), p.lastNack)));
+        return out;
+    }
+
+    private static String typeOf(Node node) {
+        var field = node.getMetadata().getFieldsMap().get(TYPE_KEY);
+        return field != null && field.getStringValue().equals("gateway") ? "gateway" : "sidecar";
+    }
+
+    static String group(Node node) {
+        return typeOf(node) + "|" + node.getId();
+    }
+
+    ProxyResources.Inputs inputs() {
+        var local = registry.snapshot().endpoints();
+        var remote = new TreeMap<String, List<Endpoint>>();
+        var known = new TreeMap<String, ProxyResources.Peer>();
+        for (PeerTracker.Peer p : peers.peers()) {
+            if (p.state() == PeerState.LEFT) {
+                continue;
+            }
+            catalog.snapshot(p.cluster()).ifPresent(s -> remote.put(p.cluster(), s.endpoints()));
+            known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), p.gateway() == null ? "" : p.gateway()));
+        }
+        var c = config.cluster();
+        return new ProxyResources.Inputs(c.name(), c.region().orElse(c.name()), c.zone(), local, remote, known);
+    }
+
+    private static String fingerprint(ProxyResources.Inputs in) {
+        var sb = new StringBuilder();
+        in.local().forEach(e -> sb.append(e.canonical()).append('\n'));
+        in.remote().forEach((cluster, list) -> {
+            sb.append("#").append(cluster).append('\n');
+            list.forEach(e -> sb.append(e.canonical()).append('\n'));
+        });
+        in.peers().values().forEach(p -> sb.append('@').append(p).append('\n'));
+        return digest(sb.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    /** Rebuilds every proxy's snapshot if the inputs changed (or always, when {@code force}). */
+    synchronized void rebuild(boolean force) {
+        var in = inputs();
+        String fp = fingerprint(in);
+        if (!force && fp.equals(fingerprint)) {
+            return;
+        }
+        long start = System.nanoTime();
+        gatewaySet = ProxyResources.gateway(in);
+        sidecarSet = ProxyResources.sidecarClusters(in);
+        fingerprint = fp;
+        proxies.values().forEach(p -> cache.setSnapshot(p.group, snapshot(p)));
+        if (buildTimer != null) {
+            buildTimer.record(System.nanoTime() - start, TimeUnit.NANOSECONDS);
+        }
+        LOG.debugf("event=xds_rebuilt proxies=%d gateway_clusters=%d sidecar_clusters=%d", proxies.size(), gatewaySet.clusters().size(),
+                sidecarSet.clusters().size());
+    }
+
+    private synchronized Snapshot snapshot(Proxy p) {
+        var set = p.type.equals("gateway") ? gatewaySet : sidecarSet;
+        List<Listener> listeners = List.of();
+        if (p.type.equals("sidecar")) {
+            var field = p.node.getMetadata().getFieldsMap().get(OUTBOUND_KEY);
+            var address = field == null ? null : ProxyResources.hostPort(field.getStringValue());
+            if (address != null) {
+                String service = p.node.getCluster();
+                String namespace = service.contains("/") ? service.substring(0, service.indexOf('/')) : "";
+                listeners = List.of(ProxyResources.outboundListener(address.host(), address.port(), namespace, set));
+            }
+        }
+        return Snapshot.create(set.clusters(), version(set.clusters()), set.assignments(), version(set.assignments()), listeners,
+                version(listeners), List.of(), "0", List.of(), "0");
+    }
+
+    private static String version(List<? extends Message> resources) {
+        try {
+            var md = MessageDigest.getInstance("SHA-256");
+            for (Message m : resources) {
+                md.update(m.toByteArray());
+            }
+            return HexFormat.of().formatHex(md.digest(), 0, 8);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static String digest(byte[] bytes) {
+        try {
+            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes), 0, 16);
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static InetSocketAddress parse(String listen) {
+        var hp = ProxyResources.hostPort(listen);
+        if (hp == null && !listen.endsWith(":0")) {
+            throw new IllegalArgumentException("isthmus.xds.listen: '" + listen + "' is not host:port");
+        }
+        return hp == null ? new InetSocketAddress(listen.substring(0, listen.lastIndexOf(':')), 0) : new InetSocketAddress(hp.host(), hp.port());
+    }
+
+    private static String shortType(String typeUrl) {
+        return typeUrl.substring(typeUrl.lastIndexOf('.') + 1);
+    }
+
+    private final class Callbacks implements DiscoveryServerCallbacks {
+        @Override
+        public void onV3StreamRequest(long streamId, DiscoveryRequest request) {
+            Proxy proxy = streams.get(streamId);
+            if (proxy == null) {
+                if (!request.hasNode() || request.getNode().getId().isEmpty()) {
+                    return; // java-control-plane answers nothing to a stream that never named its node
+                }
+                Node node = request.getNode();
+                String group = group(node);
+                proxy = proxies.compute(group, (g, held) -> held != null && held.node.equals(node) ? held : new Proxy(g, node, typeOf(node)));
+                proxy.streams.incrementAndGet();
+                streams.put(streamId, proxy);
+                cache.setSnapshot(group, snapshot(proxy));
+                LOG.infof("event=xds_proxy_connected proxy=%s type=%s service=%s stream=%d", node.getId(), proxy.type, node.getCluster(), streamId);
+            }
+            String type = shortType(request.getTypeUrl());
+            if (request.hasErrorDetail()) {
+                var nack = new Nack(type, request.getResponseNonce(), request.getErrorDetail().getMessage(), Instant.now());
+                proxy.lastNack = nack;
+                Counter.builder("isthmus_xds_nacks_total").tag("type", type).tag("proxy_type", proxy.type).register(meters).increment();
+                LOG.warnf("event=xds_nack proxy=%s type=%s kept_version=%s reason=%s", proxy.node.getId(), type, request.getVersionInfo(),
+                        request.getErrorDetail().getMessage());
+            } else if (!request.getVersionInfo().isEmpty()) {
+                String before = proxy.acked.put(type, request.getVersionInfo());
+                if (!request.getVersionInfo().equals(before)) {
+                    if (proxy.lastNack != null && proxy.lastNack.type().equals(type)) {
+                        proxy.lastNack = null; // a newer version of that type was accepted
+                    }
+                    Counter.builder("isthmus_xds_acks_total").tag("type", type).tag("proxy_type", proxy.type).register(meters).increment();
+                }
+            }
+        }
+
+        @Override
+        public void onV3StreamDeltaRequest(long streamId, DeltaDiscoveryRequest request) {
+            // only state-of-the-world ADS is served
+        }
+
+        @Override
+        public void onStreamClose(long streamId, String typeUrl) {
+            closed(streamId);
+        }
+
+        @Override
+        public void onStreamCloseWithError(long streamId, String typeUrl, Throwable error) {
+            closed(streamId);
+        }
+
+        private void closed(long streamId) {
+            Proxy p = streams.remove(streamId);
+            if (p != null && p.streams.decrementAndGet() == 0) {
+                LOG.infof("event=xds_proxy_disconnected proxy=%s type=%s", p.node.getId(), p.type);
+                // The stream's watches go a moment after this callback: clear the snapshot once they have.
+                rebuilder.schedule(() -> {
+                    if (p.streams.get() == 0 && proxies.remove(p.group, p)) {
+                        cache.clearSnapshot(p.group);
+                    }
+                }, 1, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    /** For tests: the current resources a gateway or sidecar gets. */
+    Optional<Snapshot> snapshotOf(String group) {
+        return Optional.ofNullable(cache.getSnapshot(group));
+    }
+}

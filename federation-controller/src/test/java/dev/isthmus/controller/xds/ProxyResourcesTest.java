@@ -1,0 +1,99 @@
+package dev.isthmus.controller.xds;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.isthmus.api.registry.Endpoint;
+import dev.isthmus.proxy.config.xds.ProxyConfig;
+import dev.isthmus.proxy.config.xds.XdsTranslator;
+import java.net.InetSocketAddress;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** The resources built from a federated registry, read back by the proxies' own translator (what they would run). */
+class ProxyResourcesTest {
+
+    private static Endpoint ep(String cluster, String instance, String address, int port, String version, boolean healthy, int weight) {
+        return new Endpoint("shop/product-catalog", instance, cluster, address, port, "http", Map.of("version", version), cluster, "zone-a", healthy,
+                weight, "spiffe://" + cluster + ".acme.isthmus/ns/shop/sa/product-catalog");
+    }
+
+    private static final Endpoint ORDERS = new Endpoint("shop/order-processing", "op-1", "us-east", "127.0.0.1", 7002, "grpc", Map.of(),
+            "us-east", "zone-a", true, 1, "spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing");
+
+    private static ProxyResources.Inputs inputs() {
+        return new ProxyResources.Inputs("us-east", "us-east", "zone-a",
+                List.of(ep("us-east", "pc-1", "127.0.0.1", 7001, "v1", true, 1), ep("us-east", "pc-2", "127.0.0.2", 7001, "v2", false, 1), ORDERS),
+                Map.of("eu-west", List.of(ep("eu-west", "pc-3", "10.0.0.1", 7001, "v1", true, 2), ep("eu-west", "pc-4", "10.0.0.2", 7001, "v1", true, 3)),
+                        "ap-south", List.of(ep("ap-south", "pc-5", "10.1.0.1", 7001, "v2", true, 1)),
+                        "us-west", List.of(ep("us-west", "pc-6", "10.2.0.1", 7001, "v1", true, 1))),
+                Map.of("eu-west", new ProxyResources.Peer("eu-west", "eu-west", "zone-a", "127.0.0.9:15443"),
+                        "ap-south", new ProxyResources.Peer("ap-south", "ap-south", "zone-a", "127.0.0.8:15443"),
+                        "us-west", new ProxyResources.Peer("us-west", "us-west", "zone-a", "")));
+    }
+
+    private static ProxyConfig translate(ProxyResources.ClusterSet set, List<io.envoyproxy.envoy.config.listener.v3.Listener> listeners)
+            throws XdsTranslator.ConfigException {
+        return XdsTranslator.translate("t", listeners, set.clusters(), set.assignments());
+    }
+
+    @Test
+    void sidecarClustersPutLocalEndpointsFirstThenRemoteGatewaysInFailoverOrder() throws Exception {
+        var config = translate(ProxyResources.sidecarClusters(inputs()), List.of());
+        var all = config.clusters().get("outbound|80||product-catalog.shop.svc.cluster.local");
+        assertEquals(java.util.Optional.of("outbound_.80_._.product-catalog.shop.svc.cluster.local"), all.sni());
+        assertTrue(all.mtls());
+        assertEquals(List.of("spiffe://ap-south.acme.isthmus/ns/shop/sa/product-catalog", "spiffe://eu-west.acme.isthmus/ns/shop/sa/product-catalog",
+                "spiffe://us-east.acme.isthmus/ns/shop/sa/product-catalog", "spiffe://us-west.acme.isthmus/ns/shop/sa/product-catalog"),
+                all.expectedSpiffeIds());
+        // priority 0: the healthy local endpoint only; then ap-south and eu-west (by name) at their gateways;
+        // us-west announced no gateway and is left out.
+        assertEquals(3, all.endpoints().size(), all.endpoints().toString());
+        assertEquals(new InetSocketAddress("127.0.0.1", 7001), all.endpoints().get(0).address());
+        assertEquals(0, all.endpoints().get(0).priority());
+        assertEquals(new InetSocketAddress("127.0.0.8", 15443), all.endpoints().get(1).address());
+        assertEquals(1, all.endpoints().get(1).priority());
+        assertEquals(new InetSocketAddress("127.0.0.9", 15443), all.endpoints().get(2).address());
+        assertEquals(2, all.endpoints().get(2).priority());
+        assertEquals(5, all.endpoints().get(2).weight(), "the gateway endpoint weighs what eu-west's endpoints weigh together");
+
+        var v2 = config.clusters().get("outbound|80|v2|product-catalog.shop.svc.cluster.local");
+        assertEquals(java.util.Optional.of("outbound_.80_.v2_.product-catalog.shop.svc.cluster.local"), v2.sni());
+        assertEquals(1, v2.endpoints().size(), "the local v2 endpoint is unhealthy; only ap-south's gateway has v2");
+        assertEquals(new InetSocketAddress("127.0.0.8", 15443), v2.endpoints().get(0).address());
+        assertTrue(config.clusters().get("outbound|80||order-processing.shop.svc.cluster.local").http2(), "gRPC services are reached over HTTP/2");
+    }
+
+    @Test
+    void sameRegionClustersComeBeforeOthers() {
+        var in = new ProxyResources.Inputs("us-east-1", "us-east", "zone-a", List.of(), Map.of(),
+                Map.of("ap-south", new ProxyResources.Peer("ap-south", "ap-south", "", "h:1"),
+                        "us-east-2", new ProxyResources.Peer("us-east-2", "us-east", "", "h:2")));
+        assertEquals(List.of("us-east-2", "ap-south"), ProxyResources.failoverOrder(in).stream().map(ProxyResources.Peer::cluster).toList());
+    }
+
+    @Test
+    void gatewayClustersAreNamedByTheirSniAndHoldOnlyLocalEndpoints() throws Exception {
+        var config = translate(ProxyResources.gateway(inputs()), List.of());
+        assertEquals(java.util.Set.of("outbound_.80_._.product-catalog.shop.svc.cluster.local", "outbound_.80_.v1_.product-catalog.shop.svc.cluster.local",
+                "outbound_.80_.v2_.product-catalog.shop.svc.cluster.local", "outbound_.80_._.order-processing.shop.svc.cluster.local"),
+                config.clusters().keySet());
+        var all = config.clusters().get("outbound_.80_._.product-catalog.shop.svc.cluster.local");
+        assertEquals(2, all.endpoints().size());
+        assertFalse(all.mtls(), "the gateway never terminates TLS: its clusters carry no TLS context");
+        assertFalse(all.endpoints().stream().filter(e -> e.address().getHostString().equals("127.0.0.2")).findFirst().orElseThrow().healthy());
+    }
+
+    @Test
+    void theOutboundListenerRoutesEachServiceByHostName() throws Exception {
+        var set = ProxyResources.sidecarClusters(inputs());
+        var config = translate(set, List.of(ProxyResources.outboundListener("127.0.0.1", 15001, "shop", set)));
+        var http = config.listeners().get(0).http().orElseThrow();
+        var catalog = http.virtualHosts().stream().filter(v -> v.domains().contains("product-catalog")).findFirst().orElseThrow();
+        assertTrue(catalog.domains().containsAll(List.of("product-catalog.shop.svc.cluster.local", "product-catalog.shop")));
+        assertEquals("outbound|80||product-catalog.shop.svc.cluster.local", catalog.routes().get(0).clusters().get(0).cluster());
+        assertEquals(2, catalog.routes().get(0).retry().numRetries());
+    }
+}
