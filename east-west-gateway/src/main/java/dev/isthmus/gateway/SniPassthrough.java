@@ -3,6 +3,7 @@ package dev.isthmus.gateway;
 import dev.isthmus.proxy.EventLoops;
 import dev.isthmus.proxy.ProxyMetrics;
 import dev.isthmus.proxy.tcp.Splice;
+import dev.isthmus.proxy.tcp.UpstreamSelector;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.netty.bootstrap.Bootstrap;
@@ -255,8 +256,28 @@ public final class SniPassthrough implements AutoCloseable {
             if (target.isEmpty()) {
                 return promise.setFailure(new RouteException(Rejection.UNKNOWN_SNI, "sni=" + hostname));
             }
-            Channel downstream = ctx.channel();
-            ChannelFuture connect = new Bootstrap()
+            var selector = target.get();
+            String refused = selector.admit();
+            if (refused != null) {
+                return promise.setFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE, "sni=" + hostname + " circuit breaker " + refused + " is open"));
+            }
+            ctx.channel().closeFuture().addListener(f -> selector.leave());
+            connect(ctx.channel(), hostname, selector, new java.util.HashSet<>(), promise, null);
+            return promise;
+        }
+
+        /** Connects to an endpoint the load balancer picks; a failed attempt is reported and another endpoint tried (at most 3). */
+        private void connect(Channel downstream, String hostname, UpstreamSelector selector, java.util.Set<InetSocketAddress> tried,
+                io.netty.util.concurrent.Promise<Channel> promise, String lastFailure) {
+            var pick = tried.size() >= 3 ? java.util.Optional.<InetSocketAddress>empty() : selector.pick(tried);
+            if (pick.isEmpty()) {
+                promise.setFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE, "sni=" + hostname
+                        + (lastFailure == null ? " has no healthy endpoint" : " " + lastFailure)));
+                return;
+            }
+            InetSocketAddress address = pick.get();
+            tried.add(address);
+            ChannelFuture attempt = new Bootstrap()
                     .group(downstream.eventLoop())
                     .channel(loops.channelType())
                     .option(ChannelOption.AUTO_READ, false)
@@ -264,16 +285,24 @@ public final class SniPassthrough implements AutoCloseable {
                     .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
                     .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000)
                     .handler(new Splice(downstream, bytes(hostname, "to_caller", sent)))
-                    .connect(target.get());
-            connect.addListener(f -> {
+                    .connect(address);
+            attempt.addListener(f -> {
                 if (f.isSuccess()) {
-                    promise.setSuccess(connect.channel());
+                    selector.connected(address);
+                    selector.succeeded(address);
+                    attempt.channel().closeFuture().addListener(c -> selector.released(address));
+                    if (!promise.trySuccess(attempt.channel())) {
+                        attempt.channel().close();
+                    }
                 } else {
-                    promise.setFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE,
-                            "sni=" + hostname + " endpoint=" + target.get() + " cause=" + f.cause()));
+                    selector.failed(address);
+                    if (!downstream.isActive()) {
+                        promise.tryFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE, "caller left"));
+                        return;
+                    }
+                    connect(downstream, hostname, selector, tried, promise, "endpoint=" + address + " cause=" + f.cause());
                 }
             });
-            return promise;
         }
 
         @Override
