@@ -38,6 +38,7 @@ import org.slf4j.LoggerFactory;
  * bundle vouches for, and upstream listeners dial mTLS and check the callee's SPIFFE ID; {@code off}:
  * plain TCP), {@code upstreams} (explicit upstream listeners, see {@link Upstream}), {@code bootstrap}
  * (an Envoy v3 bootstrap file whose static listeners and clusters it runs; see docs/xds.md),
+ * {@code outbound} (host:port: asks the controller's xDS server for the outbound HTTP listener there),
  * {@code xds} (host:port of an ADS server: its Listeners, Clusters and ClusterLoadAssignments replace
  * the bootstrap's; the last accepted set is kept in {@code <state-dir>/xds-last-good.json} and run
  * at start), {@code state-dir} (default the working directory).
@@ -159,8 +160,11 @@ public final class SidecarMain {
             case "tcp" -> inboundBound = process.own(TcpRelay.start("inbound", process.loops(), inboundAddress, app, Duration.ofSeconds(2),
                     process.meters(), strict ? new TcpRelay.Tls(serverTls, null, null) : TcpRelay.Tls.NONE)).address();
             case "http" -> {
-                // HTTP/1.1 to the app: the caller's verified SPIFFE ID in x-isthmus-peer-identity, any such header from outside removed
-                var appCluster = new HttpProxy.Upstream("inbound|" + app.getPort(), UpstreamSelector.fixed(app), null, null, Duration.ofSeconds(2));
+                // HTTP to the app (HTTP/2 cleartext when it speaks grpc or http2, else HTTP/1.1): the caller's verified
+                // SPIFFE ID in x-isthmus-peer-identity, any such header from outside removed
+                String appProtocol = settings.string("protocol", "http");
+                var appCluster = new HttpProxy.Upstream("inbound|" + app.getPort(), UpstreamSelector.fixed(app), null, null, Duration.ofSeconds(2),
+                        new dev.isthmus.proxy.lb.CircuitBreakers(ProxyConfig.Limits.DEFAULT), appProtocol.equals("grpc") || appProtocol.equals("http2"));
                 var spec = new ProxyConfig.HttpSpec("inbound", List.of(new ProxyConfig.VirtualHost("inbound", List.of("*"), List.of(
                         new ProxyConfig.Route("/", null, List.of(new ProxyConfig.WeightedCluster(appCluster.name(), 1)), Duration.ZERO,
                                 ProxyConfig.RetrySpec.NONE)))));
@@ -196,9 +200,14 @@ public final class SidecarMain {
         }
         var ads = settings.optional("xds").map(target -> {
             String service = settings.string("service", "default/workload");
+            var metadata = com.google.protobuf.Struct.newBuilder().putFields("ISTHMUS_PROXY_TYPE",
+                    com.google.protobuf.Value.newBuilder().setStringValue("sidecar").build());
+            // The controller adds the outbound HTTP listener (routes by Host to every service of the federation) where asked.
+            settings.optional("outbound").ifPresent(o -> metadata.putFields("ISTHMUS_OUTBOUND_ADDRESS",
+                    com.google.protobuf.Value.newBuilder().setStringValue(o).build()));
             var node = io.envoyproxy.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
                     .setCluster(service).setLocality(io.envoyproxy.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
-                    .build();
+                    .setMetadata(metadata).build();
             var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.json"),
                     manager, process.meters()));
             client.start();

@@ -99,6 +99,13 @@ class XdsServerTest {
         }, new SimpleMeterRegistry())) {
             client.start();
             var config = next(applied, c -> c.clusters().containsKey("outbound|80||ledger.shop.svc.cluster.local") && !c.listeners().isEmpty());
+            // A service that appears after the proxy connected: its cluster and its endpoints both arrive.
+            given().auth().oauth2(WORKLOAD).contentType("application/json").body("""
+                    {"service":"shop/audit","instance":"audit-1","address":"127.0.0.1","port":18100,"protocol":"grpc"}
+                    """).post("/api/v1/workloads").then().statusCode(201);
+            next(applied, c -> c.clusters().containsKey("outbound|80||audit.shop.svc.cluster.local")
+                    && c.clusters().get("outbound|80||audit.shop.svc.cluster.local").endpoints().size() == 1);
+            given().auth().oauth2(WORKLOAD).delete("/api/v1/workloads/audit-1");
             var vhost = config.listeners().get(0).http().orElseThrow().virtualHosts().stream()
                     .filter(v -> v.domains().contains("ledger")).findFirst();
             assertTrue(vhost.isPresent(), "the caller's own namespace lets it call 'ledger' by its short name");

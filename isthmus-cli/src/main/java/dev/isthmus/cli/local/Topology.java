@@ -147,9 +147,18 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return appPort(region, "order-processing") + 4 + regions.indexOf(remote);
     }
 
-    /** Istio's SNI for a service's port in the local federation: {@code outbound_.<port>_._.<name>.<namespace>.svc.cluster.local}. */
-    public String gatewaySni(String region, String service) {
-        return "outbound_." + appPort(region, service) + "_._." + service + "." + SHOP_NAMESPACE + ".svc.cluster.local";
+    /**
+     * Istio's SNI for a shop service, {@code outbound_.80_._.<name>.shop.svc.cluster.local}: the service
+     * port (80, the same in every region), not the sidecar's port (see MeshNames).
+     */
+    public String gatewaySni(String service) {
+        return dev.isthmus.api.names.MeshNames.gatewaySni(dev.isthmus.api.names.MeshNames.DEFAULT_SERVICE_PORT, "",
+                new dev.isthmus.api.names.ServiceName(SHOP_NAMESPACE, service));
+    }
+
+    /** The controller's xDS server (the region's sidecars and gateway are its clients). */
+    public int controllerXdsPort(String region) {
+        return port(region, CONTROLLER_XDS);
     }
 
     private List<Integer> sidecarPorts(String region, String service) {
@@ -210,7 +219,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
                           - locality: { region: %1$s }
                             lb_endpoints:
                             - endpoint: { address: { socket_address: { address: %5$s, port_value: %6$d } } }
-                    """.formatted(remote, gatewaySni(remote, "product-catalog"), federation, SHOP_NAMESPACE, HOST, gatewayPort(remote)));
+                    """.formatted(remote, gatewaySni("product-catalog"), federation, SHOP_NAMESPACE, HOST, gatewayPort(remote)));
         }
         return java.util.Optional.of("""
                 # Written by isthmus up: order-processing's sidecar in %1$s (Envoy v3 bootstrap; see docs/xds.md).
@@ -306,11 +315,13 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_REGISTRY_STATIC_FILE", staticRegistryFile(region).toString());
         env.put("ISTHMUS_TRUST_BRIDGE_URL", "http://" + HOST + ":" + trustBridgePort(region));
         env.put("ISTHMUS_REGISTRY_STATIC_FILE_POLL", "1s");
+        env.put("ISTHMUS_XDS_LISTEN", HOST + ":" + controllerXdsPort(region));
+        env.put("ISTHMUS_GATEWAY_ADDRESS", HOST + ":" + gatewayPort(region));
         return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
                 java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + controllerPort(region) + "/q/health/ready"),
                 "http://" + HOST + ":" + controllerPort(region),
-                List.of(controllerPort(region), port(region, CONTROLLER_XDS)), 1);
+                List.of(controllerPort(region), controllerXdsPort(region)), 1);
     }
 
     private Component trustBridge(String region) {
@@ -386,14 +397,10 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_LISTEN", HOST + ":" + gatewayPort(region));
         env.put("ISTHMUS_ADMIN", HOST + ":" + port(region, GATEWAY_ADMIN));
         env.put("ISTHMUS_IO_THREADS", "1");
-        var routes = new StringBuilder();
-        for (String service : SHOP_SERVICES) {
-            if (!routes.isEmpty()) {
-                routes.append(',');
-            }
-            routes.append(gatewaySni(region, service)).append('=').append(HOST).append(':').append(sidecarInboundPort(region, service));
-        }
-        env.put("ISTHMUS_ROUTES", routes.toString());
+        // The exported services and their endpoints come from the region's controller over xDS.
+        env.put("ISTHMUS_XDS", HOST + ":" + controllerXdsPort(region));
+        env.put("ISTHMUS_INSTANCE", "east-west-gateway-" + region);
+        env.put("ISTHMUS_STATE_DIR", dir.toString());
         return new Component(region, "east-west-gateway", Component.Kind.GATEWAY,
                 java(region, "east-west-gateway", "96m", home.resolve("east-west-gateway/target/east-west-gateway.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + port(region, GATEWAY_ADMIN) + "/ready"),
