@@ -21,7 +21,10 @@ public final class BenchMain {
                           with `openssl x509 -req` signing the same CSRs with the same root.
                       proxy [--seconds 8] [--rate 2000] [--connections 32] [--base-port 24300]
                           the sidecar's HTTP/1.1 path against HAProxy (one sidecar, and sidecar -> sidecar over mTLS
-                          against HAProxy -> HAProxy over TLS): wrk throughput, latency at a fixed rate, RSS, time to ready.""");
+                          against HAProxy -> HAProxy over TLS): wrk throughput, latency at a fixed rate, RSS, time to ready.
+                      gateway [--seconds 8] [--rate 2000] [--connections 32] [--idle 9500] [--base-port 24400]
+                          the east-west gateway's TLS passthrough against HAProxy in TCP mode on req.ssl_sni, same backend:
+                          new TLS sessions/s, long-flow throughput, added latency at a fixed rate, RSS with N idle flows.""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
@@ -29,6 +32,7 @@ public final class BenchMain {
             case "federation-scale" -> System.exit(FederationScale.run(rest));
             case "csr-signing" -> System.exit(CsrSigning.run(rest));
             case "proxy" -> System.exit(ProxyBench.run(rest));
+            case "gateway" -> System.exit(GatewayBench.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);

@@ -277,7 +277,7 @@ final class ProxyBench {
                 """.formatted(listen, cluster, cluster, tls, cluster, endpoint);
     }
 
-    private static void certs(Path dir) throws Exception {
+    static void certs(Path dir) throws Exception {
         sh(dir, "openssl ecparam -name prime256v1 -genkey -noout -out ca.key && "
                 + "openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem && "
                 + "for n in server client; do openssl ecparam -name prime256v1 -genkey -noout -out $n.key && "
@@ -286,7 +286,7 @@ final class ProxyBench {
                 + "cat $n.crt $n.key > $n.pem; done");
     }
 
-    private static void sh(Path dir, String script) throws Exception {
+    static void sh(Path dir, String script) throws Exception {
         var p = new ProcessBuilder("bash", "-c", script).directory(dir.toFile()).redirectErrorStream(true)
                 .redirectOutput(dir.resolve("certs.log").toFile()).start();
         if (p.waitFor() != 0) {
@@ -294,7 +294,7 @@ final class ProxyBench {
         }
     }
 
-    private static void awaitHttp(String url, Duration timeout) throws Exception {
+    static void awaitHttp(String url, Duration timeout) throws Exception {
         Instant deadline = Instant.now().plus(timeout);
         while (true) {
             try {
@@ -367,7 +367,7 @@ final class ProxyBench {
         return new double[] {sorted.get(sorted.size() / 2) / 1e6, sorted.get((int) (sorted.size() * 0.99)) / 1e6};
     }
 
-    private static void readResponse(InputStream in) throws Exception {
+    static void readResponse(InputStream in) throws Exception {
         var head = new StringBuilder();
         int c;
         while ((c = in.read()) >= 0) {
@@ -384,7 +384,7 @@ final class ProxyBench {
         }
     }
 
-    private static long rssKiB(long pid) {
+    static long rssKiB(long pid) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
                 if (line.startsWith("VmRSS:")) {
