@@ -48,6 +48,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * (its routes from eu-west's controller over xDS) → the eu-west service's sidecar (terminates mTLS,
  * passes the verified caller) → the app, which runs only in eu-west.
  */
+@org.junit.jupiter.api.TestMethodOrder(org.junit.jupiter.api.MethodOrderer.OrderAnnotation.class)
 class CrossRegionProtocolsIT {
 
     static final int BASE = 25000;
@@ -57,7 +58,8 @@ class CrossRegionProtocolsIT {
     static final int CLIENT_SIDECAR = 25530;
 
     @RegisterExtension
-    static final LocalFederationExtension FED = new LocalFederationExtension(BASE, "us-east", "eu-west");
+    static final LocalFederationExtension FED = new LocalFederationExtension(BASE, "us-east", "eu-west")
+            .withEnvironment("east-west-gateway", Map.of("ISTHMUS_DRAIN_TIMEOUT_SECONDS", "8"));
 
     static final MethodDescriptor.Marshaller<String> TEXT = new MethodDescriptor.Marshaller<>() {
         @Override
@@ -173,6 +175,7 @@ class CrossRegionProtocolsIT {
     }
 
     @Test
+    @org.junit.jupiter.api.Order(1)
     void grpcUnaryAndBidiStreamingCrossRegionsThroughTheGatewayWithTheCallersIdentity() throws Exception {
         var channel = channel();
         try {
@@ -230,6 +233,7 @@ class CrossRegionProtocolsIT {
     }
 
     @Test
+    @org.junit.jupiter.api.Order(2)
     void aWebSocketCrossesRegionsThroughTheGateway() throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         while (true) {
@@ -248,6 +252,61 @@ class CrossRegionProtocolsIT {
                 }
             }
             Thread.sleep(250);
+        }
+    }
+
+    @Test
+    @org.junit.jupiter.api.Order(3)
+    void aStreamInFlightWhenTheGatewayShutsDownFinishes() throws Exception {
+        var channel = channel();
+        try {
+            var received = new LinkedBlockingQueue<String>();
+            var done = new CompletableFuture<Void>();
+            ClientCall<String, String> call = channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(30, TimeUnit.SECONDS));
+            var requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<String>() {
+                @Override
+                public void onNext(String value) {
+                    received.add(value);
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                    done.completeExceptionally(t);
+                }
+
+                @Override
+                public void onCompleted() {
+                    done.complete(null);
+                }
+            });
+            requests.onNext("before");
+            assertEquals("echo before", received.poll(10, TimeUnit.SECONDS));
+
+            // SIGTERM to eu-west's gateway: it stops accepting and lets flows in progress finish (drain deadline 8 s here).
+            var gateway = FED.process("eu-west/east-west-gateway").orElseThrow();
+            gateway.destroy();
+            int port = FED.topology().gatewayPort("eu-west");
+            long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            boolean refused = false;
+            while (!refused && System.nanoTime() < until) {
+                try (var s = new Socket("127.0.0.1", port)) {
+                    Thread.sleep(50);
+                } catch (java.net.ConnectException e) {
+                    refused = true;
+                }
+            }
+            assertTrue(refused, "a draining gateway accepts no new connection");
+            assertTrue(gateway.isAlive(), "the gateway waits for the flow in progress");
+            for (String m : List.of("during-1", "during-2")) {
+                requests.onNext(m);
+                assertEquals("echo " + m, received.poll(5, TimeUnit.SECONDS), "the stream in flight keeps flowing while the gateway drains");
+            }
+            requests.onCompleted();
+            done.get(5, TimeUnit.SECONDS);
+            assertTrue(gateway.onExit().get(20, TimeUnit.SECONDS) != null, "the gateway exits once drained");
+        } finally {
+            channel.shutdownNow();
+            FED.restart("eu-west/east-west-gateway");
         }
     }
 }

@@ -77,6 +77,7 @@ public final class SniPassthrough implements AutoCloseable {
                     .tag(ProxyMetrics.LABEL_LISTENER, "gateway").tag(ProxyMetrics.LABEL_REASON, r.label()).register(meters));
         }
         var lastLogged = new ConcurrentHashMap<Rejection, Long>();
+        var sniMeters = new ConcurrentHashMap<String, SniMeters>();
         var opened = Counter.builder(ProxyMetrics.CONNECTIONS_OPENED).tag(ProxyMetrics.LABEL_LISTENER, "gateway").register(meters);
         var received = Counter.builder(ProxyMetrics.BYTES_RECEIVED).tag(ProxyMetrics.LABEL_LISTENER, "gateway").register(meters);
         var sent = Counter.builder(ProxyMetrics.BYTES_SENT).tag(ProxyMetrics.LABEL_LISTENER, "gateway").register(meters);
@@ -140,7 +141,7 @@ public final class SniPassthrough implements AutoCloseable {
                             }
                         });
                         ch.pipeline().addLast("tls-check", new TlsRecordCheck(reject));
-                        ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout, meters));
+                        ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout, meters, sniMeters));
                     }
                 })
                 .bind(listen).sync().channel();
@@ -212,9 +213,10 @@ public final class SniPassthrough implements AutoCloseable {
         private final Counter sent;
         private final Counter received;
         private final MeterRegistry meters;
+        private final Map<String, SniMeters> sniMeters;
 
         SniRouter(EventLoops loops, Supplier<SniRoutes> routes, Rejecter reject, Counter sent, Counter received, Duration timeout,
-                MeterRegistry meters) {
+                MeterRegistry meters, Map<String, SniMeters> sniMeters) {
             super(MAX_CLIENT_HELLO, timeout.toMillis());
             this.loops = loops;
             this.routes = routes;
@@ -222,11 +224,20 @@ public final class SniPassthrough implements AutoCloseable {
             this.sent = sent;
             this.received = received;
             this.meters = meters;
+            this.sniMeters = sniMeters;
         }
 
-        /** Bytes of one SNI's flows, one direction ({@code to_endpoint} or {@code to_caller}), and the listener's total. */
-        private Counter bytes(String sni, String direction, Counter listenerTotal) {
-            Counter perSni = Counter.builder("isthmus_gateway_bytes").tag("sni", sni).tag("direction", direction).register(meters);
+        /** The meters of one SNI's flows, made once per name (names reach here only when a route has them). */
+        private SniMeters meters(String sni) {
+            return sniMeters.computeIfAbsent(sni, n -> new SniMeters(
+                    Counter.builder("isthmus_gateway_connections").tag("sni", n).register(meters),
+                    io.micrometer.core.instrument.Timer.builder("isthmus_gateway_flow_duration").tag("sni", n).register(meters),
+                    both(Counter.builder("isthmus_gateway_bytes").tag("sni", n).tag("direction", "to_endpoint").register(meters), received),
+                    both(Counter.builder("isthmus_gateway_bytes").tag("sni", n).tag("direction", "to_caller").register(meters), sent)));
+        }
+
+        /** Counts into one SNI's counter and the listener's total. */
+        private static Counter both(Counter perSni, Counter listenerTotal) {
             return new io.micrometer.core.instrument.Counter() {
                 @Override
                 public void increment(double amount) {
@@ -284,7 +295,7 @@ public final class SniPassthrough implements AutoCloseable {
                     .option(ChannelOption.TCP_NODELAY, true)
                     .option(ChannelOption.ALLOW_HALF_CLOSURE, true)
                     .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 2000)
-                    .handler(new Splice(downstream, bytes(hostname, "to_caller", sent)))
+                    .handler(new Splice(downstream, meters(hostname).toCaller()))
                     .connect(address);
             attempt.addListener(f -> {
                 if (f.isSuccess()) {
@@ -316,17 +327,21 @@ public final class SniPassthrough implements AutoCloseable {
                 return;
             }
             Channel upstream = future.getNow();
-            Counter.builder("isthmus_gateway_connections").tag("sni", hostname).register(meters).increment();
+            var m = meters(hostname);
+            m.connections().increment();
             long start = System.nanoTime();
-            var duration = io.micrometer.core.instrument.Timer.builder("isthmus_gateway_flow_duration").tag("sni", hostname).register(meters);
+            var duration = m.duration();
             ctx.channel().closeFuture().addListener(f -> duration.record(System.nanoTime() - start, java.util.concurrent.TimeUnit.NANOSECONDS));
             ctx.channel().config().setAutoRead(false);
-            ctx.pipeline().addLast("splice", new Splice(upstream, bytes(hostname, "to_endpoint", received)));
+            ctx.pipeline().addLast("splice", new Splice(upstream, m.toEndpoint()));
             // Removing this handler passes the buffered ClientHello on to the splice.
             ctx.pipeline().remove(this);
             ctx.channel().read();
             upstream.read();
         }
+    }
+
+    private record SniMeters(Counter connections, io.micrometer.core.instrument.Timer duration, Counter toEndpoint, Counter toCaller) {
     }
 
     private static final class RouteException extends Exception {
