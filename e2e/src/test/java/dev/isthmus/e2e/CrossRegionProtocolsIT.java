@@ -199,6 +199,9 @@ class CrossRegionProtocolsIT {
             }
             assertEquals("eu-west says hello to spiffe://us-east.acme.isthmus/ns/shop/sa/echo-client", answer,
                     "served in eu-west, which saw the us-east caller's verified identity");
+            // The callee registered its SPIFFE ID: us-east's sidecars accept only it at the end of the tunnel.
+            Http.await("http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/services/shop/echo-grpc", Duration.ofSeconds(10),
+                    b -> b.contains("\"identity\":\"spiffe://eu-west.acme.isthmus/ns/shop/sa/echo-grpc\""));
 
             var received = new LinkedBlockingQueue<String>();
             var done = new CompletableFuture<Void>();

@@ -247,7 +247,8 @@ public final class SidecarMain {
             var registrar = process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service,
                     settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
                     inboundBound.getHostString(), inboundBound.getPort(), settings.string("protocol", "http"),
-                    settings.string("version", "v1"), appUp::get, credentialFile(settings.optional("controller-token-file"))));
+                    settings.string("version", "v1"), appUp::get, credentialFile(settings.optional("controller-token-file")),
+                    () -> identity.get().map(SvidClient.Svid::spiffeId).orElse("")));
             registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));
         }
         log.info("event=sidecar_started service={} cluster={} inbound={} app={}",

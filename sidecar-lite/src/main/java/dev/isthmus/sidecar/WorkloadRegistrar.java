@@ -31,13 +31,16 @@ final class WorkloadRegistrar implements AutoCloseable {
             r -> Thread.ofPlatform().daemon().name("registrar").unstarted(r));
     private volatile String lastOutcome = "";
     private final java.util.function.Supplier<String> credential;
+    /** The workload's SPIFFE ID once it holds its SVID (empty before): callers' sidecars expect it of this endpoint. */
+    private final java.util.function.Supplier<String> identity;
 
     /**
      * @param credential the controller's workload credential, read at every beat (so a credential file
      *     written after the sidecar started is picked up); null or empty when there is none
      */
     WorkloadRegistrar(URI controller, String service, String instance, String address, int port, String protocol,
-            String version, BooleanSupplier healthy, java.util.function.Supplier<String> credential) {
+            String version, BooleanSupplier healthy, java.util.function.Supplier<String> credential, java.util.function.Supplier<String> identity) {
+        this.identity = identity;
         this.workloads = controller.resolve("/api/v1/workloads");
         this.credential = credential;
         this.instance = instance;
@@ -55,7 +58,7 @@ final class WorkloadRegistrar implements AutoCloseable {
         try {
             var res = http.send(authorized(HttpRequest.newBuilder(workloads)).timeout(Duration.ofSeconds(2))
                     .header("content-type", "application/json")
-                    .POST(HttpRequest.BodyPublishers.ofString(body + healthy.getAsBoolean() + "}")).build(),
+                    .POST(HttpRequest.BodyPublishers.ofString(body + healthy.getAsBoolean() + ",\"identity\":\"" + identity.get() + "\"}")).build(),
                     HttpResponse.BodyHandlers.ofString());
             outcome = res.statusCode() < 300 ? "registered" : "refused status=" + res.statusCode() + " body=" + res.body();
         } catch (Exception e) {
