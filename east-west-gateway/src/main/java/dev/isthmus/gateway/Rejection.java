@@ -6,6 +6,7 @@ public enum Rejection {
     NO_SNI("no_sni"),
     UNKNOWN_SNI("unknown_sni"),
     CLIENT_HELLO_INVALID("client_hello_invalid"),
+    CLIENT_HELLO_TIMEOUT("client_hello_timeout"),
     UPSTREAM_UNREACHABLE("upstream_unreachable"),
     TOO_MANY_CONNECTIONS("too_many_connections"),
     TOO_MANY_FROM_SOURCE("too_many_from_source"),

@@ -142,6 +142,17 @@ public final class SniPassthrough implements AutoCloseable {
                         });
                         ch.pipeline().addLast("tls-check", new TlsRecordCheck(reject));
                         ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout, meters, sniMeters));
+                        // The SNI handler reports a ClientHello read timeout to the handler after it (then closes).
+                        ch.pipeline().addLast("hello-timeout", new io.netty.channel.ChannelInboundHandlerAdapter() {
+                            @Override
+                            public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+                                if (evt instanceof io.netty.handler.ssl.SniCompletionEvent sni
+                                        && sni.cause() instanceof io.netty.handler.ssl.SslHandshakeTimeoutException timeout) {
+                                    reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_TIMEOUT, timeout.getMessage());
+                                }
+                                ctx.fireUserEventTriggered(evt);
+                            }
+                        });
                     }
                 })
                 .bind(listen).sync().channel();
@@ -314,6 +325,17 @@ public final class SniPassthrough implements AutoCloseable {
                     connect(downstream, hostname, selector, tried, promise, "endpoint=" + address + " cause=" + f.cause());
                 }
             });
+        }
+
+        /** A ClientHello over the size cap, malformed, or not complete within the read timeout. */
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            Throwable c = cause instanceof io.netty.handler.codec.DecoderException && cause.getCause() != null ? cause.getCause() : cause;
+            if (c instanceof io.netty.handler.ssl.SslHandshakeTimeoutException) {
+                reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_TIMEOUT, c.getMessage());
+            } else {
+                reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_INVALID, c.toString());
+            }
         }
 
         @Override

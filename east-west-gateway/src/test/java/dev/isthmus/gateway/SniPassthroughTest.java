@@ -92,6 +92,44 @@ class SniPassthroughTest {
     void closesConnectionsWithoutSni() throws Exception {
         assertTrue(handshakeClosedByGateway(null));
         assertEquals(1.0, rejected(Rejection.NO_SNI));
+        assertEquals(false, firstByteAtEndpoint.isDone());
+    }
+
+    @Test
+    void aClientHelloThatNeverCompletesIsClosedAfterTheReadTimeout() throws Exception {
+        try (var client = new Socket("127.0.0.1", gateway.address().getPort())) {
+            client.setSoTimeout(6000);
+            // a TLS handshake record announcing 512 bytes, of which only 5 arrive
+            client.getOutputStream().write(new byte[] {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, (byte) 0xfc, 0x03});
+            long start = System.nanoTime();
+            assertEquals(-1, client.getInputStream().read(), "closed by the gateway");
+            long waited = (System.nanoTime() - start) / 1_000_000;
+            assertTrue(waited >= 1500 && waited < 5000, "closed at the 2 s ClientHello timeout, after " + waited + " ms");
+        }
+        assertEquals(1.0, rejected(Rejection.CLIENT_HELLO_TIMEOUT));
+        assertEquals(false, firstByteAtEndpoint.isDone());
+    }
+
+    @Test
+    void aClientHelloOverTheSizeCapIsClosed() throws Exception {
+        try (var client = new Socket("127.0.0.1", gateway.address().getPort())) {
+            client.setSoTimeout(5000);
+            // handshake records carrying one ClientHello that claims 64 KiB, past the 16 KiB cap
+            var out = client.getOutputStream();
+            out.write(new byte[] {0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x01, 0x00, 0x00, 0x03, 0x03});
+            byte[] filler = new byte[0x4000 - 6];
+            out.write(filler);
+            out.flush();
+            int r;
+            try {
+                r = client.getInputStream().read();
+            } catch (java.net.SocketException reset) {
+                r = -1;
+            }
+            assertEquals(-1, r, "closed by the gateway");
+        }
+        assertEquals(1.0, rejected(Rejection.CLIENT_HELLO_INVALID));
+        assertEquals(false, firstByteAtEndpoint.isDone());
     }
 
     @Test
