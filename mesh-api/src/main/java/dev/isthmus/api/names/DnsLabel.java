@@ -3,7 +3,7 @@ package dev.isthmus.api.names;
 import java.util.regex.Pattern;
 
 /** The one rule for names that must be DNS labels (RFC 1123): clusters, federations, namespaces, services. */
-final class DnsLabel {
+public final class DnsLabel {
 
     private static final Pattern LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?");
 
@@ -11,7 +11,7 @@ final class DnsLabel {
     }
 
     /** Returns {@code value} if it is a DNS label; otherwise throws naming {@code what} and the rule. */
-    static String require(String what, String value) {
+    public static String require(String what, String value) {
         if (value == null) {
             throw new IllegalArgumentException(what + " is missing");
         }
