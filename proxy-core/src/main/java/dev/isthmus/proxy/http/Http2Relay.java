@@ -153,7 +153,10 @@ final class Http2Relay {
                 answer(ctx, "403", "rbac_denied");
                 return;
             }
-            var route = shared.route(h.authority() == null ? "" : h.authority().toString(), q >= 0 ? path.substring(0, q) : path);
+            var route = shared.route(h.authority() == null ? "" : h.authority().toString(), q >= 0 ? path.substring(0, q) : path, name -> {
+                CharSequence v = h.get(name);
+                return v == null ? null : v.toString();
+            });
             if (route.isEmpty()) {
                 answer(ctx, "404", "no_route");
                 return;

@@ -292,6 +292,11 @@ public final class HttpProxy implements AutoCloseable {
             Map<List<String>, RequestMeters> requestMeters) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
+            return route(host, path, name -> null);
+        }
+
+        /** @param header a request header by lower-case name ({@code :method} included) */
+        Optional<ProxyConfig.Route> route(String host, String path, java.util.function.Function<String, String> header) {
             String h = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
             int colon = h.lastIndexOf(':');
             if (colon > 0 && !h.endsWith("]")) {
@@ -312,7 +317,7 @@ public final class HttpProxy implements AutoCloseable {
             if (best == null) {
                 return Optional.empty();
             }
-            return best.routes().stream().filter(r -> r.matches(path)).findFirst();
+            return best.routes().stream().filter(r -> r.matches(path, header)).findFirst();
         }
 
         /** The listener's RBAC (AuthorizationPolicy) verdict; a refusal is counted in {@code isthmus_rbac_denied_total}. */
@@ -517,7 +522,8 @@ public final class HttpProxy implements AutoCloseable {
                         + "' may not " + request.method().name() + " " + path, "none");
                 return;
             }
-            var r = front.shared.route(request.headers().get(HttpHeaderNames.HOST), path);
+            var r = front.shared.route(request.headers().get(HttpHeaderNames.HOST), path,
+                    name -> name.equals(":method") ? request.method().name() : request.headers().get(name));
             if (r.isEmpty()) {
                 local(HttpResponseStatus.NOT_FOUND, "no_route", "no route for host '" + request.headers().get(HttpHeaderNames.HOST) + "' path '" + path + "'",
                         "none");

@@ -91,17 +91,53 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
     }
 
     /**
-     * A route: matched by path prefix or exact path, to one cluster or weighted clusters.
+     * A route: matched by path prefix, exact path or regular expression (the whole path), and by
+     * headers (all must match; {@code :method} is the request's method), to one cluster or weighted
+     * clusters.
      *
      * @param timeout the whole request's deadline (Envoy's default 15 s); zero: none
      */
-    public record Route(String prefix, String path, List<WeightedCluster> clusters, Duration timeout, RetrySpec retry) {
+    public record Route(String prefix, String path, java.util.regex.Pattern regex, List<HeaderMatch> headers, List<WeightedCluster> clusters,
+            Duration timeout, RetrySpec retry) {
         public Route {
             clusters = List.copyOf(clusters);
+            headers = headers == null ? List.of() : List.copyOf(headers);
+        }
+
+        public Route(String prefix, String path, List<WeightedCluster> clusters, Duration timeout, RetrySpec retry) {
+            this(prefix, path, null, List.of(), clusters, timeout, retry);
         }
 
         public boolean matches(String requestPath) {
-            return path != null ? path.equals(requestPath) : requestPath.startsWith(prefix);
+            return matches(requestPath, name -> null);
+        }
+
+        /** @param header a request header by lower-case name ({@code :method} included), null when absent */
+        public boolean matches(String requestPath, java.util.function.Function<String, String> header) {
+            boolean pathOk = path != null ? path.equals(requestPath) : regex != null ? regex.matcher(requestPath).matches() : requestPath.startsWith(prefix);
+            if (!pathOk) {
+                return false;
+            }
+            for (HeaderMatch h : headers) {
+                String v = header.apply(h.name());
+                if (v == null || h.exact() != null && !h.exact().equals(v)) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Route r && java.util.Objects.equals(prefix, r.prefix) && java.util.Objects.equals(path, r.path)
+                    && java.util.Objects.equals(regex == null ? null : regex.pattern(), r.regex == null ? null : r.regex.pattern())
+                    && headers.equals(r.headers) && clusters.equals(r.clusters) && java.util.Objects.equals(timeout, r.timeout)
+                    && java.util.Objects.equals(retry, r.retry);
+        }
+
+        @Override
+        public int hashCode() {
+            return java.util.Objects.hash(prefix, path, regex == null ? null : regex.pattern(), headers, clusters, timeout, retry);
         }
 
         /** The cluster for one request: the only one, or a weighted random choice. */
@@ -121,6 +157,10 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
     }
 
     public record WeightedCluster(String cluster, int weight) {
+    }
+
+    /** A header a route requires: {@code name} lower-case, with this exact value, or present when {@code exact} is null. */
+    public record HeaderMatch(String name, String exact) {
     }
 
     /**

@@ -249,13 +249,47 @@ public final class XdsTranslator {
                 var match = route.getMatch();
                 String prefix = null;
                 String exact = null;
+                java.util.regex.Pattern regex = null;
                 switch (match.getPathSpecifierCase()) {
                     case PREFIX -> prefix = match.getPrefix();
                     case PATH -> exact = match.getPath();
-                    default -> errors.add(rpath + ".match: " + match.getPathSpecifierCase() + " is not supported yet; use prefix or path");
+                    case SAFE_REGEX -> {
+                        try {
+                            regex = java.util.regex.Pattern.compile(match.getSafeRegex().getRegex());
+                        } catch (java.util.regex.PatternSyntaxException e) {
+                            errors.add(rpath + ".match.safe_regex.regex: not a valid regular expression: " + e.getDescription());
+                        }
+                    }
+                    default -> errors.add(rpath + ".match: " + match.getPathSpecifierCase() + " is not supported yet; use prefix, path or safe_regex");
                 }
-                if (match.getHeadersCount() > 0 || match.getQueryParametersCount() > 0) {
-                    errors.add(rpath + ".match: header and query parameter matchers are not supported yet");
+                if (match.getQueryParametersCount() > 0) {
+                    errors.add(rpath + ".match.query_parameters: query parameter matchers are not supported yet");
+                }
+                var headerMatches = new ArrayList<ProxyConfig.HeaderMatch>();
+                for (int h = 0; h < match.getHeadersCount(); h++) {
+                    var hm = match.getHeaders(h);
+                    String hpath = rpath + ".match.headers[" + h + "]";
+                    if (hm.getInvertMatch()) {
+                        errors.add(hpath + ".invert_match: is not supported yet");
+                    }
+                    String name = hm.getName().toLowerCase(java.util.Locale.ROOT);
+                    if (name.isEmpty()) {
+                        errors.add(hpath + ".name: is empty");
+                    }
+                    switch (hm.getHeaderMatchSpecifierCase()) {
+                        case PRESENT_MATCH -> headerMatches.add(new ProxyConfig.HeaderMatch(name, null));
+                        case EXACT_MATCH -> headerMatches.add(new ProxyConfig.HeaderMatch(name, hm.getExactMatch()));
+                        case STRING_MATCH -> {
+                            if (hm.getStringMatch().getMatchPatternCase() == io.envoyproxy.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT
+                                    && !hm.getStringMatch().getIgnoreCase()) {
+                                headerMatches.add(new ProxyConfig.HeaderMatch(name, hm.getStringMatch().getExact()));
+                            } else {
+                                errors.add(hpath + ".string_match: only a case-sensitive exact match is supported");
+                            }
+                        }
+                        default -> errors.add(hpath + ": " + hm.getHeaderMatchSpecifierCase()
+                                + " is not supported; use present_match, exact_match or string_match.exact");
+                    }
                 }
                 if (!route.hasRoute()) {
                     errors.add(rpath + ": only 'route' actions are supported (not redirect or direct_response)");
@@ -305,7 +339,7 @@ public final class XdsTranslator {
                     }
                     retry = new ProxyConfig.RetrySpec(on, rp.hasNumRetries() ? rp.getNumRetries().getValue() : 1);
                 }
-                routes.add(new ProxyConfig.Route(prefix, exact, targets, timeout, retry));
+                routes.add(new ProxyConfig.Route(prefix, exact, regex, headerMatches, targets, timeout, retry));
             }
             hosts.add(new ProxyConfig.VirtualHost(vh.getName(), vh.getDomainsList(), routes));
         }
