@@ -39,6 +39,36 @@ public interface ControllerConfig {
 
     Xds xds();
 
+    Policy policy();
+
+    interface Policy {
+        Git git();
+
+        /**
+         * The shared secret of the push webhook ({@code POST /api/v1/policy/webhook}): a call must carry
+         * an HMAC-SHA256 of its body with it, as GitHub ({@code X-Hub-Signature-256: sha256=<hex>}) or
+         * Gitea ({@code X-Gitea-Signature: <hex>}) send it. None: the webhook is refused.
+         */
+        java.util.Optional<String> webhookSecret();
+
+        /** A file holding the webhook secret (instead of {@code webhook-secret}). */
+        java.util.Optional<Path> webhookSecretFile();
+    }
+
+    interface Git {
+        /** The policy repository (any URL JGit fetches: file path, file://, https://). None: this controller watches no repository. */
+        java.util.Optional<String> url();
+
+        @WithDefault("main")
+        String branch();
+
+        /** The directory within the repository that holds the policy (none: all of it). */
+        java.util.Optional<String> path();
+
+        @WithDefault("30s")
+        Duration pollInterval();
+    }
+
     interface Gateway {
         /**
          * {@code host:port} where other clusters reach this cluster's east-west gateway. Announced in

@@ -20,6 +20,8 @@ public class HeartbeatPublisher {
     private final PeerTracker peers;
     private final LocalRegistry registry;
     private final ObjectMapper json;
+    @jakarta.inject.Inject
+    dev.isthmus.controller.policy.PolicyStore policy;
     private final String incarnation = UUID.randomUUID().toString();
     private final AtomicLong sequence = new AtomicLong();
 
@@ -36,7 +38,7 @@ public class HeartbeatPublisher {
         var snapshot = registry.snapshot();
         var hb = new Heartbeat(config.cluster().name(), config.cluster().region().orElse(config.cluster().name()),
                 config.cluster().zone(), incarnation, sequence.incrementAndGet(), System.currentTimeMillis(),
-                snapshot.generation(), snapshot.hash(), config.gateway().address().orElse(""));
+                snapshot.generation(), snapshot.hash(), config.gateway().address().orElse(""), policy.sha());
         bus.publish(bus.own("heartbeat"), json.writeValueAsBytes(hb));
         peers.sweep();
     }

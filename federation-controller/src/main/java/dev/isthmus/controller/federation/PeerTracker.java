@@ -42,9 +42,10 @@ public class PeerTracker {
      * @param registryGeneration the generation the peer last announced, -1 if unknown
      * @param generationLag how many generations the catalog here is behind that announcement
      * @param gateway {@code host:port} of the peer's east-west gateway from its last heartbeat, empty if unknown or none
+     * @param policy the commit SHA of the policy the peer runs, from its last heartbeat, empty if unknown or none
      */
     public record Peer(String cluster, String region, String zone, @com.fasterxml.jackson.annotation.JsonIgnore PeerState state,
-            Instant lastHeartbeat, long registryGeneration, long generationLag, Instant joinedAt, String leftReason, String gateway) {
+            Instant lastHeartbeat, long registryGeneration, long generationLag, Instant joinedAt, String leftReason, String gateway, String policy) {
 
         /** The state as the API and CLI spell it: Joining, Active, Unreachable, Left. */
         @com.fasterxml.jackson.annotation.JsonProperty("state")
@@ -132,7 +133,8 @@ public class PeerTracker {
             long announced = h == null ? -1 : h.heartbeat().registryGeneration();
             long lag = announced < 0 ? 0 : Math.max(0, announced - catalog.generation(m.cluster()));
             out.add(new Peer(m.cluster(), m.region(), m.zone(), state, h == null ? null : h.at(), announced, lag,
-                    Instant.ofEpochMilli(m.joinedAt()), m.leftReason(), h == null ? "" : h.heartbeat().gateway()));
+                    Instant.ofEpochMilli(m.joinedAt()), m.leftReason(), h == null ? "" : h.heartbeat().gateway(),
+                    h == null ? "" : h.heartbeat().policy()));
         }
         return out;
     }

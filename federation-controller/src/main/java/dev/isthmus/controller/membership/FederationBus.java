@@ -101,12 +101,13 @@ public class FederationBus {
     /**
      * What a member listens to: every member's heartbeats, registries, deltas and sync requests, the
      * roster, and, addressed to it alone, join requests and registries sent in answer to its own
-     * sync requests (so a joiner's sync does not send every registry to every member).
+     * sync requests (so a joiner's sync does not send every registry to every member), and the policy bundles
+     * a member accepted from Git.
      */
     private List<String> subjects(String prefix) {
         String self = ClusterName.of(config.cluster().name()).value();
         return List.of(prefix + "heartbeat.*", prefix + "registry.*", prefix + "registry-delta.*", prefix + "registry-sync", prefix + "trust-bundle.*",
-                prefix + "membership", prefix + "join." + self, prefix + "registry-to." + self);
+                prefix + "membership", prefix + "join." + self, prefix + "registry-to." + self, prefix + "policy.*");
     }
 
     /** Registers the handler of one kind (heartbeat, registry, registry-delta, registry-sync, membership). */

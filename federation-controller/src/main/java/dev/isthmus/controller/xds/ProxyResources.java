@@ -44,6 +44,10 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.Optional;
+import dev.isthmus.api.policy.Policies;
+import io.envoyproxy.envoy.config.cluster.v3.CircuitBreakers;
+import io.envoyproxy.envoy.config.cluster.v3.OutlierDetection;
 
 /**
  * Turns the federated registry into the Envoy v3 resources a cluster's proxies run (DESIGN.md,
@@ -72,11 +76,28 @@ public final class ProxyResources {
 
     /** The registry and peers the resources are built from. */
     public record Inputs(String cluster, String region, String zone, List<Endpoint> local, Map<String, List<Endpoint>> remote,
-            Map<String, Peer> peers) {
+            Map<String, Peer> peers, Policies.Bundle policy) {
         public Inputs {
             local = List.copyOf(local);
             remote = Map.copyOf(remote);
             peers = Map.copyOf(peers);
+            policy = policy == null ? Policies.Bundle.EMPTY : policy;
+        }
+
+        public Inputs(String cluster, String region, String zone, List<Endpoint> local, Map<String, List<Endpoint>> remote, Map<String, Peer> peers) {
+            this(cluster, region, zone, local, remote, peers, Policies.Bundle.EMPTY);
+        }
+
+        /** Whether {@code cluster} exports {@code service} (MeshPolicy; a cluster it does not list exports everything). */
+        boolean exports(String cluster, String service) {
+            for (var mesh : policy.mesh()) {
+                for (var e : mesh.exports()) {
+                    if (e.cluster().equals(cluster)) {
+                        return e.services().contains("*") || e.services().contains(service);
+                    }
+                }
+            }
+            return true;
         }
     }
 
@@ -119,6 +140,9 @@ public final class ProxyResources {
         var clusters = new ArrayList<Cluster>();
         var assignments = new ArrayList<ClusterLoadAssignment>();
         bySubset(in.local()).forEach((key, endpoints) -> {
+            if (!in.exports(in.cluster(), key.service().toString())) {
+                return; // not exported: its SNI is refused like any unknown name
+            }
             String name = MeshNames.gatewaySni(key.port(), key.subset(), key.service());
             clusters.add(edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST).build());
             var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(0);
@@ -136,76 +160,155 @@ public final class ProxyResources {
         var localKeys = bySubset(in.local());
         var remoteKeys = new HashMap<String, Map<Key, List<Endpoint>>>();
         in.remote().forEach((cluster, endpoints) -> remoteKeys.put(cluster, bySubset(endpoints)));
-        var order = failoverOrder(in);
         var clusters = new ArrayList<Cluster>();
         var assignments = new ArrayList<ClusterLoadAssignment>();
         bySubset(all).forEach((key, endpoints) -> {
+            String service = key.service().toString();
+            var traffic = in.policy().trafficFor(service);
+            var order = failoverOrder(in, service);
             String name = MeshNames.outboundCluster(key.port(), key.subset(), key.service());
-            var ids = new TreeSet<String>();
-            endpoints.forEach(e -> {
-                if (!e.identity().isEmpty()) {
-                    ids.add(e.identity());
-                }
-            });
-            var tls = UpstreamTlsContext.newBuilder().setSni(MeshNames.gatewaySni(key.port(), key.subset(), key.service()));
-            var validation = CertificateValidationContext.newBuilder();
-            ids.forEach(id -> validation.addMatchTypedSubjectAltNames(SubjectAltNameMatcher.newBuilder()
-                    .setSanType(SubjectAltNameMatcher.SanType.URI).setMatcher(StringMatcher.newBuilder().setExact(id))));
-            tls.setCommonTlsContext(CommonTlsContext.newBuilder().setValidationContext(validation));
-            var cluster = edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST)
-                    .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls.build())));
-            if (endpoints.stream().anyMatch(e -> e.protocol().equals("grpc") || e.protocol().equals("http2"))) {
-                cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, Any.pack(HttpProtocolOptions.newBuilder()
-                        .setExplicitHttpConfig(HttpProtocolOptions.ExplicitHttpConfig.newBuilder()
-                                .setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build()));
-            }
-            clusters.add(cluster.build());
+            clusters.add(outboundCluster(name, key, endpoints, traffic));
             var cla = ClusterLoadAssignment.newBuilder().setClusterName(name);
+            addEndpoints(cla, in, key, localKeys, remoteKeys, order, null);
+            assignments.add(cla.build());
+            // A TrafficPolicy destination pinned to one cluster: that cluster's endpoints of the subset only.
+            if (traffic.isPresent()) {
+                var pinned = new java.util.TreeSet<String>();
+                traffic.get().routes().forEach(r -> r.destinations().forEach(d -> {
+                    if (d.subset().equals(key.subset()) && d.cluster().isPresent()) {
+                        pinned.add(d.cluster().get());
+                    }
+                }));
+                for (String only : pinned) {
+                    String pinnedName = name + "|" + only;
+                    clusters.add(outboundCluster(pinnedName, key, endpoints, traffic));
+                    var pcla = ClusterLoadAssignment.newBuilder().setClusterName(pinnedName);
+                    addEndpoints(pcla, in, key, localKeys, remoteKeys, order, only);
+                    assignments.add(pcla.build());
+                }
+            }
+        });
+        // Subsets a TrafficPolicy names that no endpoint has (yet): empty clusters, so that share of the
+        // traffic is answered 503 (as Envoy does) instead of the route set being refused.
+        var names = new java.util.HashSet<String>();
+        clusters.forEach(c -> names.add(c.getName()));
+        for (var t : in.policy().traffic()) {
+            var service = dev.isthmus.api.names.ServiceName.parse(t.service());
+            var ports = new java.util.TreeSet<Integer>();
+            all.stream().filter(e -> e.service().equals(t.service())).forEach(e -> ports.add(MeshNames.servicePort(e.labels())));
+            for (int port : ports) {
+                for (var r : t.routes()) {
+                    for (var d : r.destinations()) {
+                        String name = MeshNames.outboundCluster(port, d.subset(), service) + d.cluster().map(c -> "|" + c).orElse("");
+                        if (names.add(name)) {
+                            clusters.add(outboundCluster(name, new Key(service, port, d.subset()), List.of(), Optional.of(t)));
+                            assignments.add(ClusterLoadAssignment.newBuilder().setClusterName(name).build());
+                        }
+                    }
+                }
+            }
+        }
+        return new ClusterSet(clusters, assignments);
+    }
+
+    private static Cluster outboundCluster(String name, Key key, List<Endpoint> endpoints, Optional<Policies.TrafficPolicy> traffic) {
+        var ids = new TreeSet<String>();
+        endpoints.forEach(e -> {
+            if (!e.identity().isEmpty()) {
+                ids.add(e.identity());
+            }
+        });
+        var tls = UpstreamTlsContext.newBuilder().setSni(MeshNames.gatewaySni(key.port(), key.subset(), key.service()));
+        var validation = CertificateValidationContext.newBuilder();
+        ids.forEach(id -> validation.addMatchTypedSubjectAltNames(SubjectAltNameMatcher.newBuilder()
+                .setSanType(SubjectAltNameMatcher.SanType.URI).setMatcher(StringMatcher.newBuilder().setExact(id))));
+        tls.setCommonTlsContext(CommonTlsContext.newBuilder().setValidationContext(validation));
+        var cluster = edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST)
+                .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls.build())));
+        if (endpoints.stream().anyMatch(e -> e.protocol().equals("grpc") || e.protocol().equals("http2"))) {
+            cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, Any.pack(HttpProtocolOptions.newBuilder()
+                    .setExplicitHttpConfig(HttpProtocolOptions.ExplicitHttpConfig.newBuilder()
+                            .setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build()));
+        }
+        traffic.ifPresent(t -> {
+            var budget = t.routes().stream().flatMap(r -> r.retries().stream()).flatMap(r -> r.budgetPercent().stream()).max(Integer::compare);
+            if (t.circuitBreaker().isPresent() || budget.isPresent()) {
+                var th = CircuitBreakers.Thresholds.newBuilder();
+                t.circuitBreaker().ifPresent(cb -> th.setMaxConnections(UInt32Value.of(cb.maxConnections()))
+                        .setMaxPendingRequests(UInt32Value.of(cb.maxPendingRequests())).setMaxRequests(UInt32Value.of(cb.maxRequests())));
+                budget.ifPresent(b -> th.setRetryBudget(CircuitBreakers.Thresholds.RetryBudget.newBuilder()
+                        .setBudgetPercent(io.envoyproxy.envoy.type.v3.Percent.newBuilder().setValue(b))));
+                cluster.setCircuitBreakers(CircuitBreakers.newBuilder().addThresholds(th));
+            }
+            t.outlierDetection().ifPresent(od -> cluster.setOutlierDetection(OutlierDetection.newBuilder()
+                    .setConsecutive5Xx(UInt32Value.of(od.consecutiveErrors()))
+                    .setBaseEjectionTime(com.google.protobuf.util.Durations.fromMillis(od.baseEjectionTime().toMillis()))
+                    .setMaxEjectionPercent(UInt32Value.of(od.maxEjectionPercent()))));
+        });
+        return cluster.build();
+    }
+
+    /**
+     * This cluster's healthy endpoints at priority 0, then each other cluster that exports the
+     * service and has healthy endpoints as one endpoint at its gateway, in failover order;
+     * {@code only}: just that cluster's.
+     */
+    private static void addEndpoints(ClusterLoadAssignment.Builder cla, Inputs in, Key key, Map<Key, List<Endpoint>> localKeys,
+            Map<String, Map<Key, List<Endpoint>>> remoteKeys, List<Peer> order, String only) {
+        int priority = 0;
+        if (only == null || only.equals(in.cluster())) {
             var local = localKeys.getOrDefault(key, List.of()).stream().filter(Endpoint::healthy)
                     .sorted(Comparator.comparing(Endpoint::instance)).toList();
-            int priority = 0;
             if (!local.isEmpty()) {
                 var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(priority++);
                 local.forEach(e -> group.addLbEndpoints(lbEndpoint(e.address(), e.port(), e.weight(), true)));
                 cla.addEndpoints(group);
             }
-            for (Peer peer : order) {
-                var there = remoteKeys.getOrDefault(peer.cluster(), Map.of()).getOrDefault(key, List.of()).stream().filter(Endpoint::healthy).toList();
-                if (there.isEmpty()) {
-                    continue;
-                }
-                var gateway = hostPort(peer.gateway());
-                if (gateway == null) {
-                    continue;
-                }
-                int weight = Math.min(128, there.stream().mapToInt(Endpoint::weight).sum());
-                cla.addEndpoints(LocalityLbEndpoints.newBuilder().setLocality(locality(peer.region(), peer.zone())).setPriority(priority++)
-                        .addLbEndpoints(lbEndpoint(gateway.host(), gateway.port(), weight, true)));
+        }
+        for (Peer peer : order) {
+            if (only != null && !only.equals(peer.cluster()) || !in.exports(peer.cluster(), key.service().toString())) {
+                continue;
             }
-            assignments.add(cla.build());
-        });
-        return new ClusterSet(clusters, assignments);
+            var there = remoteKeys.getOrDefault(peer.cluster(), Map.of()).getOrDefault(key, List.of()).stream().filter(Endpoint::healthy).toList();
+            var gateway = hostPort(peer.gateway());
+            if (there.isEmpty() || gateway == null) {
+                continue;
+            }
+            int weight = Math.min(128, there.stream().mapToInt(Endpoint::weight).sum());
+            cla.addEndpoints(LocalityLbEndpoints.newBuilder().setLocality(locality(peer.region(), peer.zone())).setPriority(priority++)
+                    .addLbEndpoints(lbEndpoint(gateway.host(), gateway.port(), weight, true)));
+        }
     }
 
-    /** Other clusters in failover order: those of this cluster's region first, then by name. Only those with a gateway address. */
-    static List<Peer> failoverOrder(Inputs in) {
-        return in.peers().values().stream().filter(p -> hostPort(p.gateway()) != null)
-                .sorted(Comparator.comparing((Peer p) -> !p.region().equals(in.region())).thenComparing(Peer::cluster)).toList();
+    /**
+     * Other clusters (with a gateway address) in failover order for {@code service}: with an
+     * {@code ordered} FailoverPolicy, clusters of its regions in its order, then the rest; otherwise
+     * (no policy, or {@code locality}) clusters of this cluster's region first, then by name.
+     */
+    static List<Peer> failoverOrder(Inputs in, String service) {
+        var policy = in.policy().failoverFor(service).filter(f -> f.mode().equals("ordered"));
+        Comparator<Peer> byRegion = policy.<Comparator<Peer>>map(f -> Comparator.comparingInt(p -> {
+            int i = f.regions().indexOf(p.region());
+            return i < 0 ? Integer.MAX_VALUE : i;
+        })).orElse(Comparator.comparing((Peer p) -> !p.region().equals(in.region())));
+        return in.peers().values().stream().filter(p -> hostPort(p.gateway()) != null).sorted(byRegion.thenComparing(Peer::cluster)).toList();
     }
 
     /**
      * The sidecar's outbound HTTP listener at {@code address}: one virtual host per service (its
-     * host names: {@code name.namespace.svc.cluster.local}, {@code name.namespace}, and {@code name}
-     * within the caller's own namespace), routing to its whole-service cluster with retries of
-     * connect failures and resets (only idempotent requests are retried) and a 15 s timeout.
+     * host names: {@code name.namespace.svc.cluster.local}, {@code name.namespace},
+     * {@code name.namespace.svc}, and {@code name} within the caller's own namespace). A service with
+     * a TrafficPolicy gets its routes (matches, weighted subsets and clusters, timeouts, retries);
+     * others one route to the whole service with a 15 s timeout and 2 retries on
+     * {@code connect-failure,reset} (only idempotent requests are retried).
      */
-    public static Listener outboundListener(String host, int port, String callerNamespace, ClusterSet clusters) {
+    public static Listener outboundListener(String host, int port, String callerNamespace, ClusterSet clusters, Policies.Bundle policy) {
         var route = RouteConfiguration.newBuilder().setName(ROUTE_CONFIG);
         var seen = new LinkedHashSet<String>();
         for (Cluster c : clusters.clusters()) {
             String[] parts = c.getName().split("\\|", -1);
             if (parts.length != 4 || !parts[2].isEmpty()) {
-                continue; // subset clusters are for routes that name them (TrafficPolicy)
+                continue; // subset and pinned clusters are for the routes that name them
             }
             String fqdn = parts[3];
             String[] labels = fqdn.split("\\.");
@@ -218,12 +321,21 @@ public final class ProxyResources {
             if (labels[1].equals(callerNamespace) && seen.add(labels[0])) {
                 domains.add(labels[0]);
             }
-            route.addVirtualHosts(VirtualHost.newBuilder().setName(fqdn + ":" + parts[1]).addAllDomains(domains)
-                    .addRoutes(Route.newBuilder().setMatch(RouteMatch.newBuilder().setPrefix("/"))
-                            .setRoute(RouteAction.newBuilder().setCluster(c.getName())
-                                    .setTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(15))
-                                    .setRetryPolicy(io.envoyproxy.envoy.config.route.v3.RetryPolicy.newBuilder()
-                                            .setRetryOn("connect-failure,reset").setNumRetries(UInt32Value.of(2))))));
+            var vhost = VirtualHost.newBuilder().setName(fqdn + ":" + parts[1]).addAllDomains(domains);
+            var traffic = policy.trafficFor(labels[1] + "/" + labels[0]);
+            if (traffic.isPresent()) {
+                String prefix = "outbound|" + parts[1] + "|";
+                for (var r : traffic.get().routes()) {
+                    vhost.addRoutes(policyRoute(r, prefix, fqdn));
+                }
+            } else {
+                vhost.addRoutes(Route.newBuilder().setMatch(RouteMatch.newBuilder().setPrefix("/"))
+                        .setRoute(RouteAction.newBuilder().setCluster(c.getName())
+                                .setTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(15))
+                                .setRetryPolicy(io.envoyproxy.envoy.config.route.v3.RetryPolicy.newBuilder()
+                                        .setRetryOn("connect-failure,reset").setNumRetries(UInt32Value.of(2)))));
+            }
+            route.addVirtualHosts(vhost);
         }
         var hcm = HttpConnectionManager.newBuilder().setStatPrefix("outbound").setRouteConfig(route)
                 .addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.router").setTypedConfig(Any.pack(Router.getDefaultInstance())));
@@ -232,6 +344,48 @@ public final class ProxyResources {
                 .addFilterChains(FilterChain.newBuilder().addFilters(Filter.newBuilder().setName("envoy.filters.network.http_connection_manager")
                         .setTypedConfig(Any.pack(hcm.build()))))
                 .build();
+    }
+
+    /** One TrafficPolicy route as an Envoy route; destinations name {@code outbound|<port>|<subset>|<host>[|<cluster>]}. */
+    private static Route policyRoute(Policies.Route r, String clusterPrefix, String fqdn) {
+        var match = RouteMatch.newBuilder();
+        var path = r.match().path();
+        if (path.isEmpty() || path.get().prefix() != null) {
+            match.setPrefix(path.map(Policies.PathMatch::prefix).orElse("/"));
+        } else if (path.get().exact() != null) {
+            match.setPath(path.get().exact());
+        } else {
+            match.setSafeRegex(io.envoyproxy.envoy.type.matcher.v3.RegexMatcher.newBuilder().setRegex(path.get().regex()));
+        }
+        for (var h : r.match().headers()) {
+            var hm = io.envoyproxy.envoy.config.route.v3.HeaderMatcher.newBuilder().setName(h.name());
+            if (h.exact() == null) {
+                hm.setPresentMatch(true);
+            } else {
+                hm.setStringMatch(StringMatcher.newBuilder().setExact(h.exact()));
+            }
+            match.addHeaders(hm);
+        }
+        r.match().method().ifPresent(m -> match.addHeaders(io.envoyproxy.envoy.config.route.v3.HeaderMatcher.newBuilder().setName(":method")
+                .setStringMatch(StringMatcher.newBuilder().setExact(m))));
+        var action = RouteAction.newBuilder();
+        var shares = r.destinations().stream().filter(d -> d.weight() > 0).toList();
+        if (shares.size() == 1) {
+            var d = shares.get(0);
+            action.setCluster(clusterPrefix + d.subset() + "|" + fqdn + d.cluster().map(c -> "|" + c).orElse(""));
+        } else {
+            var wc = io.envoyproxy.envoy.config.route.v3.WeightedCluster.newBuilder();
+            for (var d : shares) {
+                wc.addClusters(io.envoyproxy.envoy.config.route.v3.WeightedCluster.ClusterWeight.newBuilder()
+                        .setName(clusterPrefix + d.subset() + "|" + fqdn + d.cluster().map(c -> "|" + c).orElse(""))
+                        .setWeight(UInt32Value.of(d.weight())));
+            }
+            action.setWeightedClusters(wc);
+        }
+        action.setTimeout(com.google.protobuf.util.Durations.fromMillis(r.timeout().map(java.time.Duration::toMillis).orElse(15_000L)));
+        r.retries().ifPresent(rt -> action.setRetryPolicy(io.envoyproxy.envoy.config.route.v3.RetryPolicy.newBuilder()
+                .setRetryOn(String.join(",", rt.on())).setNumRetries(UInt32Value.of(rt.attempts()))));
+        return Route.newBuilder().setName(r.name()).setMatch(match).setRoute(action).build();
     }
 
     private static Cluster.Builder edsCluster(String name, Cluster.LbPolicy lb) {

@@ -102,6 +102,9 @@ public class XdsServer {
     private String fingerprint = "";
     private ProxyResources.ClusterSet gatewaySet = new ProxyResources.ClusterSet(List.of(), List.of());
     private ProxyResources.ClusterSet sidecarSet = new ProxyResources.ClusterSet(List.of(), List.of());
+    private dev.isthmus.api.policy.Policies.Bundle policyBundle = dev.isthmus.api.policy.Policies.Bundle.EMPTY;
+    @jakarta.inject.Inject
+    dev.isthmus.controller.policy.PolicyStore policy;
     private Timer buildTimer;
 
     public XdsServer(ControllerConfig config, LocalRegistry registry, FederatedCatalog catalog, PeerTracker peers, MeterRegistry meters) {
@@ -174,7 +177,9 @@ public class XdsServer {
             known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), p.gateway() == null ? "" : p.gateway()));
         }
         var c = config.cluster();
-        return new ProxyResources.Inputs(c.name(), c.region().orElse(c.name()), c.zone(), local, remote, known);
+        var applied = policy == null ? null : policy.applied();
+        return new ProxyResources.Inputs(c.name(), c.region().orElse(c.name()), c.zone(), local, remote, known,
+                applied == null ? dev.isthmus.api.policy.Policies.Bundle.EMPTY : applied.bundle());
     }
 
     private static String fingerprint(ProxyResources.Inputs in) {
@@ -191,13 +196,14 @@ public class XdsServer {
     /** Rebuilds every proxy's snapshot if the inputs changed (or always, when {@code force}). */
     synchronized void rebuild(boolean force) {
         var in = inputs();
-        String fp = fingerprint(in);
+        String fp = fingerprint(in) + (policy == null ? "" : policy.sha() + "/" + policy.version());
         if (!force && fp.equals(fingerprint)) {
             return;
         }
         long start = System.nanoTime();
         gatewaySet = ProxyResources.gateway(in);
         sidecarSet = ProxyResources.sidecarClusters(in);
+        policyBundle = in.policy();
         fingerprint = fp;
         proxies.values().forEach(p -> cache.setSnapshot(p.group, snapshot(p)));
         if (buildTimer != null) {
@@ -216,7 +222,7 @@ public class XdsServer {
             if (address != null) {
                 String service = p.node.getCluster();
                 String namespace = service.contains("/") ? service.substring(0, service.indexOf('/')) : "";
-                listeners = List.of(ProxyResources.outboundListener(address.host(), address.port(), namespace, set));
+                listeners = List.of(ProxyResources.outboundListener(address.host(), address.port(), namespace, set, policyBundle));
             }
         }
         return Snapshot.create(set.clusters(), version(set.clusters()), set.assignments(), version(set.assignments()), listeners,

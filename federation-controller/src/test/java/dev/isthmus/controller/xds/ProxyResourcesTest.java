@@ -71,7 +71,7 @@ class ProxyResourcesTest {
         var in = new ProxyResources.Inputs("us-east-1", "us-east", "zone-a", List.of(), Map.of(),
                 Map.of("ap-south", new ProxyResources.Peer("ap-south", "ap-south", "", "h:1"),
                         "us-east-2", new ProxyResources.Peer("us-east-2", "us-east", "", "h:2")));
-        assertEquals(List.of("us-east-2", "ap-south"), ProxyResources.failoverOrder(in).stream().map(ProxyResources.Peer::cluster).toList());
+        assertEquals(List.of("us-east-2", "ap-south"), ProxyResources.failoverOrder(in, "shop/x").stream().map(ProxyResources.Peer::cluster).toList());
     }
 
     @Test
@@ -89,11 +89,92 @@ class ProxyResourcesTest {
     @Test
     void theOutboundListenerRoutesEachServiceByHostName() throws Exception {
         var set = ProxyResources.sidecarClusters(inputs());
-        var config = translate(set, List.of(ProxyResources.outboundListener("127.0.0.1", 15001, "shop", set)));
+        var config = translate(set, List.of(ProxyResources.outboundListener("127.0.0.1", 15001, "shop", set, dev.isthmus.api.policy.Policies.Bundle.EMPTY)));
         var http = config.listeners().get(0).http().orElseThrow();
         var catalog = http.virtualHosts().stream().filter(v -> v.domains().contains("product-catalog")).findFirst().orElseThrow();
         assertTrue(catalog.domains().containsAll(List.of("product-catalog.shop.svc.cluster.local", "product-catalog.shop")));
         assertEquals("outbound|80||product-catalog.shop.svc.cluster.local", catalog.routes().get(0).clusters().get(0).cluster());
         assertEquals(2, catalog.routes().get(0).retry().numRetries());
+    }
+
+    private static dev.isthmus.api.policy.Policies.Bundle policy(String yaml) {
+        var r = dev.isthmus.api.policy.PolicyValidator.validate(Map.of("p.yaml", yaml), null);
+        assertTrue(r.ok(), r.problems().toString());
+        return r.bundle();
+    }
+
+    private static ProxyResources.Inputs withPolicy(ProxyResources.Inputs in, dev.isthmus.api.policy.Policies.Bundle b) {
+        return new ProxyResources.Inputs(in.cluster(), in.region(), in.zone(), in.local(), in.remote(), in.peers(), b);
+    }
+
+    @Test
+    void aTrafficPolicyBecomesWeightedRoutesTimeoutsRetriesBreakersAndOutlierDetection() throws Exception {
+        var b = policy("""
+                apiVersion: isthmus.dev/v1alpha1
+                kind: TrafficPolicy
+                metadata: { name: canary, namespace: shop }
+                spec:
+                  service: product-catalog
+                  routes:
+                  - name: beta
+                    match: { headers: [ { name: x-beta } ], method: GET }
+                    destinations: [ { subset: v2, cluster: ap-south, weight: 100 } ]
+                  - name: default
+                    destinations: [ { subset: v1, weight: 90 }, { subset: v3, weight: 10 } ]
+                    timeout: 2s
+                    retries: { attempts: 3, on: [connect-failure, 5xx], budgetPercent: 20 }
+                  circuitBreaker: { maxConnections: 10, maxPendingRequests: 20, maxRequests: 30 }
+                  outlierDetection: { consecutiveErrors: 2, baseEjectionTime: 5s, maxEjectionPercent: 50 }
+                """);
+        var in = withPolicy(inputs(), b);
+        var set = ProxyResources.sidecarClusters(in);
+        var config = translate(set, List.of(ProxyResources.outboundListener("127.0.0.1", 15001, "shop", set, b)));
+        var vh = config.listeners().get(0).http().orElseThrow().virtualHosts().stream().filter(v -> v.domains().contains("product-catalog"))
+                .findFirst().orElseThrow();
+        var beta = vh.routes().get(0);
+        assertTrue(beta.matches("/any", Map.of(":method", "GET", "x-beta", "1")::get));
+        assertFalse(beta.matches("/any", Map.of(":method", "GET")::get));
+        assertEquals("outbound|80|v2|product-catalog.shop.svc.cluster.local|ap-south", beta.clusters().get(0).cluster());
+        var pinned = config.clusters().get("outbound|80|v2|product-catalog.shop.svc.cluster.local|ap-south");
+        assertEquals(List.of(new InetSocketAddress("127.0.0.8", 15443)), pinned.endpoints().stream().map(ProxyConfig.EndpointSpec::address).toList(),
+                "pinned to ap-south: only its gateway");
+        var def = vh.routes().get(1);
+        assertEquals(List.of(new ProxyConfig.WeightedCluster("outbound|80|v1|product-catalog.shop.svc.cluster.local", 90),
+                new ProxyConfig.WeightedCluster("outbound|80|v3|product-catalog.shop.svc.cluster.local", 10)), def.clusters());
+        assertEquals(java.time.Duration.ofSeconds(2), def.timeout());
+        assertEquals(3, def.retry().numRetries());
+        assertEquals(java.util.Set.of("connect-failure", "5xx"), def.retry().retryOn());
+        assertTrue(config.clusters().get("outbound|80|v3|product-catalog.shop.svc.cluster.local").endpoints().isEmpty(),
+                "a subset no endpoint has is an empty cluster: its share is answered 503");
+        var v1 = config.clusters().get("outbound|80|v1|product-catalog.shop.svc.cluster.local");
+        assertEquals(10, v1.limits().maxConnections());
+        assertEquals(30, v1.limits().maxRequests());
+        assertEquals(20.0, v1.limits().retryBudgetPercent());
+        assertEquals(2, v1.outlier().consecutiveFailures());
+        assertEquals(java.time.Duration.ofSeconds(5), v1.outlier().baseEjection());
+    }
+
+    @Test
+    void failoverPolicyOrdersRegionsAndMeshPolicyLimitsExports() throws Exception {
+        var b = policy("""
+                apiVersion: isthmus.dev/v1alpha1
+                kind: FailoverPolicy
+                metadata: { name: pc, namespace: shop }
+                spec: { service: product-catalog, regions: [eu-west, ap-south] }
+                ---
+                apiVersion: isthmus.dev/v1alpha1
+                kind: MeshPolicy
+                metadata: { name: mesh }
+                spec:
+                  exports:
+                  - { cluster: us-east, services: [shop/product-catalog] }
+                """);
+        var in = withPolicy(inputs(), b);
+        var all = translate(ProxyResources.sidecarClusters(in), List.of()).clusters().get("outbound|80||product-catalog.shop.svc.cluster.local");
+        assertEquals(List.of(new InetSocketAddress("127.0.0.1", 7001), new InetSocketAddress("127.0.0.9", 15443), new InetSocketAddress("127.0.0.8", 15443)),
+                all.endpoints().stream().map(ProxyConfig.EndpointSpec::address).toList(), "local first, then eu-west before ap-south as the policy says");
+        var gateway = translate(ProxyResources.gateway(in), List.of()).clusters().keySet();
+        assertTrue(gateway.contains("outbound_.80_._.product-catalog.shop.svc.cluster.local"));
+        assertFalse(gateway.contains("outbound_.80_._.order-processing.shop.svc.cluster.local"), "us-east exports only the catalogue");
     }
 }

@@ -16,11 +16,13 @@ package dev.isthmus.api.nats;
  *     another hash asks for the snapshot: this is the registry's anti-entropy)
  * @param gateway {@code host:port} where other clusters reach the sender's east-west gateway; empty
  *     or absent (older senders) if it has none, and then other clusters cannot route to its endpoints
+ * @param policy the commit SHA of the policy bundle the sender runs, empty if none
  */
 public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis,
-        long registryGeneration, String registryHash, String gateway) {
+        long registryGeneration, String registryHash, String gateway, String policy) {
 
     public Heartbeat {
         gateway = gateway == null ? "" : gateway;
+        policy = policy == null ? "" : policy;
     }
 }
