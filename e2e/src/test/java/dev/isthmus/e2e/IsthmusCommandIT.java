@@ -96,8 +96,8 @@ class IsthmusCommandIT {
 
         var status = isthmus("status");
         assertEquals(0, status.exit(), status.output());
-        assertEquals(20, status.output().lines().filter(l -> l.contains(" ready ")).count(), status.output());
-        assertEquals(20, processesOfState().size(), processesOfState().toString());
+        assertEquals(24, status.output().lines().filter(l -> l.contains(" ready ")).count(), status.output());
+        assertEquals(24, processesOfState().size(), processesOfState().toString());
 
         var services = isthmusAt("http://127.0.0.1:32010", "services");
         assertEquals(0, services.exit(), services.output());
@@ -129,7 +129,7 @@ class IsthmusCommandIT {
 
         var down = isthmus("down");
         assertEquals(0, down.exit(), down.output());
-        assertTrue(down.output().contains("stopped 20 processes"), down.output());
+        assertTrue(down.output().contains("stopped 24 processes"), down.output());
         assertEquals(List.of(), processesOfState());
     }
 

@@ -26,7 +26,7 @@ class TwoRegionsIT {
     @Order(1)
     void everyComponentOfBothRegionsIsReady() {
         var status = FED.federation().status();
-        assertEquals(20, status.size());
+        assertEquals(24, status.size());
         for (var s : status) {
             assertTrue(s.alive() && s.ready(), s.component().id() + " is not ready");
         }
@@ -83,10 +83,10 @@ class TwoRegionsIT {
         } catch (java.net.SocketException e) {
             // reset: refused as well
         }
-        // order-processing's sidecar runs the listener and cluster of its Envoy v3 bootstrap file
+        // order-processing's sidecar runs the outbound listener its controller serves over xDS, with the example policy's canary
         String dump = Http.get("http://127.0.0.1:" + FED.topology().sidecarAdminPort("eu-west", "order-processing") + "/config_dump").body();
-        assertTrue(dump.contains("\"cluster\":\"product-catalog\"") && dump.contains("\"source\":\"static:bootstrap.yaml\"")
-                && dump.contains("\"expected_identities\":[\"spiffe://eu-west.acme.isthmus/ns/shop/sa/product-catalog\"]"), dump);
+        assertTrue(dump.contains("\"name\":\"outbound\"") && dump.contains("\"outbound|80|v1|product-catalog.shop.svc.cluster.local\"")
+                && dump.contains("\"outbound|80|v2|product-catalog.shop.svc.cluster.local\""), dump);
         int admin = FED.topology().sidecarAdminPort("eu-west", "product-catalog");
         String metrics = Http.get("http://127.0.0.1:" + admin + "/metrics").body();
         assertTrue(metrics.contains("isthmus_tls_handshakes_total{listener=\"inbound\",result=\"success\",side=\"downstream\"}"), metrics);
@@ -134,16 +134,29 @@ class TwoRegionsIT {
 
     @Test
     @Order(8)
-    void aCallCrossesRegionsThroughTheEastWestGatewayWithMtlsEndToEnd() throws Exception {
-        // us-east order-processing's sidecar -> mTLS (SNI outbound_...product-catalog) -> eu-west's gateway (TLS passthrough)
+    void whenTheLocalCatalogueIsDownCallsCrossToEuWestThroughTheGatewayWithMtlsEndToEnd() throws Exception {
+        // us-east order-processing -> its sidecar (xDS from the us-east controller: local catalogue endpoints at priority 0,
+        // eu-west's gateway at priority 1, SNI outbound_.80_.<subset>_.product-catalog...) -> eu-west's gateway (TLS passthrough)
         // -> eu-west product-catalog's sidecar (terminates mTLS, checks the caller) -> the app
-        int port = FED.topology().crossRegionCatalogPort("us-east", "eu-west");
-        String body = Http.await("http://127.0.0.1:" + port + "/products", Duration.ofSeconds(20), b -> b.contains("\"service\":\"product-catalog\""));
-        assertTrue(body.contains("\"cluster\":\"eu-west\""), "served in eu-west: " + body);
-        assertTrue(body.contains("\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\""),
-                "the eu-west app sees the us-east caller's identity, verified at its own sidecar: " + body);
+        int orders = FED.topology().appPort("us-east", "order-processing");
+        String local = Http.await("http://127.0.0.1:" + orders + "/orders/checkout", Duration.ofSeconds(20), b -> b.contains("\"upstreamStatus\":200"));
+        assertTrue(local.contains("\"instance\":\"product-catalog-us-east-1\"") || local.contains("\"instance\":\"product-catalog-v2-us-east-1\""),
+                "served in us-east while its catalogue runs: " + local);
+        FED.kill("us-east/product-catalog");
+        FED.kill("us-east/product-catalog-v2");
+        try {
+            String body = Http.await("http://127.0.0.1:" + orders + "/orders/checkout", Duration.ofSeconds(30),
+                    b -> b.contains("\"upstreamStatus\":200") && b.contains("product-catalog-") && b.contains("-eu-west-1\""));
+            assertTrue(body.contains("\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\""),
+                    "the eu-west app sees the us-east caller's identity, verified at its own sidecar: " + body);
+        } finally {
+            FED.restart("us-east/product-catalog");
+            FED.restart("us-east/product-catalog-v2");
+        }
         String metrics = Http.get("http://127.0.0.1:" + FED.topology().gatewayAdminPort("eu-west") + "/metrics").body();
-        assertTrue(metrics.contains("isthmus_gateway_connections_total{sni=\"" + FED.topology().gatewaySni("product-catalog") + "\"}"),
+        // The example policy's canary routes by subset, so the SNI names the subset (v1 or v2).
+        assertTrue(metrics.contains("isthmus_gateway_connections_total{sni=\"outbound_.80_.v1_.product-catalog.shop.svc.cluster.local\"}")
+                || metrics.contains("isthmus_gateway_connections_total{sni=\"outbound_.80_.v2_.product-catalog.shop.svc.cluster.local\"}"),
                 "the eu-west gateway carried it: " + metrics);
     }
 }

@@ -21,7 +21,9 @@ import java.util.function.Function;
  *
  * <p>Settings come from the environment: {@code SHOP_PORT} (required), {@code SHOP_HOST}
  * (default 127.0.0.1), {@code SHOP_CLUSTER}, {@code SHOP_REGION}, {@code SHOP_INSTANCE}, and
- * {@code SHOP_UPSTREAM_<NAME>=http://host:port} for the services it calls (through its sidecar).
+ * {@code SHOP_UPSTREAM_<NAME>=http://host:port} for the services it calls (through its sidecar), or
+ * {@code SHOP_MESH_PROXY=host:port}: its sidecar's outbound listener, used as an HTTP proxy for
+ * {@code http://<name>.<SHOP_NAMESPACE, default shop>/...}, so the mesh routes each call by service name.
  */
 public final class ShopService {
 
@@ -29,11 +31,16 @@ public final class ShopService {
     private final Map<String, String> env;
     private final HttpServer server;
     private final HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
+    private final HttpClient meshClient;
 
     private ShopService(String service, Map<String, String> env, HttpServer server) {
         this.service = service;
         this.env = env;
         this.server = server;
+        String proxy = env.get("SHOP_MESH_PROXY");
+        this.meshClient = proxy == null || proxy.isBlank() ? null : HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
+                .connectTimeout(Duration.ofSeconds(2)).proxy(java.net.ProxySelector.of(new java.net.InetSocketAddress(
+                        proxy.substring(0, proxy.lastIndexOf(':')), Integer.parseInt(proxy.substring(proxy.lastIndexOf(':') + 1))))).build();
     }
 
     /** Binds the service; routes are added with {@link #route}. */
@@ -72,11 +79,17 @@ public final class ShopService {
     /** Calls an upstream service by its short name through the address configured for it. */
     public Answer call(String upstream, String path) {
         String base = env.get("SHOP_UPSTREAM_" + upstream.toUpperCase().replace('-', '_'));
+        HttpClient via = client;
+        if (base == null && meshClient != null) {
+            // through the sidecar's outbound listener, as an HTTP proxy: it routes on the service's name
+            base = "http://" + upstream + "." + env.getOrDefault("SHOP_NAMESPACE", "shop");
+            via = meshClient;
+        }
         if (base == null) {
             return new Answer(502, Map.of("error", "no upstream configured for " + upstream));
         }
         try {
-            var res = client.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(5)).build(),
+            var res = via.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(5)).build(),
                     HttpResponse.BodyHandlers.ofString());
             return new Answer(res.statusCode(), Map.of("upstream", upstream, "upstreamStatus", res.statusCode(),
                     "upstreamBody", new Json.Raw(res.body())));

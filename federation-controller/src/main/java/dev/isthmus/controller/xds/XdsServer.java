@@ -65,8 +65,12 @@ public class XdsServer {
     static final String TYPE_KEY = "ISTHMUS_PROXY_TYPE";
     static final String OUTBOUND_KEY = "ISTHMUS_OUTBOUND_ADDRESS";
 
-    /** One proxy the server knows, with what it acknowledged and its last rejection. */
-    public record ProxyStatus(String id, String type, String service, int streams, Map<String, String> acked, Nack lastNack) {
+    /**
+     * One proxy the server knows: what it acknowledged, what it is being served now, whether the two
+     * agree ({@code inSync}), and its last rejection.
+     */
+    public record ProxyStatus(String id, String type, String service, int streams, Map<String, String> acked, Map<String, String> served,
+            boolean inSync, Nack lastNack) {
     }
 
     /** A rejected push: the resource type, the version refused, the proxy's reason, when. */
@@ -151,8 +155,18 @@ public class XdsServer {
     /** Every proxy connected or known since it last connected, by id. */
     public List<ProxyStatus> status() {
         var out = new ArrayList<ProxyStatus>();
-        new TreeMap<>(proxies).forEach((group, p) -> out.add(new ProxyStatus(p.node.getId(), p.type, p.node.getCluster(), p.streams.get(),
-                new TreeMap<>(p.acked), p.lastNack)));
+        new TreeMap<>(proxies).forEach((group, p) -> {
+            var served = new TreeMap<String, String>();
+            var snapshot = cache.getSnapshot(group);
+            if (snapshot != null) {
+                for (var type : List.of(io.envoyproxy.controlplane.cache.Resources.V3.CLUSTER_TYPE_URL,
+                        io.envoyproxy.controlplane.cache.Resources.V3.ENDPOINT_TYPE_URL, io.envoyproxy.controlplane.cache.Resources.V3.LISTENER_TYPE_URL)) {
+                    served.put(shortType(type), snapshot.version(type));
+                }
+            }
+            var acked = new TreeMap<>(p.acked);
+            out.add(new ProxyStatus(p.node.getId(), p.type, p.node.getCluster(), p.streams.get(), acked, served, acked.equals(served), p.lastNack));
+        });
         return out;
     }
 

@@ -75,15 +75,9 @@ public final class LocalFederation {
             Path conf = topology.natsConfig(region);
             Files.createDirectories(conf.getParent());
             Files.writeString(conf, topology.natsConfigText(region));
-            for (String service : Topology.SHOP_SERVICES) {
-                var bootstrap = topology.sidecarBootstrap(region, service);
-                if (bootstrap.isPresent()) {
-                    Path file = topology.sidecarBootstrapFile(region, service);
-                    Files.createDirectories(file.getParent());
-                    Files.writeString(file, bootstrap.get());
-                }
-            }
         }
+        writeCredential(topology.policyWebhookSecretFile());
+        seedPolicyRepo();
         var byStage = new LinkedHashMap<Integer, List<Component>>();
         for (Component c : topology.components()) {
             byStage.computeIfAbsent(c.stage(), k -> new ArrayList<>()).add(c);
@@ -171,6 +165,46 @@ public final class LocalFederation {
     }
 
     /** Makes a random credential file (owner-only) unless one exists; the processes of a region read it. */
+    /**
+     * Creates the federation's policy repository (bare, branch {@code main}) with the example GitOps
+     * policy as its first commit, when it does not exist yet; an existing one is left as it is.
+     */
+    void seedPolicyRepo() throws IOException {
+        Path repo = topology.policyRepo();
+        if (Files.exists(repo.resolve("HEAD"))) {
+            return;
+        }
+        Path example = topology.home().resolve("deploy/gitops-example");
+        Path work = Files.createTempDirectory(topology.stateDir(), "policy-seed-");
+        try {
+            try (var walk = Files.walk(example)) {
+                for (Path p : walk.toList()) {
+                    Path target = work.resolve(example.relativize(p).toString());
+                    if (Files.isDirectory(p)) {
+                        Files.createDirectories(target);
+                    } else {
+                        Files.copy(p, target);
+                    }
+                }
+            }
+            org.eclipse.jgit.api.Git.init().setBare(true).setInitialBranch("main").setDirectory(repo.toFile()).call().close();
+            try (var git = org.eclipse.jgit.api.Git.init().setInitialBranch("main").setDirectory(work.toFile()).call()) {
+                git.add().addFilepattern(".").call();
+                var who = new org.eclipse.jgit.lib.PersonIdent("isthmus up", "isthmus@localhost");
+                git.commit().setMessage("The example policy (deploy/gitops-example)").setAuthor(who).setCommitter(who).call();
+                git.push().setRemote(repo.toUri().toString()).setRefSpecs(new org.eclipse.jgit.transport.RefSpec("main:main")).call();
+            }
+        } catch (org.eclipse.jgit.api.errors.GitAPIException e) {
+            throw new IOException("cannot create the policy repository " + repo + ": " + e.getMessage(), e);
+        } finally {
+            try (var walk = Files.walk(work)) {
+                for (Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.deleteIfExists(p);
+                }
+            }
+        }
+    }
+
     static void writeCredential(Path file) throws IOException {
         if (Files.exists(file)) {
             return;

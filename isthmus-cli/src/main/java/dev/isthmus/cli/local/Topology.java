@@ -34,6 +34,21 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
 
     /** The demo shop's services, in start order. */
     public static final List<String> SHOP_SERVICES = List.of("user-login", "product-catalog", "order-processing");
+    /**
+     * What runs of the shop in every region: each service at version v1, and product-catalog also at
+     * v2 ({@code product-catalog-v2}), the canary the example policy sends 10% of the catalogue's traffic to.
+     */
+    public static final List<String> SHOP_DEPLOYMENTS = List.of("user-login", "product-catalog", "order-processing", "product-catalog-v2");
+
+    /** The service a deployment runs ({@code product-catalog-v2} runs product-catalog). */
+    public static String serviceOf(String deployment) {
+        return deployment.endsWith("-v2") ? deployment.substring(0, deployment.length() - 3) : deployment;
+    }
+
+    /** The version label of a deployment's endpoints. */
+    public static String versionOf(String deployment) {
+        return deployment.endsWith("-v2") ? "v2" : "v1";
+    }
     public static final String SHOP_NAMESPACE = "shop";
     public static final String HOST = "127.0.0.1";
 
@@ -96,7 +111,11 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
     }
 
     public int appPort(String region, String service) {
-        return port(region, SERVICE_BLOCK + 10 * SHOP_SERVICES.indexOf(service));
+        int index = SHOP_DEPLOYMENTS.indexOf(service);
+        if (index < 0) {
+            throw new IllegalArgumentException("no shop deployment named '" + service + "'; known: " + SHOP_DEPLOYMENTS);
+        }
+        return port(region, SERVICE_BLOCK + 10 * index);
     }
 
     public int sidecarAdminPort(String region, String service) {
@@ -139,15 +158,6 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
     }
 
     /**
-     * order-processing's sidecar listener for product-catalog in {@code remote}: a TCP proxy over
-     * mTLS to that region's east-west gateway (Istio's SNI names the service), checking the remote
-     * catalogue's SPIFFE ID end to end; the gateway only passes the TLS bytes on.
-     */
-    public int crossRegionCatalogPort(String region, String remote) {
-        return appPort(region, "order-processing") + 4 + regions.indexOf(remote);
-    }
-
-    /**
      * Istio's SNI for a shop service, {@code outbound_.80_._.<name>.shop.svc.cluster.local}: the service
      * port (80, the same in every region), not the sidecar's port (see MeshNames).
      */
@@ -162,102 +172,17 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
     }
 
     private List<Integer> sidecarPorts(String region, String service) {
-        var ports = new ArrayList<>(List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service), sidecarOutboundPort(region, service)));
-        if (service.equals("order-processing")) {
-            regions.stream().filter(r -> !r.equals(region)).forEach(r -> ports.add(crossRegionCatalogPort(region, r)));
-        }
-        return ports;
+        return List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service), sidecarOutboundPort(region, service));
     }
 
-    /** Where a sidecar's static bootstrap (Envoy v3 YAML) is written, when it has one. */
-    public Path sidecarBootstrapFile(String region, String service) {
-        return regionDir(region).resolve("sidecar-" + service).resolve("bootstrap.yaml");
+    /** The federation's policy repository (bare; {@code up} seeds it from deploy/gitops-example); every controller watches it. */
+    public Path policyRepo() {
+        return stateDir.resolve("policy.git");
     }
 
-    /**
-     * A sidecar's static bootstrap: order-processing gets an upstream listener for product-catalog
-     * (a TCP proxy to the local catalogue's sidecar, mTLS expecting its SPIFFE ID); the others have
-     * none. Until the controller's xDS server exists, this is how the sidecars get listeners.
-     */
-    public java.util.Optional<String> sidecarBootstrap(String region, String service) {
-        if (!service.equals("order-processing")) {
-            return java.util.Optional.empty();
-        }
-        String id = "spiffe://" + region + "." + federation + ".isthmus/ns/" + SHOP_NAMESPACE + "/sa/product-catalog";
-        var remoteListeners = new StringBuilder();
-        var remoteClusters = new StringBuilder();
-        for (String remote : regions) {
-            if (remote.equals(region)) {
-                continue;
-            }
-            remoteListeners.append("""
-                      - name: upstream-product-catalog-%1$s
-                        address: { socket_address: { address: %2$s, port_value: %3$d } }
-                        filter_chains:
-                        - filters:
-                          - name: envoy.filters.network.tcp_proxy
-                            typed_config:
-                              "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-                              stat_prefix: product-catalog-%1$s
-                              cluster: product-catalog-%1$s
-                    """.formatted(remote, HOST, crossRegionCatalogPort(region, remote)));
-            remoteClusters.append("""
-                      - name: product-catalog-%1$s
-                        type: STATIC
-                        connect_timeout: 1s
-                        transport_socket:
-                          name: envoy.transport_sockets.tls
-                          typed_config:
-                            "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-                            sni: "%2$s"
-                            common_tls_context:
-                              validation_context:
-                                match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://%1$s.%3$s.isthmus/ns/%4$s/sa/product-catalog" } } ]
-                        load_assignment:
-                          cluster_name: product-catalog-%1$s
-                          endpoints:
-                          - locality: { region: %1$s }
-                            lb_endpoints:
-                            - endpoint: { address: { socket_address: { address: %5$s, port_value: %6$d } } }
-                    """.formatted(remote, gatewaySni("product-catalog"), federation, SHOP_NAMESPACE, HOST, gatewayPort(remote)));
-        }
-        return java.util.Optional.of("""
-                # Written by isthmus up: order-processing's sidecar in %1$s (Envoy v3 bootstrap; see docs/xds.md).
-                static_resources:
-                  listeners:
-                  - name: upstream-product-catalog
-                    address: { socket_address: { address: %2$s, port_value: %3$d } }
-                    filter_chains:
-                    - filters:
-                      - name: envoy.filters.network.tcp_proxy
-                        typed_config:
-                          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-                          stat_prefix: product-catalog
-                          cluster: product-catalog
-                  clusters:
-                  - name: product-catalog
-                    type: STATIC
-                    connect_timeout: 1s
-                    lb_policy: ROUND_ROBIN
-                    transport_socket:
-                      name: envoy.transport_sockets.tls
-                      typed_config:
-                        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-                        common_tls_context:
-                          combined_validation_context:
-                            default_validation_context:
-                              match_typed_subject_alt_names:
-                              - san_type: URI
-                                matcher: { exact: "%4$s" }
-                    load_assignment:
-                      cluster_name: product-catalog
-                      endpoints:
-                      - locality: { region: %1$s }
-                        priority: 0
-                        lb_endpoints:
-                        - endpoint: { address: { socket_address: { address: %2$s, port_value: %5$d } } }
-                """.formatted(region, HOST, sidecarOutboundPort(region, service), id, sidecarInboundPort(region, "product-catalog"))
-                .replace("  clusters:\n", remoteListeners + "  clusters:\n") + remoteClusters);
+    /** The shared secret of the controllers' policy push webhook. */
+    public Path policyWebhookSecretFile() {
+        return stateDir.resolve("credentials").resolve("policy-webhook-secret");
     }
 
     public Path natsConfig(String region) {
@@ -271,9 +196,9 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
             all.add(nats(region));
             all.add(controller(region));
             all.add(trustBridge(region));
-            for (String service : SHOP_SERVICES) {
-                all.add(app(region, service));
-                all.add(sidecar(region, service));
+            for (String deployment : SHOP_DEPLOYMENTS) {
+                all.add(app(region, deployment));
+                all.add(sidecar(region, deployment));
             }
             all.add(gateway(region));
         }
@@ -317,6 +242,9 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_REGISTRY_STATIC_FILE_POLL", "1s");
         env.put("ISTHMUS_XDS_LISTEN", HOST + ":" + controllerXdsPort(region));
         env.put("ISTHMUS_GATEWAY_ADDRESS", HOST + ":" + gatewayPort(region));
+        env.put("ISTHMUS_POLICY_GIT_URL", policyRepo().toString());
+        env.put("ISTHMUS_POLICY_GIT_POLL_INTERVAL", "5s");
+        env.put("ISTHMUS_POLICY_WEBHOOK_SECRET_FILE", policyWebhookSecretFile().toString());
         return new Component(region, "federation-controller", Component.Kind.CONTROLLER,
                 java(region, "federation-controller", "256m", home.resolve("federation-controller/target/quarkus-app/quarkus-run.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + controllerPort(region) + "/q/health/ready"),
@@ -352,13 +280,13 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("SHOP_CLUSTER", region);
         env.put("SHOP_REGION", region);
         env.put("SHOP_INSTANCE", service + "-" + region + "-1");
-        if (service.equals("order-processing")) {
-            // Through its own sidecar's upstream listener, which carries the call over mTLS to the
-            // local catalogue's sidecar (cross-region routing arrives with xDS and the gateways).
-            env.put("SHOP_UPSTREAM_PRODUCT_CATALOG", "http://" + HOST + ":" + sidecarOutboundPort(region, "order-processing"));
-        }
+        // Calls to other services go through its sidecar's outbound listener (an HTTP proxy routing by
+        // service name, configured by the controller over xDS: local endpoints first, then other regions'
+        // gateways, as policy says).
+        env.put("SHOP_MESH_PROXY", HOST + ":" + sidecarOutboundPort(region, service));
+        env.put("SHOP_NAMESPACE", SHOP_NAMESPACE);
         return new Component(region, service, Component.Kind.APP,
-                java(region, service, "64m", home.resolve("demo-shop/" + service + "/target/" + service + ".jar")),
+                java(region, service, "64m", home.resolve("demo-shop/" + serviceOf(service) + "/target/" + serviceOf(service) + ".jar")),
                 env, dir, URI.create("http://" + HOST + ":" + appPort(region, service) + "/healthz"),
                 "http://" + HOST + ":" + appPort(region, service), List.of(appPort(region, service)), 2);
     }
@@ -368,7 +296,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         Path dir = regionDir(region).resolve(name);
         var env = new LinkedHashMap<String, String>();
         env.put("ISTHMUS_CLUSTER", region);
-        env.put("ISTHMUS_SERVICE", SHOP_NAMESPACE + "/" + service);
+        env.put("ISTHMUS_SERVICE", SHOP_NAMESPACE + "/" + serviceOf(service));
+        env.put("ISTHMUS_VERSION", versionOf(service));
         env.put("ISTHMUS_APP", HOST + ":" + appPort(region, service));
         env.put("ISTHMUS_INBOUND", HOST + ":" + sidecarInboundPort(region, service));
         env.put("ISTHMUS_ADMIN", HOST + ":" + sidecarAdminPort(region, service));
@@ -380,9 +309,9 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_TRUST_DOMAIN", region + "." + federation + ".isthmus");
         env.put("ISTHMUS_MTLS", "strict");
         env.put("ISTHMUS_INBOUND_PROTOCOL", "http"); // the app sees its caller's verified SPIFFE ID
-        if (sidecarBootstrap(region, service).isPresent()) {
-            env.put("ISTHMUS_BOOTSTRAP", sidecarBootstrapFile(region, service).toString());
-        }
+        env.put("ISTHMUS_XDS", HOST + ":" + controllerXdsPort(region));
+        env.put("ISTHMUS_OUTBOUND", HOST + ":" + sidecarOutboundPort(region, service));
+        env.put("ISTHMUS_STATE_DIR", dir.toString());
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),

@@ -111,11 +111,22 @@ public final class HttpProxy implements AutoCloseable {
     private final String name;
     private final Channel server;
     private final ChannelGroup open;
+    private final java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec;
 
-    private HttpProxy(String name, Channel server, ChannelGroup open) {
+    private HttpProxy(String name, Channel server, ChannelGroup open, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec) {
         this.name = name;
         this.server = server;
         this.open = open;
+        this.spec = spec;
+    }
+
+    /**
+     * Replaces the routes (and RBAC) in place: the listener keeps its socket and its connections; the
+     * next request on any connection is routed by the new ones. The clusters they name must already be
+     * known to the cluster function.
+     */
+    public void update(ProxyConfig.HttpSpec next) {
+        spec.set(next);
     }
 
     /**
@@ -145,7 +156,8 @@ public final class HttpProxy implements AutoCloseable {
             String sourceCluster) throws InterruptedException {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
-        var shared = new Shared(name, loops, spec, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>());
+        var routes = new java.util.concurrent.atomic.AtomicReference<>(spec);
+        var shared = new Shared(name, loops, routes, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>());
         Channel server = new ServerBootstrap()
                 .group(loops.boss(), loops.workers())
                 .channel(loops.serverChannelType())
@@ -173,7 +185,7 @@ public final class HttpProxy implements AutoCloseable {
                 .bind(listen).sync().channel();
         log.info("event=listener_started listener={} address={} protocol=http tls_in={} virtual_hosts={}", name, server.localAddress(),
                 downstreamTls != null, spec.virtualHosts().size());
-        return new HttpProxy(name, server, open);
+        return new HttpProxy(name, server, open, routes);
     }
 
     public InetSocketAddress address() {
@@ -287,7 +299,8 @@ public final class HttpProxy implements AutoCloseable {
     record RequestMeters(Counter requests, Timer duration) {
     }
 
-    record Shared(String listener, EventLoops loops, ProxyConfig.HttpSpec spec, Function<String, Upstream> clusters, MeterRegistry meters,
+    record Shared(String listener, EventLoops loops, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec,
+            Function<String, Upstream> clusters, MeterRegistry meters,
             Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster,
             Map<List<String>, RequestMeters> requestMeters) {
 
@@ -304,7 +317,7 @@ public final class HttpProxy implements AutoCloseable {
             }
             ProxyConfig.VirtualHost best = null;
             int bestRank = 0;
-            for (var vh : spec.virtualHosts()) {
+            for (var vh : spec.get().virtualHosts()) {
                 for (String d : vh.domains()) {
                     String dl = d.toLowerCase(java.util.Locale.ROOT);
                     int rank = dl.equals(h) ? 3 : dl.startsWith("*") && dl.length() > 1 && h.endsWith(dl.substring(1)) ? 2 : dl.equals("*") ? 1 : 0;
@@ -322,7 +335,8 @@ public final class HttpProxy implements AutoCloseable {
 
         /** The listener's RBAC (AuthorizationPolicy) verdict; a refusal is counted in {@code isthmus_rbac_denied_total}. */
         boolean permits(String caller, String method, String path) {
-            if (spec.rbac().isEmpty() || spec.rbac().get().permits(caller, method, path)) {
+            var rbac = spec.get().rbac();
+            if (rbac.isEmpty() || rbac.get().permits(caller, method, path)) {
                 return true;
             }
             Counter.builder("isthmus_rbac_denied").tag(ProxyMetrics.LABEL_LISTENER, listener).register(meters).increment();
@@ -512,6 +526,17 @@ public final class HttpProxy implements AutoCloseable {
         }
 
         void begin() {
+            // An app that uses the sidecar as its HTTP proxy sends the absolute form (GET http://host/path):
+            // route on its host, and pass the origin form upstream.
+            String uri = request.uri();
+            if (uri.regionMatches(true, 0, "http://", 0, 7)) {
+                int slash = uri.indexOf('/', 7);
+                String authority = slash < 0 ? uri.substring(7) : uri.substring(7, slash);
+                request.setUri(slash < 0 ? "/" : uri.substring(slash));
+                if (!authority.isEmpty()) {
+                    request.headers().set(HttpHeaderNames.HOST, authority);
+                }
+            }
             String path = request.uri();
             int q = path.indexOf('?');
             if (q >= 0) {

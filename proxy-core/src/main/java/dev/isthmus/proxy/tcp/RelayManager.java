@@ -91,6 +91,8 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         }
         var started = new LinkedHashMap<String, Running>();
         var toStop = new java.util.ArrayList<Running>();
+        var updated = new java.util.ArrayList<Running>();
+        var undo = new java.util.ArrayList<Runnable>();
         try {
             for (var l : next.listeners()) {
                 var used = new LinkedHashMap<String, ProxyConfig.ClusterSpec>();
@@ -108,6 +110,23 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                         && used.entrySet().stream().allMatch(e -> sameTls(now.clusters().get(e.getKey()), e.getValue()))) {
                     continue;
                 }
+                if (now != null && l.http().isPresent() && now.spec().http().isPresent() && now.handle() instanceof dev.isthmus.proxy.http.HttpProxy proxy
+                        && now.spec().address().equals(l.address()) && now.spec().mtls() == l.mtls()
+                        && used.entrySet().stream().allMatch(e -> !now.clusters().containsKey(e.getKey())
+                                || sameTls(now.clusters().get(e.getKey()), e.getValue()))) {
+                    // Only the routes changed (or clusters were added): swap them in place, keeping the socket and its connections.
+                    for (var c : used.values()) {
+                        if (!httpUpstreams.containsKey(c.name())) {
+                            balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
+                            httpUpstreams.put(c.name(), httpUpstream(c));
+                        }
+                    }
+                    proxy.update(l.http().get());
+                    var before = now.spec().http().get();
+                    undo.add(() -> proxy.update(before));
+                    updated.add(new Running(l, used, now.handle(), now.address()));
+                    continue;
+                }
                 if (now != null) {
                     now.stop(); // the same address: stop the old one first so the port is free
                     toStop.add(now);
@@ -116,6 +135,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             }
         } catch (Exception e) {
             started.values().forEach(Running::stop);
+            undo.forEach(Runnable::run); // routes swapped in place go back too
             // the listeners stopped to be replaced run again as they were: a refused set changes nothing
             for (var old : toStop) {
                 try {
@@ -159,6 +179,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             }
         }
         listeners.putAll(started);
+        updated.forEach(r -> listeners.put(r.spec().name(), r));
         config = next;
     }
 
