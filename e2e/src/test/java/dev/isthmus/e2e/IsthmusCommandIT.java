@@ -106,6 +106,19 @@ class IsthmusCommandIT {
         assertEquals(0, clusters.exit(), clusters.output());
         assertTrue(clusters.output().contains("\"eu-west\""), clusters.output());
 
+        // The seeded policy repository is watched by both controllers; policy status shows the SHA each runs.
+        String policyStatus = "";
+        for (int i = 0; i < 50 && !(policyStatus.contains("eu-west") && policyStatus.matches("(?s).*policy: [0-9a-f]{40}.*")); i++) {
+            var policy = isthmusAt("http://127.0.0.1:32010", "policy", "status");
+            assertEquals(0, policy.exit(), policy.output());
+            policyStatus = policy.output();
+            Thread.sleep(200);
+        }
+        assertTrue(policyStatus.matches("(?s).*policy: [0-9a-f]{40}.*") && policyStatus.contains("reachable"), policyStatus);
+        var validate = run(List.of("policy", "validate", LocalFederationExtension.home().resolve("deploy/gitops-example").toString()), List.of());
+        assertEquals(0, validate.exit(), validate.output());
+        assertTrue(validate.output().contains("valid: 2 TrafficPolicy"), validate.output());
+
         var trust = isthmus("trust", "status", "--cluster", "eu-west");
         assertEquals(0, trust.exit(), trust.output());
         assertTrue(trust.output().contains("eu-west.acme.isthmus") && trust.output().contains("rotation Stable"), trust.output());
