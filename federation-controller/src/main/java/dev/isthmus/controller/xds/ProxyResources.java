@@ -388,6 +388,88 @@ public final class ProxyResources {
         return Route.newBuilder().setName(r.name()).setMatch(match).setRoute(action).build();
     }
 
+    /** What a proxyless gRPC client gets: API listeners, plaintext clusters and their assignments. */
+    public record Proxyless(List<Listener> listeners, ClusterSet clusters) {
+    }
+
+    /**
+     * For proxyless gRPC clients (grpc-java's {@code xds:///<name>.<namespace>} target): per service an
+     * API listener named {@code name.namespace} (and {@code name.namespace.svc.cluster.local}) whose
+     * inline routes follow the service's TrafficPolicy (matches and weighted subsets; timeouts and
+     * retries are left to the client), and plaintext EDS clusters {@code proxyless|<port>|<subset>|<host>}
+     * of this cluster's healthy endpoints, each locality weighted (gRPC ignores localities without a
+     * weight). The client dials endpoints directly, so only endpoints that accept plaintext gRPC (for
+     * example registered without a sidecar) serve it; other clusters' endpoints, behind their gateways'
+     * mTLS, are not offered.
+     */
+    public static Proxyless proxyless(Inputs in) {
+        var keys = bySubset(in.local());
+        var clusters = new ArrayList<Cluster>();
+        var assignments = new ArrayList<ClusterLoadAssignment>();
+        var names = new java.util.HashSet<String>();
+        java.util.function.BiConsumer<Key, List<Endpoint>> add = (key, endpoints) -> {
+            String name = "proxyless|" + key.port() + "|" + key.subset() + "|" + key.service().clusterLocalHost();
+            if (!names.add(name)) {
+                return;
+            }
+            clusters.add(edsCluster(name, Cluster.LbPolicy.ROUND_ROBIN).build());
+            var cla = ClusterLoadAssignment.newBuilder().setClusterName(name);
+            var healthy = endpoints.stream().filter(Endpoint::healthy).sorted(Comparator.comparing(Endpoint::instance)).toList();
+            if (!healthy.isEmpty()) {
+                var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(0)
+                        .setLoadBalancingWeight(UInt32Value.of(Math.max(1, healthy.stream().mapToInt(Endpoint::weight).sum())));
+                healthy.forEach(e -> group.addLbEndpoints(lbEndpoint(e.address(), e.port(), e.weight(), true)));
+                cla.addEndpoints(group);
+            }
+            assignments.add(cla.build());
+        };
+        keys.forEach(add);
+        var listeners = new ArrayList<Listener>();
+        var services = new java.util.TreeMap<String, Key>();
+        keys.keySet().stream().filter(k -> k.subset().isEmpty()).forEach(k -> services.putIfAbsent(k.service().toString(), k));
+        services.forEach((service, key) -> {
+            String prefix = "proxyless|" + key.port() + "|";
+            String host = key.service().clusterLocalHost();
+            var vhost = VirtualHost.newBuilder().setName(host).addDomains("*");
+            var traffic = in.policy().trafficFor(service);
+            if (traffic.isPresent()) {
+                for (var r : traffic.get().routes()) {
+                    r.destinations().forEach(d -> add.accept(new Key(key.service(), key.port(), d.subset()), List.of()));
+                    var route = policyRoute(r, prefix, host).toBuilder();
+                    route.getRouteBuilder().clearRetryPolicy().clearTimeout();
+                    // pinned destinations have no plaintext meaning here: route to the subset
+                    var action = route.getRouteBuilder();
+                    if (action.hasWeightedClusters()) {
+                        for (var c : action.getWeightedClustersBuilder().getClustersBuilderList()) {
+                            c.setName(stripPin(c.getName()));
+                        }
+                    } else {
+                        action.setCluster(stripPin(action.getCluster()));
+                    }
+                    vhost.addRoutes(route);
+                }
+            } else {
+                vhost.addRoutes(Route.newBuilder().setMatch(RouteMatch.newBuilder().setPrefix(""))
+                        .setRoute(RouteAction.newBuilder().setCluster(prefix + "|" + host)));
+            }
+            var hcm = HttpConnectionManager.newBuilder().setStatPrefix(service)
+                    .setRouteConfig(RouteConfiguration.newBuilder().setName(host).addVirtualHosts(vhost))
+                    .addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.router").setTypedConfig(Any.pack(Router.getDefaultInstance())))
+                    .build();
+            for (String name : List.of(key.service().name() + "." + key.service().namespace(), host)) {
+                listeners.add(Listener.newBuilder().setName(name)
+                        .setApiListener(io.envoyproxy.envoy.config.listener.v3.ApiListener.newBuilder().setApiListener(Any.pack(hcm))).build());
+            }
+        });
+        return new Proxyless(listeners, new ClusterSet(clusters, assignments));
+    }
+
+    /** {@code proxyless|p|s|host|cluster} → {@code proxyless|p|s|host}. */
+    private static String stripPin(String name) {
+        String[] parts = name.split("\\|", -1);
+        return parts.length > 4 ? String.join("|", parts[0], parts[1], parts[2], parts[3]) : name;
+    }
+
     private static Cluster.Builder edsCluster(String name, Cluster.LbPolicy lb) {
         return Cluster.newBuilder().setName(name).setType(Cluster.DiscoveryType.EDS)
                 .setEdsClusterConfig(Cluster.EdsClusterConfig.newBuilder()

@@ -47,8 +47,8 @@ import org.jboss.logging.Logger;
  * discovery service (ADS, state of the world) over gRPC on {@code isthmus.xds.listen} (15010), from
  * java-control-plane's snapshot cache, one snapshot per proxy.
  *
- * <p>A proxy says what it is in its node's metadata: {@code ISTHMUS_PROXY_TYPE} {@code gateway} or
- * {@code sidecar} (the default); a sidecar may ask for an outbound HTTP listener with
+ * <p>A proxy says what it is in its node's metadata: {@code ISTHMUS_PROXY_TYPE} {@code gateway},
+ * {@code proxyless} (a gRPC client with an {@code xds:///} target) or {@code sidecar} (the default); a sidecar may ask for an outbound HTTP listener with
  * {@code ISTHMUS_OUTBOUND_ADDRESS} ({@code host:port}); its node {@code cluster} is its service
  * ({@code namespace/name}). What each gets is {@link ProxyResources}'s.
  *
@@ -107,6 +107,8 @@ public class XdsServer {
     private ProxyResources.ClusterSet gatewaySet = new ProxyResources.ClusterSet(List.of(), List.of());
     private ProxyResources.ClusterSet sidecarSet = new ProxyResources.ClusterSet(List.of(), List.of());
     private dev.isthmus.api.policy.Policies.Bundle policyBundle = dev.isthmus.api.policy.Policies.Bundle.EMPTY;
+    private ProxyResources.Proxyless proxylessSet = new ProxyResources.Proxyless(List.of(),
+            new ProxyResources.ClusterSet(List.of(), List.of()));
     @jakarta.inject.Inject
     dev.isthmus.controller.policy.PolicyStore policy;
     private Timer buildTimer;
@@ -172,7 +174,8 @@ public class XdsServer {
 
     private static String typeOf(Node node) {
         var field = node.getMetadata().getFieldsMap().get(TYPE_KEY);
-        return field != null && field.getStringValue().equals("gateway") ? "gateway" : "sidecar";
+        String type = field == null ? "" : field.getStringValue();
+        return type.equals("gateway") || type.equals("proxyless") ? type : "sidecar";
     }
 
     static String group(Node node) {
@@ -217,6 +220,7 @@ public class XdsServer {
         long start = System.nanoTime();
         gatewaySet = ProxyResources.gateway(in);
         sidecarSet = ProxyResources.sidecarClusters(in);
+        proxylessSet = ProxyResources.proxyless(in);
         policyBundle = in.policy();
         fingerprint = fp;
         proxies.values().forEach(p -> cache.setSnapshot(p.group, snapshot(p)));
@@ -228,6 +232,11 @@ public class XdsServer {
     }
 
     private synchronized Snapshot snapshot(Proxy p) {
+        if (p.type.equals("proxyless")) {
+            var pl = proxylessSet;
+            return Snapshot.create(pl.clusters().clusters(), version(pl.clusters().clusters()), pl.clusters().assignments(),
+                    version(pl.clusters().assignments()), pl.listeners(), version(pl.listeners()), List.of(), "0", List.of(), "0");
+        }
         var set = p.type.equals("gateway") ? gatewaySet : sidecarSet;
         List<Listener> listeners = List.of();
         if (p.type.equals("sidecar")) {
