@@ -228,4 +228,20 @@ class PolicyIT {
             Files.move(away, repo);
         }
     }
+
+    @Test
+    @Order(5)
+    void theExampleAuthorizationPolicyLetsOnlyOrderProcessingReadTheCatalogue() throws Exception {
+        // user-login's sidecar used as an HTTP proxy to the catalogue: its mTLS identity is not one the policy allows
+        int userLoginOutbound = FED.topology().sidecarOutboundPort("eu-west", "user-login");
+        try (var s = new java.net.Socket("127.0.0.1", userLoginOutbound)) {
+            s.setSoTimeout(10_000);
+            s.getOutputStream().write(("GET http://product-catalog.shop/products HTTP/1.1\r\nHost: product-catalog.shop\r\nConnection: close\r\n\r\n")
+                    .getBytes(StandardCharsets.US_ASCII));
+            String answer = new String(s.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
+            assertTrue(answer.startsWith("HTTP/1.1 403") && answer.toLowerCase(java.util.Locale.ROOT).contains("x-isthmus-reason: rbac_denied"), answer);
+        }
+        String body = Http.get("http://127.0.0.1:" + FED.topology().appPort("eu-west", "order-processing") + "/orders/checkout").body();
+        assertTrue(body.contains("\"upstreamStatus\":200"), "order-processing may: " + body);
+    }
 }

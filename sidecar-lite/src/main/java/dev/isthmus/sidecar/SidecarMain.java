@@ -39,6 +39,8 @@ import org.slf4j.LoggerFactory;
  * plain TCP), {@code upstreams} (explicit upstream listeners, see {@link Upstream}), {@code bootstrap}
  * (an Envoy v3 bootstrap file whose static listeners and clusters it runs; see docs/xds.md),
  * {@code outbound} (host:port: asks the controller's xDS server for the outbound HTTP listener there),
+ * {@code inbound-protocol=xds} (the inbound listener comes from the controller: mTLS, HTTP to the app,
+ * the service's AuthorizationPolicies),
  * {@code xds} (host:port of an ADS server: its Listeners, Clusters and ClusterLoadAssignments replace
  * the bootstrap's; the last accepted set is kept in {@code <state-dir>/xds-last-good.json} and run
  * at start), {@code state-dir} (default the working directory).
@@ -171,8 +173,17 @@ public final class SidecarMain {
                 inboundBound = process.own(HttpProxy.start("inbound", process.loops(), inboundAddress, spec, n -> appCluster, serverTls,
                         process.meters(), settings.string("cluster", ""))).address();
             }
+            case "xds" -> {
+                // The controller serves the inbound listener (mTLS, the service's AuthorizationPolicies as RBAC) over xDS.
+                if (settings.optional("xds").isEmpty() || !strict) {
+                    System.err.println("sidecar-lite: inbound-protocol=xds needs xds=HOST:PORT and mtls=strict");
+                    System.exit(2);
+                    return;
+                }
+                inboundBound = inboundAddress;
+            }
             default -> {
-                System.err.println("sidecar-lite: inbound-protocol=" + inboundProtocol + " is not known; use 'tcp' or 'http'");
+                System.err.println("sidecar-lite: inbound-protocol=" + inboundProtocol + " is not known; use 'tcp', 'http' or 'xds'");
                 System.exit(2);
                 return;
             }
@@ -205,6 +216,12 @@ public final class SidecarMain {
             // The controller adds the outbound HTTP listener (routes by Host to every service of the federation) where asked.
             settings.optional("outbound").ifPresent(o -> metadata.putFields("ISTHMUS_OUTBOUND_ADDRESS",
                     com.google.protobuf.Value.newBuilder().setStringValue(o).build()));
+            if (inboundProtocol.equals("xds")) {
+                metadata.putFields("ISTHMUS_INBOUND_ADDRESS", com.google.protobuf.Value.newBuilder()
+                        .setStringValue(inboundAddress.getHostString() + ":" + inboundAddress.getPort()).build());
+                metadata.putFields("ISTHMUS_APP_ADDRESS", com.google.protobuf.Value.newBuilder().setStringValue(app.getHostString() + ":" + app.getPort()).build());
+                metadata.putFields("ISTHMUS_APP_PROTOCOL", com.google.protobuf.Value.newBuilder().setStringValue(settings.string("protocol", "http")).build());
+            }
             var node = io.envoyproxy.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
                     .setCluster(service).setLocality(io.envoyproxy.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
                     .setMetadata(metadata).build();
@@ -247,7 +264,9 @@ public final class SidecarMain {
             var registrar = process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service,
                     settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
                     inboundBound.getHostString(), inboundBound.getPort(), settings.string("protocol", "http"),
-                    settings.string("version", "v1"), appUp::get, credentialFile(settings.optional("controller-token-file")),
+                    settings.string("version", "v1"),
+                    () -> appUp.get() && (!inboundProtocol.equals("xds") || manager.address("inbound").isPresent()),
+                    credentialFile(settings.optional("controller-token-file")),
                     () -> identity.get().map(SvidClient.Svid::spiffeId).orElse("")));
             registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));
         }

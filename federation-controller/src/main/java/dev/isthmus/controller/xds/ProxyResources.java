@@ -388,6 +388,106 @@ public final class ProxyResources {
         return Route.newBuilder().setName(r.name()).setMatch(match).setRoute(action).build();
     }
 
+    /** A sidecar's inbound listener and the static cluster of its app. */
+    public record Inbound(Listener listener, Cluster app) {
+    }
+
+    /**
+     * A sidecar's inbound listener, when it asks for it ({@code ISTHMUS_INBOUND_ADDRESS}): mTLS only
+     * (a client certificate the federated bundle vouches for), HTTP to the app at {@code app}
+     * (HTTP/2 when it speaks grpc or http2), the caller's verified SPIFFE ID passed in
+     * {@code x-isthmus-peer-identity}, and the service's AuthorizationPolicies compiled to Envoy's
+     * RBAC filters: the DENY policies first (a match refuses), then the ALLOW ones (when there are
+     * any, a request must match one); no policy: every authenticated caller passes.
+     */
+    public static Inbound inbound(Inputs in, String service, HostPort address, HostPort app, boolean http2) {
+        String appCluster = "inbound|" + app.port();
+        var cluster = Cluster.newBuilder().setName(appCluster).setType(Cluster.DiscoveryType.STATIC)
+                .setConnectTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(2))
+                .setLoadAssignment(ClusterLoadAssignment.newBuilder().setClusterName(appCluster)
+                        .addEndpoints(LocalityLbEndpoints.newBuilder().addLbEndpoints(lbEndpoint(app.host(), app.port(), 1, true))));
+        if (http2) {
+            cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, Any.pack(HttpProtocolOptions.newBuilder()
+                    .setExplicitHttpConfig(HttpProtocolOptions.ExplicitHttpConfig.newBuilder()
+                            .setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build()));
+        }
+        var route = RouteConfiguration.newBuilder().setName("inbound").addVirtualHosts(VirtualHost.newBuilder().setName("inbound").addDomains("*")
+                .addRoutes(Route.newBuilder().setMatch(RouteMatch.newBuilder().setPrefix("/"))
+                        .setRoute(RouteAction.newBuilder().setCluster(appCluster).setTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(0)))));
+        var hcm = HttpConnectionManager.newBuilder().setStatPrefix("inbound").setRouteConfig(route);
+        String namespace = service.contains("/") ? service.substring(0, service.indexOf('/')) : "";
+        String name = service.substring(service.indexOf('/') + 1);
+        var applicable = in.policy().authorization().stream()
+                .filter(a -> a.meta().namespace().equals(namespace) && (a.service().isEmpty() || a.service().equals(service))).toList();
+        for (String action : List.of("DENY", "ALLOW")) {
+            var rules = io.envoyproxy.envoy.config.rbac.v3.RBAC.newBuilder()
+                    .setAction(action.equals("DENY") ? io.envoyproxy.envoy.config.rbac.v3.RBAC.Action.DENY : io.envoyproxy.envoy.config.rbac.v3.RBAC.Action.ALLOW);
+            for (var a : applicable) {
+                if (!a.action().equals(action)) {
+                    continue;
+                }
+                for (int i = 0; i < a.rules().size(); i++) {
+                    rules.putPolicies(a.meta().name() + "/" + i, rbacPolicy(a.rules().get(i)));
+                }
+            }
+            if (rules.getPoliciesCount() > 0) {
+                hcm.addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.rbac").setTypedConfig(Any.pack(
+                        io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.newBuilder().setRules(rules).build())));
+            }
+        }
+        hcm.addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.router").setTypedConfig(Any.pack(Router.getDefaultInstance())));
+        var tls = io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.newBuilder()
+                .setRequireClientCertificate(com.google.protobuf.BoolValue.of(true)).build();
+        var listener = Listener.newBuilder().setName("inbound")
+                .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(address.host()).setPortValue(address.port())))
+                .addFilterChains(FilterChain.newBuilder()
+                        .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls)))
+                        .addFilters(Filter.newBuilder().setName("envoy.filters.network.http_connection_manager").setTypedConfig(Any.pack(hcm.build()))))
+                .build();
+        return new Inbound(listener, cluster.build());
+    }
+
+    /** One AuthorizationPolicy rule: any of its operations (method x path) by any of its sources. */
+    private static io.envoyproxy.envoy.config.rbac.v3.Policy rbacPolicy(Policies.Rule rule) {
+        var policy = io.envoyproxy.envoy.config.rbac.v3.Policy.newBuilder();
+        if (rule.to().isEmpty()) {
+            policy.addPermissions(io.envoyproxy.envoy.config.rbac.v3.Permission.newBuilder().setAny(true));
+        }
+        for (var op : rule.to()) {
+            var methods = op.methods().isEmpty() ? java.util.Collections.<String>singletonList(null) : op.methods();
+            var paths = op.paths().isEmpty() ? java.util.Collections.<String>singletonList(null) : op.paths();
+            for (String m : methods) {
+                for (String p : paths) {
+                    var and = io.envoyproxy.envoy.config.rbac.v3.Permission.Set.newBuilder();
+                    if (m != null) {
+                        and.addRules(io.envoyproxy.envoy.config.rbac.v3.Permission.newBuilder().setHeader(
+                                io.envoyproxy.envoy.config.route.v3.HeaderMatcher.newBuilder().setName(":method").setStringMatch(StringMatcher.newBuilder().setExact(m))));
+                    }
+                    if (p != null) {
+                        var path = p.endsWith("*") ? StringMatcher.newBuilder().setPrefix(p.substring(0, p.length() - 1))
+                                : StringMatcher.newBuilder().setExact(p);
+                        and.addRules(io.envoyproxy.envoy.config.rbac.v3.Permission.newBuilder().setUrlPath(
+                                io.envoyproxy.envoy.type.matcher.v3.PathMatcher.newBuilder().setPath(path)));
+                    }
+                    if (and.getRulesCount() == 0) {
+                        and.addRules(io.envoyproxy.envoy.config.rbac.v3.Permission.newBuilder().setAny(true));
+                    }
+                    policy.addPermissions(io.envoyproxy.envoy.config.rbac.v3.Permission.newBuilder().setAndRules(and));
+                }
+            }
+        }
+        if (rule.from().isEmpty()) {
+            policy.addPrincipals(io.envoyproxy.envoy.config.rbac.v3.Principal.newBuilder().setAny(true));
+        }
+        for (var src : rule.from()) {
+            var matcher = src.principal() != null ? StringMatcher.newBuilder().setExact(src.principal())
+                    : StringMatcher.newBuilder().setPrefix("spiffe://" + src.trustDomain() + "/");
+            policy.addPrincipals(io.envoyproxy.envoy.config.rbac.v3.Principal.newBuilder().setAuthenticated(
+                    io.envoyproxy.envoy.config.rbac.v3.Principal.Authenticated.newBuilder().setPrincipalName(matcher)));
+        }
+        return policy.build();
+    }
+
     /** What a proxyless gRPC client gets: API listeners, plaintext clusters and their assignments. */
     public record Proxyless(List<Listener> listeners, ClusterSet clusters) {
     }

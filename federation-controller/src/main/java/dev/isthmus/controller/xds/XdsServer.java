@@ -64,6 +64,9 @@ public class XdsServer {
     private static final Logger LOG = Logger.getLogger(XdsServer.class);
     static final String TYPE_KEY = "ISTHMUS_PROXY_TYPE";
     static final String OUTBOUND_KEY = "ISTHMUS_OUTBOUND_ADDRESS";
+    static final String INBOUND_KEY = "ISTHMUS_INBOUND_ADDRESS";
+    static final String APP_KEY = "ISTHMUS_APP_ADDRESS";
+    static final String APP_PROTOCOL_KEY = "ISTHMUS_APP_PROTOCOL";
 
     /**
      * One proxy the server knows: what it acknowledged, what it is being served now, whether the two
@@ -107,6 +110,7 @@ public class XdsServer {
     private ProxyResources.ClusterSet gatewaySet = new ProxyResources.ClusterSet(List.of(), List.of());
     private ProxyResources.ClusterSet sidecarSet = new ProxyResources.ClusterSet(List.of(), List.of());
     private dev.isthmus.api.policy.Policies.Bundle policyBundle = dev.isthmus.api.policy.Policies.Bundle.EMPTY;
+    private ProxyResources.Inputs lastInputs = new ProxyResources.Inputs("", "", "", List.of(), Map.of(), Map.of());
     private ProxyResources.Proxyless proxylessSet = new ProxyResources.Proxyless(List.of(),
             new ProxyResources.ClusterSet(List.of(), List.of()));
     @jakarta.inject.Inject
@@ -221,6 +225,7 @@ public class XdsServer {
         gatewaySet = ProxyResources.gateway(in);
         sidecarSet = ProxyResources.sidecarClusters(in);
         proxylessSet = ProxyResources.proxyless(in);
+        lastInputs = in;
         policyBundle = in.policy();
         fingerprint = fp;
         proxies.values().forEach(p -> cache.setSnapshot(p.group, snapshot(p)));
@@ -239,16 +244,28 @@ public class XdsServer {
         }
         var set = p.type.equals("gateway") ? gatewaySet : sidecarSet;
         List<Listener> listeners = List.of();
+        var clusters = set.clusters();
         if (p.type.equals("sidecar")) {
+            var meta = p.node.getMetadata().getFieldsMap();
+            var inboundAt = meta.containsKey(INBOUND_KEY) ? ProxyResources.hostPort(meta.get(INBOUND_KEY).getStringValue()) : null;
+            var appAt = meta.containsKey(APP_KEY) ? ProxyResources.hostPort(meta.get(APP_KEY).getStringValue()) : null;
+            if (inboundAt != null && appAt != null) {
+                String protocol = meta.containsKey(APP_PROTOCOL_KEY) ? meta.get(APP_PROTOCOL_KEY).getStringValue() : "http";
+                var inbound = ProxyResources.inbound(lastInputs, p.node.getCluster(), inboundAt, appAt, protocol.equals("grpc") || protocol.equals("http2"));
+                listeners = new java.util.ArrayList<>(List.of(inbound.listener()));
+                clusters = new java.util.ArrayList<>(clusters);
+                clusters.add(inbound.app());
+            }
             var field = p.node.getMetadata().getFieldsMap().get(OUTBOUND_KEY);
             var address = field == null ? null : ProxyResources.hostPort(field.getStringValue());
             if (address != null) {
                 String service = p.node.getCluster();
                 String namespace = service.contains("/") ? service.substring(0, service.indexOf('/')) : "";
-                listeners = List.of(ProxyResources.outboundListener(address.host(), address.port(), namespace, set, policyBundle));
+                listeners = new java.util.ArrayList<>(listeners);
+                listeners.add(ProxyResources.outboundListener(address.host(), address.port(), namespace, set, policyBundle));
             }
         }
-        return Snapshot.create(set.clusters(), version(set.clusters()), set.assignments(), version(set.assignments()), listeners,
+        return Snapshot.create(clusters, version(clusters), set.assignments(), version(set.assignments()), listeners,
                 version(listeners), List.of(), "0", List.of(), "0");
     }
 

@@ -177,4 +177,45 @@ class ProxyResourcesTest {
         assertTrue(gateway.contains("outbound_.80_._.product-catalog.shop.svc.cluster.local"));
         assertFalse(gateway.contains("outbound_.80_._.order-processing.shop.svc.cluster.local"), "us-east exports only the catalogue");
     }
+
+    @Test
+    void authorizationPoliciesBecomeTheInboundListenersRbacFilters() throws Exception {
+        var b = policy("""
+                apiVersion: isthmus.dev/v1alpha1
+                kind: AuthorizationPolicy
+                metadata: { name: readers, namespace: shop }
+                spec:
+                  service: product-catalog
+                  rules:
+                  - from: [ { principal: "spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing" }, { trustDomain: eu-west.acme.isthmus } ]
+                    to: [ { methods: [GET], paths: ["/products*", /healthz] } ]
+                ---
+                apiVersion: isthmus.dev/v1alpha1
+                kind: AuthorizationPolicy
+                metadata: { name: no-admin, namespace: shop }
+                spec:
+                  action: DENY
+                  rules:
+                  - to: [ { paths: ["/admin*"] } ]
+                """);
+        var in = withPolicy(inputs(), b);
+        var inbound = ProxyResources.inbound(in, "shop/product-catalog", new ProxyResources.HostPort("127.0.0.1", 15006),
+                new ProxyResources.HostPort("127.0.0.1", 8080), false);
+        var config = translate(new ProxyResources.ClusterSet(List.of(inbound.app()), List.of()), List.of(inbound.listener()));
+        var listener = config.listeners().get(0);
+        assertTrue(listener.mtls());
+        var rbac = listener.http().orElseThrow().rbac().orElseThrow();
+        String orders = "spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing";
+        assertTrue(rbac.permits(orders, "GET", "/products/7"));
+        assertTrue(rbac.permits("spiffe://eu-west.acme.isthmus/ns/shop/sa/anyone", "GET", "/healthz"), "a whole trust domain");
+        assertFalse(rbac.permits(orders, "POST", "/products/7"), "not an allowed method");
+        assertFalse(rbac.permits("spiffe://us-east.acme.isthmus/ns/shop/sa/user-login", "GET", "/products"), "not an allowed caller");
+        assertFalse(rbac.permits(orders, "GET", "/admin/products"), "the DENY policy of the namespace wins");
+        assertFalse(rbac.permits(orders, "GET", "/healthz/x"), "an exact path is exact");
+
+        var none = ProxyResources.inbound(inputs(), "shop/product-catalog", new ProxyResources.HostPort("127.0.0.1", 15006),
+                new ProxyResources.HostPort("127.0.0.1", 8080), false);
+        assertTrue(translate(new ProxyResources.ClusterSet(List.of(none.app()), List.of()), List.of(none.listener())).listeners().get(0).http()
+                .orElseThrow().rbac().isEmpty(), "no policy: every authenticated caller passes");
+    }
 }

@@ -308,7 +308,8 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_TRUST_BRIDGE", HOST + ":" + trustBridgeGrpcPort(region));
         env.put("ISTHMUS_TRUST_DOMAIN", region + "." + federation + ".isthmus");
         env.put("ISTHMUS_MTLS", "strict");
-        env.put("ISTHMUS_INBOUND_PROTOCOL", "http"); // the app sees its caller's verified SPIFFE ID
+        // The inbound listener comes from the controller: mTLS, the caller's verified SPIFFE ID to the app, AuthorizationPolicy.
+        env.put("ISTHMUS_INBOUND_PROTOCOL", "xds");
         env.put("ISTHMUS_XDS", HOST + ":" + controllerXdsPort(region));
         env.put("ISTHMUS_OUTBOUND", HOST + ":" + sidecarOutboundPort(region, service));
         env.put("ISTHMUS_STATE_DIR", dir.toString());

@@ -42,15 +42,24 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
      * Envoy's RBAC filter, the subset Isthmus's AuthorizationPolicy needs: with {@code allow}, a
      * request passes if some policy matches it; without, it is refused if some policy matches.
      */
-    public record Rbac(boolean allow, List<RbacPolicy> policies) {
+    public record Rbac(boolean allow, List<RbacPolicy> policies, Rbac next) {
         public Rbac {
             policies = List.copyOf(policies);
         }
 
-        /** Whether a request from {@code caller} (its verified SPIFFE ID, or empty) may pass. */
+        public Rbac(boolean allow, List<RbacPolicy> policies) {
+            this(allow, policies, null);
+        }
+
+        /** This filter followed by {@code then} (a later RBAC filter of the same chain). */
+        public Rbac andThen(Rbac then) {
+            return new Rbac(allow, policies, next == null ? then : next.andThen(then));
+        }
+
+        /** Whether a request from {@code caller} (its verified SPIFFE ID, or empty) may pass this filter and the ones after it. */
         public boolean permits(String caller, String method, String path) {
             boolean matched = policies.stream().anyMatch(p -> p.matches(caller, method, path));
-            return allow == matched;
+            return allow == matched && (next == null || next.permits(caller, method, path));
         }
     }
 

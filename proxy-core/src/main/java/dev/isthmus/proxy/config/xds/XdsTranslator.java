@@ -225,8 +225,11 @@ public final class XdsTranslator {
                     + io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor().getFullName());
             if (isRbac) {
                 try {
-                    rbac = rbac(f.getTypedConfig().unpack(io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.class),
+                    // Several RBAC filters run in order, each able to refuse (Istio's DENY policies, then ALLOW ones).
+                    var chain = rbac;
+                    var filter = rbac(f.getTypedConfig().unpack(io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.class),
                             where + ".http_filters[" + i + "].typed_config", errors);
+                    rbac = chain.isEmpty() ? filter : filter.map(x -> chain.get().andThen(x)).or(() -> chain);
                 } catch (InvalidProtocolBufferException e) {
                     errors.add(where + ".http_filters[" + i + "].typed_config: unreadable RBAC: " + e.getMessage());
                 }
