@@ -92,6 +92,7 @@ class CrossRegionProtocolsIT {
         Component template = FED.component(region + "/sidecar-" + like);
         var env = new HashMap<>(template.environment());
         env.remove("ISTHMUS_BOOTSTRAP");
+        env.remove("ISTHMUS_OUTBOUND"); // the template's outbound port is its own
         env.put("ISTHMUS_SERVICE", "shop/" + service);
         env.put("ISTHMUS_APP", "127.0.0.1:" + appPort);
         env.put("ISTHMUS_ADMIN", "127.0.0.1:" + (first + 1));

@@ -156,6 +156,11 @@ class PolicyIT {
         }
         var status = get(controller("us-east") + "/api/v1/policy/status");
         assertTrue(status.path("converged").asBoolean(), status.toString());
+        for (String region : REGIONS) {
+            // every catalogue instance registered healthy (its inbound listener from xDS runs) before traffic is measured
+            Http.await(controller(region) + "/api/v1/services/shop/product-catalog", Duration.ofSeconds(30),
+                    b -> b.split("\"healthy\":true").length - 1 == 4);
+        }
     }
 
     @Test

@@ -255,7 +255,7 @@ public final class SidecarMain {
         java.util.function.Supplier<String> dump = () -> head + xdsListeners(manager) + "]"
                 + ads.map(c -> ",\"xds\":{\"applied\":\"" + c.appliedVersion().replace("\"", "'") + "\",\"last_error\":\""
                         + c.lastError().replace("\\", "/").replace("\"", "'") + "\"}").orElse("");
-        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()),
+        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()) && (!inboundProtocol.equals("xds") || manager.address("inbound").isPresent()),
                 () -> dump.get() + svid.map(SidecarMain::svidDump).orElse("") + "}");
 
         var controller = settings.optional("controller");

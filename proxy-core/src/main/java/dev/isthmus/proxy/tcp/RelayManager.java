@@ -65,11 +65,21 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         return config;
     }
 
-    /** The address a running listener is bound to. */
+    /**
+     * The address a running listener is bound to. Does not wait for an update being applied (the
+     * workload's registration asks this on its own thread, and must not stall behind a slow apply).
+     */
     public Optional<InetSocketAddress> address(String listener) {
-        synchronized (this) {
-            return Optional.ofNullable(listeners.get(listener)).map(Running::address);
-        }
+        return Optional.ofNullable(addresses.get(listener));
+    }
+
+    /** The running listeners' addresses, published after every change of {@link #listeners}. */
+    private volatile Map<String, InetSocketAddress> addresses = Map.of();
+
+    private void publishAddresses() {
+        var next = new java.util.HashMap<String, InetSocketAddress>();
+        listeners.forEach((name, r) -> next.put(name, r.address()));
+        addresses = Map.copyOf(next);
     }
 
     private static boolean sameTls(ProxyConfig.ClusterSpec a, ProxyConfig.ClusterSpec b) {
@@ -146,6 +156,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                             again.toString());
                 }
             }
+            publishAddresses();
             throw new IllegalStateException("listener could not start: " + e.getMessage(), e);
         }
         // commit: new load balancers for changed clusters, stop removed listeners
@@ -180,6 +191,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         }
         listeners.putAll(started);
         updated.forEach(r -> listeners.put(r.spec().name(), r));
+        publishAddresses();
         config = next;
     }
 
@@ -271,5 +283,6 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     public synchronized void close() {
         listeners.values().forEach(Running::stop);
         listeners.clear();
+        publishAddresses();
     }
 }
