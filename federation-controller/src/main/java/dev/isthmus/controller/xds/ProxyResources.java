@@ -37,7 +37,6 @@ import io.envoyproxy.envoy.type.matcher.v3.StringMatcher;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -607,19 +606,5 @@ public final class ProxyResources {
         } catch (NumberFormatException e) {
             return null;
         }
-    }
-
-    /** Unused-key guard for callers that want the set of names. */
-    static Set<String> names(ClusterSet set) {
-        var out = new LinkedHashSet<String>();
-        set.clusters().forEach(c -> out.add(c.getName()));
-        return out;
-    }
-
-    /** For tests and status: resources by name. */
-    static Map<String, Cluster> byName(ClusterSet set) {
-        var out = new LinkedHashMap<String, Cluster>();
-        set.clusters().forEach(c -> out.put(c.getName(), c));
-        return out;
     }
 }
