@@ -22,7 +22,7 @@ class TopologyTest {
                 assertTrue(seen.add(port), "port " + port + " of " + c.id() + " is used twice");
             }
         }
-        assertEquals(3 * 10, three.components().size());
+        assertEquals(3 * 12, three.components().size()); // nats, controller, bridge, gateway, and 4 apps with their sidecars
     }
 
     @Test
