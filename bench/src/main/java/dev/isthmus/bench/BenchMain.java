@@ -24,7 +24,10 @@ public final class BenchMain {
                           against HAProxy -> HAProxy over TLS): wrk throughput, latency at a fixed rate, RSS, time to ready.
                       gateway [--seconds 8] [--rate 2000] [--connections 32] [--idle 9500] [--base-port 24400]
                           the east-west gateway's TLS passthrough against HAProxy in TCP mode on req.ssl_sni, same backend:
-                          new TLS sessions/s, long-flow throughput, added latency at a fixed rate, RSS with N idle flows.""");
+                          new TLS sessions/s, long-flow throughput, added latency at a fixed rate, RSS with N idle flows.
+                      xds-snapshots [--services 1000] [--endpoints 10] [--proxies 500] [--clusters 3] [--rounds 5]
+                          the controller's xDS resource builder in process: build time and heap for S services x E
+                          endpoints and P sidecars; bytes pushed when one endpoint changes (full, per type, delta).""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
@@ -33,6 +36,7 @@ public final class BenchMain {
             case "csr-signing" -> System.exit(CsrSigning.run(rest));
             case "proxy" -> System.exit(ProxyBench.run(rest));
             case "gateway" -> System.exit(GatewayBench.run(rest));
+            case "xds-snapshots" -> System.exit(XdsSnapshots.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);

@@ -225,6 +225,7 @@ public class XdsServer {
         gatewaySet = ProxyResources.gateway(in);
         sidecarSet = ProxyResources.sidecarClusters(in);
         proxylessSet = ProxyResources.proxyless(in);
+        sharedVersions.clear();
         lastInputs = in;
         policyBundle = in.policy();
         fingerprint = fp;
@@ -236,15 +237,23 @@ public class XdsServer {
                 sidecarSet.clusters().size());
     }
 
+    /** Versions of the shared resource lists, computed once per rebuild (hashing them per proxy would cost megabytes each). */
+    private final Map<Object, String> sharedVersions = new java.util.IdentityHashMap<>();
+
+    private String sharedVersion(List<? extends Message> resources) {
+        return sharedVersions.computeIfAbsent(resources, r -> version(resources));
+    }
+
     private synchronized Snapshot snapshot(Proxy p) {
         if (p.type.equals("proxyless")) {
             var pl = proxylessSet;
-            return Snapshot.create(pl.clusters().clusters(), version(pl.clusters().clusters()), pl.clusters().assignments(),
-                    version(pl.clusters().assignments()), pl.listeners(), version(pl.listeners()), List.of(), "0", List.of(), "0");
+            return Snapshot.create(pl.clusters().clusters(), sharedVersion(pl.clusters().clusters()), pl.clusters().assignments(),
+                    sharedVersion(pl.clusters().assignments()), pl.listeners(), sharedVersion(pl.listeners()), List.of(), "0", List.of(), "0");
         }
         var set = p.type.equals("gateway") ? gatewaySet : sidecarSet;
         List<Listener> listeners = List.of();
         var clusters = set.clusters();
+        String clustersVersion = sharedVersion(clusters);
         if (p.type.equals("sidecar")) {
             var meta = p.node.getMetadata().getFieldsMap();
             var inboundAt = meta.containsKey(INBOUND_KEY) ? ProxyResources.hostPort(meta.get(INBOUND_KEY).getStringValue()) : null;
@@ -255,6 +264,7 @@ public class XdsServer {
                 listeners = new java.util.ArrayList<>(List.of(inbound.listener()));
                 clusters = new java.util.ArrayList<>(clusters);
                 clusters.add(inbound.app());
+                clustersVersion = clustersVersion + "-" + version(List.of(inbound.app()));
             }
             var field = p.node.getMetadata().getFieldsMap().get(OUTBOUND_KEY);
             var address = field == null ? null : ProxyResources.hostPort(field.getStringValue());
@@ -265,7 +275,7 @@ public class XdsServer {
                 listeners.add(ProxyResources.outboundListener(address.host(), address.port(), namespace, set, policyBundle));
             }
         }
-        return Snapshot.create(clusters, version(clusters), set.assignments(), version(set.assignments()), listeners,
+        return Snapshot.create(clusters, clustersVersion, set.assignments(), sharedVersion(set.assignments()), listeners,
                 version(listeners), List.of(), "0", List.of(), "0");
     }
 

@@ -29,7 +29,7 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /**
- * Proxyless gRPC: a plain grpc-java client with the target {@code xds:///ledger.shop} and a bootstrap
+ * Proxyless gRPC: a plain grpc-java client with the target {@code xds:///ledger-grpc.shop} and a bootstrap
  * pointing at the controller's xDS server (grpc-xds, no sidecar) resolves the service's endpoints from
  * the registry and splits its calls as the TrafficPolicy says.
  */
@@ -72,7 +72,7 @@ class ProxylessGrpcTest {
 
     static void register(String instance, int port, String version) {
         given().auth().oauth2(WORKLOAD).contentType("application/json").body("""
-                {"service":"shop/ledger","instance":"%s","address":"127.0.0.1","port":%d,"protocol":"grpc","labels":{"version":"%s"}}
+                {"service":"shop/ledger-grpc","instance":"%s","address":"127.0.0.1","port":%d,"protocol":"grpc","labels":{"version":"%s"}}
                 """.formatted(instance, port, version)).post("/api/v1/workloads").then().statusCode(201);
     }
 
@@ -88,9 +88,9 @@ class ProxylessGrpcTest {
                     Map.of("ledger.yaml", """
                             apiVersion: isthmus.dev/v1alpha1
                             kind: TrafficPolicy
-                            metadata: { name: ledger, namespace: shop }
+                            metadata: { name: ledger-grpc, namespace: shop }
                             spec:
-                              service: ledger
+                              service: ledger-grpc
                               routes:
                               - destinations: [ { subset: v1, weight: 75 }, { subset: v2, weight: 25 } ]
                             """)), "test", false);
@@ -100,7 +100,7 @@ class ProxylessGrpcTest {
                      "node": {"id": "proxyless-client-1", "cluster": "shop/client", "locality": {"region": "test-east"},
                               "metadata": {"ISTHMUS_PROXY_TYPE": "proxyless"}}}
                     """.formatted(xds.address().getPort()));
-            channel = Grpc.newChannelBuilder("xds:///ledger.shop", InsecureChannelCredentials.create()).build();
+            channel = Grpc.newChannelBuilder("xds:///ledger-grpc.shop", InsecureChannelCredentials.create()).build();
             var answers = new ArrayList<String>();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
             while (answers.size() < 800) {
@@ -108,7 +108,7 @@ class ProxylessGrpcTest {
                     answers.add(ClientCalls.blockingUnaryCall(channel, WHO, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "who"));
                 } catch (io.grpc.StatusRuntimeException e) {
                     if (System.nanoTime() > deadline) {
-                        throw new AssertionError("no answer over xds:///ledger.shop within 20 s: " + e.getStatus() + "; xDS: "
+                        throw new AssertionError("no answer over xds:///ledger-grpc.shop within 20 s: " + e.getStatus() + "; xDS: "
                                 + given().get("/api/v1/xds/status").asString(), e);
                     }
                     Thread.sleep(100);
