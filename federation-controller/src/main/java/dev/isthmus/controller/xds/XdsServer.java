@@ -53,8 +53,8 @@ import org.jboss.logging.Logger;
  * ({@code namespace/name}). What each gets is {@link ProxyResources}'s.
  *
  * <p>Every {@code isthmus.xds.rebuild-interval} the server compares a fingerprint of its inputs (the
- * local registry, the peers' registries, their gateway addresses) with the last one and rebuilds the
- * snapshots when it changed. Versions are per resource type and content-addressed, so a type whose
+ * content hashes of the local and the peers' registries, the peers' gateway addresses, the policy in
+ * force) with the last one and rebuilds the snapshots when it changed. Versions are per resource type and content-addressed, so a type whose
  * resources did not change is not sent again. A proxy's NACK is logged, counted
  * ({@code isthmus_xds_nacks_total}) and shown by {@link #status} until it ACKs a newer version.
  */
@@ -198,30 +198,35 @@ public class XdsServer {
             known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), p.gateway() == null ? "" : p.gateway()));
         }
         var c = config.cluster();
-        var applied = policy == null ? null : policy.applied();
+        var applied = policy.applied();
         return new ProxyResources.Inputs(c.name(), c.region().orElse(c.name()), c.zone(), local, remote, known,
                 applied == null ? dev.isthmus.api.policy.Policies.Bundle.EMPTY : applied.bundle());
     }
 
-    private static String fingerprint(ProxyResources.Inputs in) {
-        var sb = new StringBuilder();
-        in.local().forEach(e -> sb.append(e.canonical()).append('\n'));
-        in.remote().forEach((cluster, list) -> {
-            sb.append("#").append(cluster).append('\n');
-            list.forEach(e -> sb.append(e.canonical()).append('\n'));
-        });
-        in.peers().values().forEach(p -> sb.append('@').append(p).append('\n'));
-        return digest(sb.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    /**
+     * What the snapshots are built from, in a few bytes: the content hashes the registries already
+     * carry (this cluster's, and the one held for each member), the members' localities and gateways,
+     * and the policy in force. Checked every rebuild interval without reading any endpoint.
+     */
+    private String fingerprint() {
+        var sb = new StringBuilder(registry.snapshot().hash());
+        for (PeerTracker.Peer p : peers.peers()) {
+            if (p.state() != PeerState.LEFT) {
+                sb.append('|').append(p.cluster()).append(' ').append(catalog.hash(p.cluster()).orElse("")).append(' ').append(p.region())
+                        .append(' ').append(p.zone()).append(' ').append(p.gateway());
+            }
+        }
+        return sb.append("|policy ").append(policy.sha()).append('/').append(policy.version()).toString();
     }
 
     /** Rebuilds every proxy's snapshot if the inputs changed (or always, when {@code force}). */
     synchronized void rebuild(boolean force) {
-        var in = inputs();
-        String fp = fingerprint(in) + (policy == null ? "" : policy.sha() + "/" + policy.version());
+        String fp = fingerprint();
         if (!force && fp.equals(fingerprint)) {
             return;
         }
         long start = System.nanoTime();
+        var in = inputs();
         gatewaySet = ProxyResources.gateway(in);
         sidecarSet = ProxyResources.sidecarClusters(in);
         proxylessSet = ProxyResources.proxyless(in);
@@ -286,14 +291,6 @@ public class XdsServer {
                 md.update(m.toByteArray());
             }
             return HexFormat.of().formatHex(md.digest(), 0, 8);
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
-    }
-
-    private static String digest(byte[] bytes) {
-        try {
-            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes), 0, 16);
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
