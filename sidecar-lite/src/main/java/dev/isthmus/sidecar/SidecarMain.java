@@ -255,7 +255,9 @@ public final class SidecarMain {
         java.util.function.Supplier<String> dump = () -> head + xdsListeners(manager) + "]"
                 + ads.map(c -> ",\"xds\":{\"applied\":\"" + c.appliedVersion().replace("\"", "'") + "\",\"last_error\":\""
                         + c.lastError().replace("\\", "/").replace("\"", "'") + "\"}").orElse("");
-        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()) && (!inboundProtocol.equals("xds") || manager.address("inbound").isPresent()),
+        // With inbound-protocol=xds the inbound listener exists once the controller's config runs.
+        java.util.function.BooleanSupplier inboundRuns = () -> !inboundProtocol.equals("xds") || manager.address("inbound").isPresent();
+        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()) && inboundRuns.getAsBoolean(),
                 () -> dump.get() + svid.map(SidecarMain::svidDump).orElse("") + "}");
 
         var controller = settings.optional("controller");
@@ -265,7 +267,7 @@ public final class SidecarMain {
                     settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
                     inboundBound.getHostString(), inboundBound.getPort(), settings.string("protocol", "http"),
                     settings.string("version", "v1"),
-                    () -> appUp.get() && (!inboundProtocol.equals("xds") || manager.address("inbound").isPresent()),
+                    () -> appUp.get() && inboundRuns.getAsBoolean(),
                     credentialFile(settings.optional("controller-token-file")),
                     () -> identity.get().map(SvidClient.Svid::spiffeId).orElse("")));
             registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));

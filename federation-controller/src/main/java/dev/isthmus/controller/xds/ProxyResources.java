@@ -106,6 +106,14 @@ public final class ProxyResources {
 
     static final String ROUTE_CONFIG = "outbound";
     private static final String HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    /** Envoy's way to say a cluster's endpoints speak HTTP/2. */
+    private static final Any HTTP2_UPSTREAM = Any.pack(HttpProtocolOptions.newBuilder().setExplicitHttpConfig(
+            HttpProtocolOptions.ExplicitHttpConfig.newBuilder().setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build());
+
+    /** Whether an endpoint of this registry protocol is reached over HTTP/2. */
+    static boolean speaksHttp2(String protocol) {
+        return protocol.equals("grpc") || protocol.equals("http2");
+    }
 
     private ProxyResources() {
     }
@@ -224,10 +232,8 @@ public final class ProxyResources {
         tls.setCommonTlsContext(CommonTlsContext.newBuilder().setValidationContext(validation));
         var cluster = edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST)
                 .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls.build())));
-        if (endpoints.stream().anyMatch(e -> e.protocol().equals("grpc") || e.protocol().equals("http2"))) {
-            cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, Any.pack(HttpProtocolOptions.newBuilder()
-                    .setExplicitHttpConfig(HttpProtocolOptions.ExplicitHttpConfig.newBuilder()
-                            .setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build()));
+        if (endpoints.stream().anyMatch(e -> speaksHttp2(e.protocol()))) {
+            cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, HTTP2_UPSTREAM);
         }
         traffic.ifPresent(t -> {
             var budget = t.routes().stream().flatMap(r -> r.retries().stream()).flatMap(r -> r.budgetPercent().stream()).max(Integer::compare);
@@ -406,9 +412,7 @@ public final class ProxyResources {
                 .setLoadAssignment(ClusterLoadAssignment.newBuilder().setClusterName(appCluster)
                         .addEndpoints(LocalityLbEndpoints.newBuilder().addLbEndpoints(lbEndpoint(app.host(), app.port(), 1, true))));
         if (http2) {
-            cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, Any.pack(HttpProtocolOptions.newBuilder()
-                    .setExplicitHttpConfig(HttpProtocolOptions.ExplicitHttpConfig.newBuilder()
-                            .setHttp2ProtocolOptions(Http2ProtocolOptions.getDefaultInstance())).build()));
+            cluster.putTypedExtensionProtocolOptions(HTTP_PROTOCOL_OPTIONS, HTTP2_UPSTREAM);
         }
         var route = RouteConfiguration.newBuilder().setName("inbound").addVirtualHosts(VirtualHost.newBuilder().setName("inbound").addDomains("*")
                 .addRoutes(Route.newBuilder().setMatch(RouteMatch.newBuilder().setPrefix("/"))

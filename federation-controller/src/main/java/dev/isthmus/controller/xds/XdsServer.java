@@ -265,7 +265,7 @@ public class XdsServer {
             var appAt = meta.containsKey(APP_KEY) ? ProxyResources.hostPort(meta.get(APP_KEY).getStringValue()) : null;
             if (inboundAt != null && appAt != null) {
                 String protocol = meta.containsKey(APP_PROTOCOL_KEY) ? meta.get(APP_PROTOCOL_KEY).getStringValue() : "http";
-                var inbound = ProxyResources.inbound(lastInputs, p.node.getCluster(), inboundAt, appAt, protocol.equals("grpc") || protocol.equals("http2"));
+                var inbound = ProxyResources.inbound(lastInputs, p.node.getCluster(), inboundAt, appAt, ProxyResources.speaksHttp2(protocol));
                 listeners = new java.util.ArrayList<>(List.of(inbound.listener()));
                 clusters = new java.util.ArrayList<>(clusters);
                 clusters.add(inbound.app());
