@@ -131,10 +131,7 @@ public class GitPolicySource {
                 }
             }
             // unchanged: publish the bundle in force again, for members that joined since
-            var applied = store.applied();
-            if (applied != null) {
-                store.offer(new PolicyStore.BundleMessage(applied.sha(), applied.commitTime(), applied.source(), applied.files()), "git " + url, true);
-            }
+            store.republish();
         } catch (Exception e) {
             Status before = status;
             Instant since = before != null && !before.reachable() && before.unreachableSince() != null ? before.unreachableSince() : now;

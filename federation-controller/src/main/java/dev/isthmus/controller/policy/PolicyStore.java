@@ -160,13 +160,25 @@ public class PolicyStore {
             persist(m);
         }
         if (publish && (newer || now != null && now.sha().equals(m.sha()))) {
-            try {
-                bus.publish(bus.own("policy"), json.writeValueAsBytes(m));
-            } catch (IOException e) {
-                LOG.errorf("event=policy_not_published sha=%s cause=%s", m.sha(), e.getMessage());
-            }
+            publish(m);
         }
         return result;
+    }
+
+    /** Publishes the bundle in force again (for members that joined since), without validating it again. */
+    public void republish() {
+        Applied a = applied;
+        if (a != null) {
+            publish(new BundleMessage(a.sha(), a.commitTime(), a.source(), a.files()));
+        }
+    }
+
+    private void publish(BundleMessage m) {
+        try {
+            bus.publish(bus.own("policy"), json.writeValueAsBytes(m));
+        } catch (IOException e) {
+            LOG.errorf("event=policy_not_published sha=%s cause=%s", m.sha(), e.getMessage());
+        }
     }
 
     private void persist(BundleMessage m) {
