@@ -1,8 +1,6 @@
 package dev.isthmus.bench;
 
 import java.io.BufferedInputStream;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -13,7 +11,6 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -155,7 +152,7 @@ final class GatewayBench {
             for (var t : targets.entrySet()) {
                 sessions.put(t.getKey(), wrk(t.getValue(), seconds, connections, "/", true));
                 flows.put(t.getKey(), wrk(t.getValue(), seconds, connections, "/big", false));
-                latency.put(t.getKey(), openLoop(tls, t.getValue(), rate, Math.max(3, seconds / 2), 8));
+                latency.put(t.getKey(), ProxyBench.openLoop(() -> open(tls, t.getValue()), "localhost", rate, Math.max(3, seconds / 2), 8));
             }
             long gwBusyRss = ProxyBench.rssKiB(gatewayPid);
 
@@ -301,49 +298,6 @@ final class GatewayBench {
             default -> 1;
         };
         return new double[] {Double.parseDouble(rate.group(1)), Double.parseDouble(transfer.group(1)) * unit};
-    }
-
-    /** Open-loop TLS requests at {@code rate}/s over {@code conns} kept-alive connections; p50 and p99 in ms. */
-    private static double[] openLoop(SSLSocketFactory tls, int port, int rate, int seconds, int conns) throws Exception {
-        List<Long> latencies = Collections.synchronizedList(new ArrayList<>());
-        long intervalNanos = 1_000_000_000L * conns / rate;
-        int perConn = rate * seconds / conns;
-        var sockets = new ArrayList<SSLSocket>();
-        for (int c = 0; c < conns; c++) {
-            sockets.add(open(tls, port));
-        }
-        long start = System.nanoTime() + 50_000_000L;
-        var threads = new ArrayList<Thread>();
-        for (int c = 0; c < conns; c++) {
-            long offset = intervalNanos * c / conns;
-            var s = sockets.get(c);
-            threads.add(Thread.ofPlatform().start(() -> {
-                try (s) {
-                    OutputStream out = s.getOutputStream();
-                    InputStream in = new BufferedInputStream(s.getInputStream());
-                    byte[] req = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
-                    for (int i = 0; i < perConn; i++) {
-                        long due = start + offset + i * intervalNanos;
-                        long wait = due - System.nanoTime();
-                        if (wait > 0) {
-                            TimeUnit.NANOSECONDS.sleep(wait);
-                        }
-                        out.write(req);
-                        out.flush();
-                        ProxyBench.readResponse(in);
-                        latencies.add(System.nanoTime() - due);
-                    }
-                } catch (Exception e) {
-                    throw new IllegalStateException(e);
-                }
-            }));
-        }
-        for (var t : threads) {
-            t.join();
-        }
-        var sorted = new ArrayList<>(latencies);
-        Collections.sort(sorted);
-        return new double[] {sorted.get(sorted.size() / 2) / 1e6, sorted.get((int) (sorted.size() * 0.99)) / 1e6};
     }
 
     /** Opens {@code n} TLS connections through {@code port} (handshakes complete), holds them idle, returns the router's RSS, closes them. */

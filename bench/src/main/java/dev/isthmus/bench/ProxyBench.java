@@ -175,7 +175,7 @@ final class ProxyBench {
             var latency = new LinkedHashMap<String, double[]>();
             for (var t : targets.entrySet()) {
                 throughput.put(t.getKey(), wrk(t.getValue(), seconds, connections));
-                latency.put(t.getKey(), openLoop(t.getValue(), rate, Math.max(3, seconds / 2), 8));
+                latency.put(t.getKey(), openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds / 2), 8));
             }
             sampler.interrupt();
 
@@ -327,22 +327,45 @@ final class ProxyBench {
         return Double.parseDouble(m.group(1));
     }
 
-    /** Sends {@code rate} requests per second for {@code seconds} over {@code conns} keep-alive connections; returns p50 and p99 in ms. */
-    private static double[] openLoop(int port, int rate, int seconds, int conns) throws Exception {
+    /** Opens one connection of a load generator (plain TCP, or TLS with its handshake done). */
+    @FunctionalInterface
+    interface Connector {
+        Socket open() throws Exception;
+    }
+
+    /** Plain keep-alive connections to a local port. */
+    static Connector plain(int port) {
+        return () -> {
+            var s = new Socket("127.0.0.1", port);
+            s.setTcpNoDelay(true);
+            s.setSoTimeout(10_000);
+            return s;
+        };
+    }
+
+    /**
+     * Sends {@code rate} requests per second for {@code seconds} over {@code conns} keep-alive
+     * connections (opened before the clock starts), each request timed from its scheduled moment;
+     * returns p50 and p99 in ms.
+     */
+    static double[] openLoop(Connector connector, String host, int rate, int seconds, int conns) throws Exception {
         List<Long> latencies = Collections.synchronizedList(new ArrayList<>());
         long intervalNanos = 1_000_000_000L * conns / rate;
-        long start = System.nanoTime() + 50_000_000L;
         int perConn = rate * seconds / conns;
+        var sockets = new ArrayList<Socket>();
+        for (int c = 0; c < conns; c++) {
+            sockets.add(connector.open());
+        }
+        long start = System.nanoTime() + 50_000_000L;
+        byte[] req = ("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII);
         var threads = new ArrayList<Thread>();
         for (int c = 0; c < conns; c++) {
             long offset = intervalNanos * c / conns;
+            var socket = sockets.get(c);
             threads.add(Thread.ofPlatform().start(() -> {
-                try (var s = new Socket("127.0.0.1", port)) {
-                    s.setTcpNoDelay(true);
-                    s.setSoTimeout(10_000);
+                try (var s = socket) {
                     OutputStream out = s.getOutputStream();
                     InputStream in = new BufferedInputStream(s.getInputStream());
-                    byte[] req = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
                     for (int i = 0; i < perConn; i++) {
                         long due = start + offset + i * intervalNanos;
                         long wait = due - System.nanoTime();
