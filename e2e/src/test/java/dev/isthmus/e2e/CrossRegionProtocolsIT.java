@@ -171,6 +171,32 @@ class CrossRegionProtocolsIT {
         }
     }
 
+    /** A bidi Chat stream: what the caller sends, what it received so far, and its end. */
+    record Chat(StreamObserver<String> requests, LinkedBlockingQueue<String> received, CompletableFuture<Void> done) {
+        static Chat open(ManagedChannel channel, int deadlineSeconds) {
+            var received = new LinkedBlockingQueue<String>();
+            var done = new CompletableFuture<Void>();
+            ClientCall<String, String> call = channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(deadlineSeconds, TimeUnit.SECONDS));
+            var requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<String>() {
+                @Override
+                public void onNext(String value) {
+                    received.add(value);
+                }
+
+                @Override
+                public void onError(Throwable t) {
+                    done.completeExceptionally(t);
+                }
+
+                @Override
+                public void onCompleted() {
+                    done.complete(null);
+                }
+            });
+            return new Chat(requests, received, done);
+        }
+    }
+
     private static ManagedChannel channel() {
         return NettyChannelBuilder.forAddress("127.0.0.1", CLIENT_SIDECAR + 3).usePlaintext().overrideAuthority("echo-grpc.shop").build();
     }
@@ -204,25 +230,10 @@ class CrossRegionProtocolsIT {
             Http.await("http://127.0.0.1:" + FED.topology().controllerPort("us-east") + "/api/v1/services/shop/echo-grpc", Duration.ofSeconds(10),
                     b -> b.contains("\"identity\":\"spiffe://eu-west.acme.isthmus/ns/shop/sa/echo-grpc\""));
 
-            var received = new LinkedBlockingQueue<String>();
-            var done = new CompletableFuture<Void>();
-            ClientCall<String, String> call = channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(20, TimeUnit.SECONDS));
-            var requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<String>() {
-                @Override
-                public void onNext(String value) {
-                    received.add(value);
-                }
-
-                @Override
-                public void onError(Throwable t) {
-                    done.completeExceptionally(t);
-                }
-
-                @Override
-                public void onCompleted() {
-                    done.complete(null);
-                }
-            });
+            var chat = Chat.open(channel, 20);
+            var received = chat.received();
+            var done = chat.done();
+            var requests = chat.requests();
             for (int i = 1; i <= 3; i++) {
                 requests.onNext("m" + i);
                 assertEquals("echo m" + i, received.poll(10, TimeUnit.SECONDS), "each message answered while the stream stays open");
@@ -264,25 +275,10 @@ class CrossRegionProtocolsIT {
     void aStreamInFlightWhenTheGatewayShutsDownFinishes() throws Exception {
         var channel = channel();
         try {
-            var received = new LinkedBlockingQueue<String>();
-            var done = new CompletableFuture<Void>();
-            ClientCall<String, String> call = channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(30, TimeUnit.SECONDS));
-            var requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<String>() {
-                @Override
-                public void onNext(String value) {
-                    received.add(value);
-                }
-
-                @Override
-                public void onError(Throwable t) {
-                    done.completeExceptionally(t);
-                }
-
-                @Override
-                public void onCompleted() {
-                    done.complete(null);
-                }
-            });
+            var chat = Chat.open(channel, 30);
+            var received = chat.received();
+            var done = chat.done();
+            var requests = chat.requests();
             requests.onNext("before");
             assertEquals("echo before", received.poll(10, TimeUnit.SECONDS));
 
