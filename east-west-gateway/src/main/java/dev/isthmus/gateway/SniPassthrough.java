@@ -142,13 +142,18 @@ public final class SniPassthrough implements AutoCloseable {
                         });
                         ch.pipeline().addLast("tls-check", new TlsRecordCheck(reject));
                         ch.pipeline().addLast("sni", new SniRouter(loops, routes, reject, sent, received, helloTimeout, meters, sniMeters));
-                        // The SNI handler reports a ClientHello read timeout to the handler after it (then closes).
-                        ch.pipeline().addLast("hello-timeout", new io.netty.channel.ChannelInboundHandlerAdapter() {
+                        // The SNI handler reports a ClientHello it gives up on (read timeout, over the size cap,
+                        // malformed) to the handler after it, and closes the connection before it throws: the
+                        // rejection is counted here, before the caller can see the close.
+                        ch.pipeline().addLast("hello-failed", new io.netty.channel.ChannelInboundHandlerAdapter() {
                             @Override
                             public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-                                if (evt instanceof io.netty.handler.ssl.SniCompletionEvent sni
-                                        && sni.cause() instanceof io.netty.handler.ssl.SslHandshakeTimeoutException timeout) {
-                                    reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_TIMEOUT, timeout.getMessage());
+                                if (evt instanceof io.netty.handler.ssl.SniCompletionEvent sni && sni.cause() != null) {
+                                    if (sni.cause() instanceof io.netty.handler.ssl.SslHandshakeTimeoutException timeout) {
+                                        reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_TIMEOUT, timeout.getMessage());
+                                    } else if (!(sni.cause() instanceof RouteException)) {
+                                        reject.reject(ctx.channel(), Rejection.CLIENT_HELLO_INVALID, sni.cause().toString());
+                                    }
                                 }
                                 ctx.fireUserEventTriggered(evt);
                             }
