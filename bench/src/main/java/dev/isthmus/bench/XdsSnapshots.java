@@ -16,7 +16,9 @@ import java.util.TreeMap;
 /**
  * {@code bench/run xds-snapshots}: the controller's xDS resource builder at scale, in process: S
  * services × E endpoints spread over C clusters, P sidecars each with its outbound listener. Reports
- * the time to build the shared clusters and assignments and the P listeners, the heap they hold, and
+ * the time to build the shared clusters and assignments (full, and incremental after one change) and
+ * the P listeners (each with its own routes, and sharing their namespace's as the server does), the
+ * heap they hold, and
  * the bytes a state-of-the-world push carries when one endpoint changes: everything (a full push),
  * the changed type only (what the controller's per-type content-addressed versions send), and the one
  * changed resource (what delta xDS would send; not implemented).
@@ -52,6 +54,7 @@ final class XdsSnapshots {
         }
         var clusterTimes = new ArrayList<Double>();
         var listenerTimes = new ArrayList<Double>();
+        var sharedListenerTimes = new ArrayList<Double>();
         Built kept = null;
         for (int r = 0; r < rounds; r++) {
             kept = null;
@@ -63,10 +66,23 @@ final class XdsSnapshots {
                 listeners.add(ProxyResources.outboundListener("127.0.0.1", 20_000 + p, "ns" + (p % 10), set, inputs.policy()));
             }
             long t2 = System.nanoTime();
+            listeners = null;
+            long t3 = System.nanoTime();
+            var shared = sharedListeners(set, inputs, proxies);
+            long t4 = System.nanoTime();
             clusterTimes.add((t1 - t0) / 1e6);
             listenerTimes.add((t2 - t1) / 1e6);
-            kept = new Built(set, listeners);
+            sharedListenerTimes.add((t4 - t3) / 1e6);
+            kept = new Built(set, shared);
         }
+        // Heap of the listeners: built the old way (each its own routes), then sharing one namespace's routes.
+        var set0 = kept.set();
+        var own = new ArrayList<Message>(proxies);
+        for (int p = 0; p < proxies; p++) {
+            own.add(ProxyResources.outboundListener("127.0.0.1", 20_000 + p, "ns" + (p % 10), set0, inputs.policy()));
+        }
+        long heapOwn = usedHeapAfterGc();
+        own.clear();
         long heapWith = usedHeapAfterGc();
         long clustersBytes = bytes(kept.set().clusters());
         long assignmentsBytes = bytes(kept.set().assignments());
@@ -80,6 +96,20 @@ final class XdsSnapshots {
             heapLeftAfterRelease = usedHeapAfterGc();
         }
         long listenersHeap = heapWith - heapLeftAfterRelease;
+        long ownListenersHeap = heapOwn - heapWith;
+
+        // Incremental rebuilds: one endpoint moves back and forth; the memo rebuilds that service only.
+        var memo = new ProxyResources.Memo();
+        ProxyResources.sidecarClusters(inputs, memo);
+        var moved = inputs(services, endpoints, clusters, 1);
+        var incrementalTimes = new ArrayList<Double>();
+        int rebuiltServices = 0;
+        for (int r = 0; r < rounds * 4; r++) {
+            long t0 = System.nanoTime();
+            ProxyResources.sidecarClusters(r % 2 == 0 ? moved : inputs, memo);
+            incrementalTimes.add((System.nanoTime() - t0) / 1e6);
+            rebuiltServices = memo.rebuilt();
+        }
 
         // One endpoint changes: which resources differ, and their size.
         var changed = ProxyResources.sidecarClusters(inputs(services, endpoints, clusters, 1));
@@ -97,22 +127,26 @@ final class XdsSnapshots {
                 ## xDS snapshots at scale (issue 7), %s
 
                 In process (the controller's builder, ProxyResources): %d services x %d endpoints over %d clusters (%d outbound
-                clusters with subsets), %d sidecars each with its outbound listener (a virtual host per service). Medians of %d
-                rounds after 2 warm-up rounds; heap measured after a full GC.
+                clusters with subsets), %d sidecars in 10 namespaces each with its outbound listener (a virtual host per
+                service). Medians of %d rounds after 2 warm-up rounds; heap measured after a full GC.
 
                 | figure | value |
                 | --- | --- |
-                | shared clusters and assignments, build time | %.0f ms |
-                | %d outbound listeners, build time | %.0f ms (%.2f ms each) |
-                | heap held by the %d listeners | %.1f MiB (%.0f KiB each) |
-                | heap in use with everything built | %.1f MiB |
+                | shared clusters and assignments, full build | %.0f ms |
+                | the same after one endpoint changed, incremental (%d service rebuilt, the rest reused) | %.1f ms |
+                | %d outbound listeners, each building its own routes | %.0f ms (%.2f ms each) |
+                | %d outbound listeners sharing their namespace's routes (what the server does) | %.0f ms |
+                | heap held by the %d listeners, each its own routes | %.1f MiB (%.0f KiB each) |
+                | heap held by the %d listeners, routes shared per namespace | %.1f MiB (%.1f KiB each) |
+                | heap in use with everything built (shared routes) | %.1f MiB |
                 | one sidecar's full push (Clusters %.1f KiB + ClusterLoadAssignments %.1f KiB + Listener %.1f KiB) | %.1f KiB |
                 | one endpoint changes: what differs | %d assignment(s)%s |
                 | pushed per sidecar now (state of the world, only the changed type: every assignment) | %.1f KiB |
                 | pushed per sidecar with delta xDS (the changed assignment only; not implemented) | %.2f KiB |
                 """, Instant.now().toString().substring(0, 16), services, endpoints, clusters, clusterCount, proxies, rounds,
-                median(clusterTimes), proxies, median(listenerTimes), median(listenerTimes) / proxies, proxies, listenersHeap / 1048576.0,
-                listenersHeap / 1024.0 / proxies, heapWith / 1048576.0, clustersBytes / 1024.0, assignmentsBytes / 1024.0,
+                median(clusterTimes), rebuiltServices, median(incrementalTimes), proxies, median(listenerTimes), median(listenerTimes) / proxies,
+                proxies, median(sharedListenerTimes), proxies, ownListenersHeap / 1048576.0, ownListenersHeap / 1024.0 / proxies, proxies,
+                listenersHeap / 1048576.0, listenersHeap / 1024.0 / proxies, heapWith / 1048576.0, clustersBytes / 1024.0, assignmentsBytes / 1024.0,
                 listenerBytes / 1024.0, full / 1024.0, changedClusters, clustersUnchanged ? ", no cluster, no listener" : " and clusters",
                 assignmentsBytes / 1024.0, changedClusterBytes / 1024.0);
         System.out.println();
@@ -132,6 +166,18 @@ final class XdsSnapshots {
         for (int p = 0; p < proxies; p++) {
             ProxyResources.outboundListener("127.0.0.1", 20_000 + p, "ns0", set, inputs.policy());
         }
+        sharedListeners(set, inputs, proxies);
+    }
+
+    /** As the xDS server builds them: one namespace's routes once, each sidecar's listener around them. */
+    private static List<Message> sharedListeners(ProxyResources.ClusterSet set, ProxyResources.Inputs inputs, int proxies) {
+        var routes = new java.util.HashMap<String, com.google.protobuf.Any>();
+        var out = new ArrayList<Message>(proxies);
+        for (int p = 0; p < proxies; p++) {
+            var hcm = routes.computeIfAbsent("ns" + (p % 10), n -> ProxyResources.outboundRoutes(n, set, inputs.policy()));
+            out.add(ProxyResources.outboundListener("127.0.0.1", 20_000 + p, hcm));
+        }
+        return out;
     }
 
     /** Services spread over namespaces; each has endpoints in every cluster; {@code variant} moves one endpoint. */

@@ -100,8 +100,14 @@ public final class ProxyResources {
         }
     }
 
-    /** The clusters and their assignments (same order). */
-    public record ClusterSet(List<Cluster> clusters, List<ClusterLoadAssignment> assignments) {
+    /**
+     * The clusters and their assignments (same order), and a content-addressed version of each list
+     * (empty: not known, the server hashes the list itself).
+     */
+    public record ClusterSet(List<Cluster> clusters, List<ClusterLoadAssignment> assignments, String clustersVersion, String assignmentsVersion) {
+        public ClusterSet(List<Cluster> clusters, List<ClusterLoadAssignment> assignments) {
+            this(clusters, assignments, "", "");
+        }
     }
 
     static final String ROUTE_CONFIG = "outbound";
@@ -142,26 +148,194 @@ public final class ProxyResources {
         return out;
     }
 
-    /** The gateway's clusters: one per exported local service, port and subset, named by its SNI. */
-    public static ClusterSet gateway(Inputs in) {
+    /**
+     * What was built for each service at the last rebuild, and from what: a rebuild reuses a service's
+     * resources (the same immutable messages) when its inputs are equal, so a change to one service
+     * rebuilds only that service's clusters and assignments. The xDS server keeps one across
+     * rebuilds; a rebuild runs on one thread at a time.
+     */
+    public static final class Memo {
+        private final Map<String, Built> gateway = new HashMap<>();
+        private final Map<String, Built> sidecar = new HashMap<>();
+        private int rebuilt;
+        private int reused;
+
+        /** Services whose resources the last build made anew. */
+        public int rebuilt() {
+            return rebuilt;
+        }
+
+        /** Services whose resources the last build took from the previous one. */
+        public int reused() {
+            return reused;
+        }
+
+        private Built get(Map<String, Built> kind, String service, Object inputs, java.util.function.Supplier<Built> build) {
+            Built held = kind.get(service);
+            if (held != null && held.inputs().equals(inputs)) {
+                reused++;
+                return held;
+            }
+            rebuilt++;
+            Built built = build.get();
+            kind.put(service, built);
+            return built;
+        }
+
+        private void begin() {
+            rebuilt = 0;
+            reused = 0;
+        }
+
+        /** Forgets services that are gone. */
+        private void retain(Map<String, Built> kind, Set<String> services) {
+            kind.keySet().retainAll(services);
+        }
+    }
+
+    /** One service's resources, the inputs they were built from, and a digest of each list. */
+    private record Built(Object inputs, List<Cluster> clusters, List<ClusterLoadAssignment> assignments, byte[] clustersDigest,
+            byte[] assignmentsDigest) {
+        static Built of(Object inputs, List<Cluster> clusters, List<ClusterLoadAssignment> assignments) {
+            return new Built(inputs, List.copyOf(clusters), List.copyOf(assignments), digest(clusters), digest(assignments));
+        }
+    }
+
+    private static byte[] digest(List<? extends com.google.protobuf.Message> messages) {
+        try {
+            var md = java.security.MessageDigest.getInstance("SHA-256");
+            for (var m : messages) {
+                md.update(m.toByteArray());
+            }
+            return md.digest();
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Joins the services' resources in service order; the versions come from their digests. */
+    private static ClusterSet join(List<Built> services) {
         var clusters = new ArrayList<Cluster>();
         var assignments = new ArrayList<ClusterLoadAssignment>();
-        bySubset(in.local()).forEach((key, endpoints) -> {
-            if (!in.exports(in.cluster(), key.service().toString())) {
-                return; // not exported: its SNI is refused like any unknown name
+        try {
+            var cd = java.security.MessageDigest.getInstance("SHA-256");
+            var ad = java.security.MessageDigest.getInstance("SHA-256");
+            for (Built b : services) {
+                clusters.addAll(b.clusters());
+                assignments.addAll(b.assignments());
+                cd.update(b.clustersDigest());
+                ad.update(b.assignmentsDigest());
             }
-            String name = MeshNames.gatewaySni(key.port(), key.subset(), key.service());
-            clusters.add(edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST).build());
-            var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(0);
-            endpoints.stream().sorted(Comparator.comparing(Endpoint::instance)).forEach(e -> group.addLbEndpoints(lbEndpoint(e.address(),
-                    e.port(), e.weight(), e.healthy())));
-            assignments.add(ClusterLoadAssignment.newBuilder().setClusterName(name).addEndpoints(group).build());
+            return new ClusterSet(clusters, assignments, java.util.HexFormat.of().formatHex(cd.digest(), 0, 8),
+                    java.util.HexFormat.of().formatHex(ad.digest(), 0, 8));
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** Endpoints by service name, the services in {@link ServiceName} order; names the registry would refuse are left out. */
+    private static TreeMap<ServiceName, List<Endpoint>> byService(List<Endpoint> endpoints) {
+        var out = new TreeMap<ServiceName, List<Endpoint>>();
+        for (Endpoint e : endpoints) {
+            try {
+                out.computeIfAbsent(ServiceName.parse(e.service()), k -> new ArrayList<>()).add(e);
+            } catch (IllegalArgumentException x) {
+                // the registry refuses such names; nothing to route to
+            }
+        }
+        return out;
+    }
+
+    /** The gateway's clusters: one per exported local service, port and subset, named by its SNI. */
+    public static ClusterSet gateway(Inputs in) {
+        return gateway(in, new Memo());
+    }
+
+    /** What one service's gateway clusters are built from. */
+    private record GatewayInputs(String region, String zone, boolean exported, List<Endpoint> endpoints) {
+    }
+
+    /** As {@link #gateway(Inputs)}, rebuilding only the services whose inputs changed since {@code memo}'s last build. */
+    public static ClusterSet gateway(Inputs in, Memo memo) {
+        memo.begin();
+        var built = new ArrayList<Built>();
+        var services = byService(in.local());
+        services.forEach((service, endpoints) -> {
+            var inputs = new GatewayInputs(in.region(), in.zone(), in.exports(in.cluster(), service.toString()), endpoints);
+            built.add(memo.get(memo.gateway, service.toString(), inputs, () -> gatewayService(inputs)));
         });
-        return new ClusterSet(clusters, assignments);
+        memo.retain(memo.gateway, services.keySet().stream().map(ServiceName::toString).collect(java.util.stream.Collectors.toSet()));
+        return join(built);
+    }
+
+    private static Built gatewayService(GatewayInputs in) {
+        var clusters = new ArrayList<Cluster>();
+        var assignments = new ArrayList<ClusterLoadAssignment>();
+        if (in.exported()) { // not exported: its SNI is refused like any unknown name
+            bySubset(in.endpoints()).forEach((key, endpoints) -> {
+                String name = MeshNames.gatewaySni(key.port(), key.subset(), key.service());
+                clusters.add(edsCluster(name, Cluster.LbPolicy.LEAST_REQUEST).build());
+                var group = LocalityLbEndpoints.newBuilder().setLocality(locality(in.region(), in.zone())).setPriority(0);
+                endpoints.stream().sorted(Comparator.comparing(Endpoint::instance)).forEach(e -> group.addLbEndpoints(lbEndpoint(e.address(),
+                        e.port(), e.weight(), e.healthy())));
+                assignments.add(ClusterLoadAssignment.newBuilder().setClusterName(name).addEndpoints(group).build());
+            });
+        }
+        return Built.of(in, clusters, assignments);
     }
 
     /** The sidecars' outbound clusters for every service of the federation (the same for every sidecar of this cluster). */
     public static ClusterSet sidecarClusters(Inputs in) {
+        return sidecarClusters(in, new Memo());
+    }
+
+    /**
+     * What one service's outbound clusters are built from: its endpoints here and in each other
+     * cluster, the other clusters in its failover order, which of them export it, and its
+     * TrafficPolicy.
+     */
+    private record SidecarInputs(String cluster, String region, String zone, List<Endpoint> local, Map<String, List<Endpoint>> remote,
+            List<Peer> order, Set<String> exporting, Optional<Policies.TrafficPolicy> traffic) {
+    }
+
+    /** As {@link #sidecarClusters(Inputs)}, rebuilding only the services whose inputs changed since {@code memo}'s last build. */
+    public static ClusterSet sidecarClusters(Inputs in, Memo memo) {
+        memo.begin();
+        var local = byService(in.local());
+        var remote = new TreeMap<String, TreeMap<ServiceName, List<Endpoint>>>();
+        in.remote().forEach((cluster, endpoints) -> remote.put(cluster, byService(endpoints)));
+        var services = new TreeSet<>(local.keySet());
+        remote.values().forEach(m -> services.addAll(m.keySet()));
+        var built = new ArrayList<Built>();
+        var names = new java.util.HashSet<String>();
+        for (ServiceName service : services) {
+            String name = service.toString();
+            var there = new TreeMap<String, List<Endpoint>>();
+            remote.forEach((cluster, m) -> {
+                var list = m.get(service);
+                if (list != null) {
+                    there.put(cluster, list);
+                }
+            });
+            var exporting = new TreeSet<String>();
+            if (in.exports(in.cluster(), name)) {
+                exporting.add(in.cluster());
+            }
+            in.peers().keySet().forEach(c -> {
+                if (in.exports(c, name)) {
+                    exporting.add(c);
+                }
+            });
+            var inputs = new SidecarInputs(in.cluster(), in.region(), in.zone(), local.getOrDefault(service, List.of()), there,
+                    failoverOrder(in, name), exporting, in.policy().trafficFor(name));
+            built.add(memo.get(memo.sidecar, name, inputs, () -> sidecarService(service, inputs)));
+            names.add(name);
+        }
+        memo.retain(memo.sidecar, names);
+        return join(built);
+    }
+
+    private static Built sidecarService(ServiceName service, SidecarInputs in) {
         var all = new ArrayList<Endpoint>(in.local());
         in.remote().values().forEach(all::addAll);
         var localKeys = bySubset(in.local());
@@ -169,14 +343,12 @@ public final class ProxyResources {
         in.remote().forEach((cluster, endpoints) -> remoteKeys.put(cluster, bySubset(endpoints)));
         var clusters = new ArrayList<Cluster>();
         var assignments = new ArrayList<ClusterLoadAssignment>();
+        var traffic = in.traffic();
         bySubset(all).forEach((key, endpoints) -> {
-            String service = key.service().toString();
-            var traffic = in.policy().trafficFor(service);
-            var order = failoverOrder(in, service);
             String name = MeshNames.outboundCluster(key.port(), key.subset(), key.service());
             clusters.add(outboundCluster(name, key, endpoints, traffic));
             var cla = ClusterLoadAssignment.newBuilder().setClusterName(name);
-            addEndpoints(cla, in, key, localKeys, remoteKeys, order, null);
+            addEndpoints(cla, in, key, localKeys, remoteKeys, null);
             assignments.add(cla.build());
             // A TrafficPolicy destination pinned to one cluster: that cluster's endpoints of the subset only.
             if (traffic.isPresent()) {
@@ -190,32 +362,31 @@ public final class ProxyResources {
                     String pinnedName = name + "|" + only;
                     clusters.add(outboundCluster(pinnedName, key, endpoints, traffic));
                     var pcla = ClusterLoadAssignment.newBuilder().setClusterName(pinnedName);
-                    addEndpoints(pcla, in, key, localKeys, remoteKeys, order, only);
+                    addEndpoints(pcla, in, key, localKeys, remoteKeys, only);
                     assignments.add(pcla.build());
                 }
             }
         });
-        // Subsets a TrafficPolicy names that no endpoint has (yet): empty clusters, so that share of the
+        // Subsets the TrafficPolicy names that no endpoint has (yet): empty clusters, so that share of the
         // traffic is answered 503 (as Envoy does) instead of the route set being refused.
-        var names = new java.util.HashSet<String>();
-        clusters.forEach(c -> names.add(c.getName()));
-        for (var t : in.policy().traffic()) {
-            var service = dev.isthmus.api.names.ServiceName.parse(t.service());
+        if (traffic.isPresent()) {
+            var names = new java.util.HashSet<String>();
+            clusters.forEach(c -> names.add(c.getName()));
             var ports = new java.util.TreeSet<Integer>();
-            all.stream().filter(e -> e.service().equals(t.service())).forEach(e -> ports.add(MeshNames.servicePort(e.labels())));
+            all.forEach(e -> ports.add(MeshNames.servicePort(e.labels())));
             for (int port : ports) {
-                for (var r : t.routes()) {
+                for (var r : traffic.get().routes()) {
                     for (var d : r.destinations()) {
                         String name = MeshNames.outboundCluster(port, d.subset(), service) + d.cluster().map(c -> "|" + c).orElse("");
                         if (names.add(name)) {
-                            clusters.add(outboundCluster(name, new Key(service, port, d.subset()), List.of(), Optional.of(t)));
+                            clusters.add(outboundCluster(name, new Key(service, port, d.subset()), List.of(), traffic));
                             assignments.add(ClusterLoadAssignment.newBuilder().setClusterName(name).build());
                         }
                     }
                 }
             }
         }
-        return new ClusterSet(clusters, assignments);
+        return Built.of(in, clusters, assignments);
     }
 
     private static Cluster outboundCluster(String name, Key key, List<Endpoint> endpoints, Optional<Policies.TrafficPolicy> traffic) {
@@ -258,8 +429,8 @@ public final class ProxyResources {
      * service and has healthy endpoints as one endpoint at its gateway, in failover order;
      * {@code only}: just that cluster's.
      */
-    private static void addEndpoints(ClusterLoadAssignment.Builder cla, Inputs in, Key key, Map<Key, List<Endpoint>> localKeys,
-            Map<String, Map<Key, List<Endpoint>>> remoteKeys, List<Peer> order, String only) {
+    private static void addEndpoints(ClusterLoadAssignment.Builder cla, SidecarInputs in, Key key, Map<Key, List<Endpoint>> localKeys,
+            Map<String, Map<Key, List<Endpoint>>> remoteKeys, String only) {
         int priority = 0;
         if (only == null || only.equals(in.cluster())) {
             var local = localKeys.getOrDefault(key, List.of()).stream().filter(Endpoint::healthy)
@@ -270,8 +441,8 @@ public final class ProxyResources {
                 cla.addEndpoints(group);
             }
         }
-        for (Peer peer : order) {
-            if (only != null && !only.equals(peer.cluster()) || !in.exports(peer.cluster(), key.service().toString())) {
+        for (Peer peer : in.order()) {
+            if (only != null && !only.equals(peer.cluster()) || !in.exporting().contains(peer.cluster())) {
                 continue;
             }
             var there = remoteKeys.getOrDefault(peer.cluster(), Map.of()).getOrDefault(key, List.of()).stream().filter(Endpoint::healthy).toList();
@@ -308,6 +479,24 @@ public final class ProxyResources {
      * {@code connect-failure,reset} (only idempotent requests are retried).
      */
     public static Listener outboundListener(String host, int port, String callerNamespace, ClusterSet clusters, Policies.Bundle policy) {
+        return outboundListener(host, port, outboundRoutes(callerNamespace, clusters, policy));
+    }
+
+    /**
+     * The outbound listener at {@code host:port} around {@code connectionManager} (from
+     * {@link #outboundRoutes}): sidecars of one namespace share that message, so the controller holds
+     * their route configuration once, not once per sidecar.
+     */
+    public static Listener outboundListener(String host, int port, Any connectionManager) {
+        return Listener.newBuilder().setName("outbound")
+                .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(host).setPortValue(port)))
+                .addFilterChains(FilterChain.newBuilder().addFilters(Filter.newBuilder().setName("envoy.filters.network.http_connection_manager")
+                        .setTypedConfig(connectionManager)))
+                .build();
+    }
+
+    /** The outbound listener's HTTP connection manager (its routes) for sidecars of {@code callerNamespace}, packed. */
+    public static Any outboundRoutes(String callerNamespace, ClusterSet clusters, Policies.Bundle policy) {
         var route = RouteConfiguration.newBuilder().setName(ROUTE_CONFIG);
         var seen = new LinkedHashSet<String>();
         for (Cluster c : clusters.clusters()) {
@@ -344,11 +533,7 @@ public final class ProxyResources {
         }
         var hcm = HttpConnectionManager.newBuilder().setStatPrefix("outbound").setRouteConfig(route)
                 .addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.router").setTypedConfig(Any.pack(Router.getDefaultInstance())));
-        return Listener.newBuilder().setName("outbound")
-                .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(host).setPortValue(port)))
-                .addFilterChains(FilterChain.newBuilder().addFilters(Filter.newBuilder().setName("envoy.filters.network.http_connection_manager")
-                        .setTypedConfig(Any.pack(hcm.build()))))
-                .build();
+        return Any.pack(hcm.build());
     }
 
     /** One TrafficPolicy route as an Envoy route; destinations name {@code outbound|<port>|<subset>|<host>[|<cluster>]}. */

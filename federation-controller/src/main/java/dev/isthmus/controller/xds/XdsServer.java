@@ -116,6 +116,9 @@ public class XdsServer {
     @jakarta.inject.Inject
     dev.isthmus.controller.policy.PolicyStore policy;
     private Timer buildTimer;
+    private final ProxyResources.Memo gatewayMemo = new ProxyResources.Memo();
+    private final ProxyResources.Memo sidecarMemo = new ProxyResources.Memo();
+    private Counter servicesRebuilt;
 
     public XdsServer(ControllerConfig config, LocalRegistry registry, FederatedCatalog catalog, PeerTracker peers, MeterRegistry meters) {
         this.config = config;
@@ -131,6 +134,8 @@ public class XdsServer {
             return;
         }
         buildTimer = Timer.builder("isthmus_xds_snapshot_build_seconds").description("Time to rebuild the proxies' snapshots").register(meters);
+        servicesRebuilt = Counter.builder("isthmus_xds_services_rebuilt_total")
+                .description("Services whose gateway or sidecar resources a rebuild made anew (the others are reused)").register(meters);
         meters.gauge("isthmus_xds_connected_proxies", streams, Map::size);
         rebuild(true);
         server = NettyServerBuilder.forAddress(parse(config.xds().listen()))
@@ -227,10 +232,12 @@ public class XdsServer {
         }
         long start = System.nanoTime();
         var in = inputs();
-        gatewaySet = ProxyResources.gateway(in);
-        sidecarSet = ProxyResources.sidecarClusters(in);
+        gatewaySet = ProxyResources.gateway(in, gatewayMemo);
+        int gatewayRebuilt = gatewayMemo.rebuilt();
+        sidecarSet = ProxyResources.sidecarClusters(in, sidecarMemo);
         proxylessSet = ProxyResources.proxyless(in);
         sharedVersions.clear();
+        outboundRoutes.clear();
         lastInputs = in;
         policyBundle = in.policy();
         fingerprint = fp;
@@ -238,8 +245,11 @@ public class XdsServer {
         if (buildTimer != null) {
             buildTimer.record(System.nanoTime() - start, TimeUnit.NANOSECONDS);
         }
-        LOG.debugf("event=xds_rebuilt proxies=%d gateway_clusters=%d sidecar_clusters=%d", proxies.size(), gatewaySet.clusters().size(),
-                sidecarSet.clusters().size());
+        if (servicesRebuilt != null) {
+            servicesRebuilt.increment(gatewayRebuilt + sidecarMemo.rebuilt());
+        }
+        LOG.debugf("event=xds_rebuilt proxies=%d gateway_clusters=%d sidecar_clusters=%d services_rebuilt=%d services_reused=%d",
+                proxies.size(), gatewaySet.clusters().size(), sidecarSet.clusters().size(), sidecarMemo.rebuilt(), sidecarMemo.reused());
     }
 
     /** Versions of the shared resource lists, computed once per rebuild (hashing them per proxy would cost megabytes each). */
@@ -247,6 +257,24 @@ public class XdsServer {
 
     private String sharedVersion(List<? extends Message> resources) {
         return sharedVersions.computeIfAbsent(resources, r -> version(resources));
+    }
+
+    /** A set's version of its clusters or assignments: the one its builder computed from the services' digests, if it did. */
+    private String sharedVersion(List<? extends Message> resources, String known) {
+        return known.isEmpty() ? sharedVersion(resources) : known;
+    }
+
+    /** One namespace's outbound routes, built once per rebuild and shared by its sidecars' listeners, with their digest. */
+    private record Routes(com.google.protobuf.Any connectionManager, String digest) {
+    }
+
+    private final Map<String, Routes> outboundRoutes = new java.util.HashMap<>();
+
+    private Routes outboundRoutes(String namespace, ProxyResources.ClusterSet set) {
+        return outboundRoutes.computeIfAbsent(namespace, n -> {
+            var any = ProxyResources.outboundRoutes(n, set, policyBundle);
+            return new Routes(any, version(List.of(any)));
+        });
     }
 
     private synchronized Snapshot snapshot(Proxy p) {
@@ -258,7 +286,8 @@ public class XdsServer {
         var set = p.type.equals("gateway") ? gatewaySet : sidecarSet;
         List<Listener> listeners = List.of();
         var clusters = set.clusters();
-        String clustersVersion = sharedVersion(clusters);
+        String clustersVersion = sharedVersion(clusters, set.clustersVersion());
+        String listenersVersion = "";
         if (p.type.equals("sidecar")) {
             var meta = p.node.getMetadata().getFieldsMap();
             var inboundAt = meta.containsKey(INBOUND_KEY) ? ProxyResources.hostPort(meta.get(INBOUND_KEY).getStringValue()) : null;
@@ -267,6 +296,7 @@ public class XdsServer {
                 String protocol = meta.containsKey(APP_PROTOCOL_KEY) ? meta.get(APP_PROTOCOL_KEY).getStringValue() : "http";
                 var inbound = ProxyResources.inbound(lastInputs, p.node.getCluster(), inboundAt, appAt, ProxyResources.speaksHttp2(protocol));
                 listeners = new java.util.ArrayList<>(List.of(inbound.listener()));
+                listenersVersion = version(listeners);
                 clusters = new java.util.ArrayList<>(clusters);
                 clusters.add(inbound.app());
                 clustersVersion = clustersVersion + "-" + version(List.of(inbound.app()));
@@ -276,12 +306,15 @@ public class XdsServer {
             if (address != null) {
                 String service = p.node.getCluster();
                 String namespace = service.contains("/") ? service.substring(0, service.indexOf('/')) : "";
+                var routes = outboundRoutes(namespace, set);
                 listeners = new java.util.ArrayList<>(listeners);
-                listeners.add(ProxyResources.outboundListener(address.host(), address.port(), namespace, set, policyBundle));
+                listeners.add(ProxyResources.outboundListener(address.host(), address.port(), routes.connectionManager()));
+                // the shared routes' digest stands for their bytes: hashing them again per sidecar would cost their size each
+                listenersVersion = listenersVersion + "-" + routes.digest() + "@" + address.host() + ":" + address.port();
             }
         }
-        return Snapshot.create(clusters, clustersVersion, set.assignments(), sharedVersion(set.assignments()), listeners,
-                version(listeners), List.of(), "0", List.of(), "0");
+        return Snapshot.create(clusters, clustersVersion, set.assignments(), sharedVersion(set.assignments(), set.assignmentsVersion()), listeners,
+                listenersVersion.isEmpty() ? version(listeners) : listenersVersion, List.of(), "0", List.of(), "0");
     }
 
     private static String version(List<? extends Message> resources) {

@@ -218,4 +218,44 @@ class ProxyResourcesTest {
         assertTrue(translate(new ProxyResources.ClusterSet(List.of(none.app()), List.of()), List.of(none.listener())).listeners().get(0).http()
                 .orElseThrow().rbac().isEmpty(), "no policy: every authenticated caller passes");
     }
+
+    @Test
+    void aChangeToOneServiceRebuildsOnlyThatServicesResources() throws Exception {
+        var memo = new ProxyResources.Memo();
+        var in = inputs();
+        var before = ProxyResources.sidecarClusters(in, memo);
+        assertEquals(2, memo.rebuilt());
+        var gatewayMemo = new ProxyResources.Memo();
+        var gatewayBefore = ProxyResources.gateway(in, gatewayMemo);
+
+        // the same inputs: nothing is built again, the versions stay
+        var again = ProxyResources.sidecarClusters(inputs(), memo);
+        assertEquals(0, memo.rebuilt());
+        assertEquals(2, memo.reused());
+        assertEquals(before.clustersVersion(), again.clustersVersion());
+        assertEquals(before.assignmentsVersion(), again.assignmentsVersion());
+
+        // one catalogue endpoint in eu-west moves: only the catalogue's resources are made anew
+        var moved = new java.util.HashMap<>(in.remote());
+        moved.put("eu-west", List.of(ep("eu-west", "pc-3", "10.0.0.1", 7001, "v1", true, 2), ep("eu-west", "pc-4", "10.0.0.2", 7001, "v1", false, 3)));
+        var changed = new ProxyResources.Inputs(in.cluster(), in.region(), in.zone(), in.local(), moved, in.peers(), in.policy());
+        var after = ProxyResources.sidecarClusters(changed, memo);
+        assertEquals(1, memo.rebuilt(), "only product-catalog");
+        assertEquals(1, memo.reused(), "order-processing as it was");
+        var ordersBefore = before.clusters().stream().filter(c -> c.getName().contains("order-processing")).findFirst().orElseThrow();
+        var ordersAfter = after.clusters().stream().filter(c -> c.getName().contains("order-processing")).findFirst().orElseThrow();
+        org.junit.jupiter.api.Assertions.assertSame(ordersBefore, ordersAfter, "the unchanged service's cluster is the same message");
+        assertEquals(before.clustersVersion(), after.clustersVersion(), "no cluster changed, only an assignment");
+        assertFalse(before.assignmentsVersion().equals(after.assignmentsVersion()));
+        // what a full build makes of the changed inputs is what the incremental one made
+        var full = ProxyResources.sidecarClusters(changed);
+        assertEquals(full.clusters(), after.clusters());
+        assertEquals(full.assignments(), after.assignments());
+        assertEquals(full.assignmentsVersion(), after.assignmentsVersion());
+
+        // a remote change does not touch the gateway's (local) resources
+        var gatewayAfter = ProxyResources.gateway(changed, gatewayMemo);
+        assertEquals(0, gatewayMemo.rebuilt());
+        assertEquals(gatewayBefore.assignmentsVersion(), gatewayAfter.assignmentsVersion());
+    }
 }
