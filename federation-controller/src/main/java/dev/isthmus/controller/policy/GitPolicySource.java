@@ -120,13 +120,15 @@ public class GitPolicySource {
                     processed = head.name();
                     var files = new TreeMap<String, String>();
                     long commitTime;
+                    long reachableCommits;
                     try (RevWalk walk = new RevWalk(repo.getRepository())) {
                         RevCommit commit = walk.parseCommit(head);
                         commitTime = commit.getCommitTime();
                         readFiles(repo.getRepository(), commit, git.path().orElse(""), files);
+                        reachableCommits = reachable(walk, commit);
                     }
-                    LOG.infof("event=policy_commit sha=%s files=%d", head.name(), files.size());
-                    store.offer(new PolicyStore.BundleMessage(head.name(), commitTime, url, files), "git " + url, true);
+                    LOG.infof("event=policy_commit sha=%s reachable_commits=%d files=%d", head.name(), reachableCommits, files.size());
+                    store.offer(new PolicyStore.BundleMessage(head.name(), commitTime, reachableCommits, url, files), "git " + url, true);
                     return;
                 }
             }
@@ -142,6 +144,18 @@ public class GitPolicySource {
                         store.sha().isEmpty() ? "none" : store.sha());
             }
         }
+    }
+
+    /** How many commits are reachable from {@code commit}, itself included: more than from any of its ancestors. */
+    static long reachable(RevWalk walk, RevCommit commit) throws IOException {
+        walk.reset();
+        walk.setRetainBody(false);
+        walk.markStart(commit);
+        long n = 0;
+        while (walk.next() != null) {
+            n++;
+        }
+        return n;
     }
 
     /** The YAML files under {@code path} in {@code commit}'s tree, by path relative to it. */

@@ -37,12 +37,40 @@ public class PolicyStore {
 
     private static final Logger LOG = Logger.getLogger(PolicyStore.class);
 
-    /** A commit's policy files as published: SHA, committer time (epoch seconds), files by path. */
-    public record BundleMessage(String sha, long commitTime, String source, Map<String, String> files) {
+    /**
+     * A commit's policy files as published: SHA, committer time (epoch seconds), the number of commits
+     * reachable from it, itself included ({@code reachableCommits}), files by path.
+     *
+     * <p>Bundles are ordered by reachable commits, then commit time, then SHA. A commit has more reachable
+     * commits than any of its ancestors, so on a branch the head always wins, and a member whose Git
+     * fetch lags cannot bring back an older commit. Commit times alone do not order a branch: two
+     * commits pushed within one second have the same (found by {@code bench/run policy-propagation}),
+     * and a committer's clock may run behind its parent's. Rewriting the branch to a shorter history
+     * (a force-push back) is therefore not applied: revert with a new commit, as GitOps expects.
+     */
+    public record BundleMessage(String sha, long commitTime, long reachableCommits, String source, Map<String, String> files) {
+        public BundleMessage(String sha, long commitTime, String source, Map<String, String> files) {
+            this(sha, commitTime, 0, source, files);
+        }
+
+        /** Whether this bundle comes after {@code other} (null: nothing in force). */
+        boolean after(Applied other) {
+            if (other == null) {
+                return true;
+            }
+            if (reachableCommits != other.reachableCommits()) {
+                return reachableCommits > other.reachableCommits();
+            }
+            if (commitTime != other.commitTime()) {
+                return commitTime > other.commitTime();
+            }
+            return sha.compareTo(other.sha()) > 0;
+        }
     }
 
     /** The bundle in force. */
-    public record Applied(String sha, long commitTime, String source, Instant appliedAt, Policies.Bundle bundle, Map<String, String> files) {
+    public record Applied(String sha, long commitTime, long reachableCommits, String source, Instant appliedAt, Policies.Bundle bundle,
+            Map<String, String> files) {
     }
 
     /** The last commit refused here, with why. */
@@ -148,18 +176,17 @@ public class PolicyStore {
         }
         result.problems().forEach(p -> LOG.infof("event=policy_warning sha=%s %s", m.sha(), p));
         Applied now = applied;
-        boolean newer = now == null || m.commitTime() > now.commitTime() || m.commitTime() == now.commitTime() && m.sha().compareTo(now.sha()) > 0;
-        if (now != null && now.sha().equals(m.sha())) {
-            newer = false;
-        }
+        boolean same = now != null && now.sha().equals(m.sha());
+        boolean newer = !same && m.after(now);
         if (newer) {
-            applied = new Applied(m.sha(), m.commitTime(), m.source(), Instant.now(), result.bundle(), Map.copyOf(m.files()));
+            applied = new Applied(m.sha(), m.commitTime(), m.reachableCommits(), m.source(), Instant.now(), result.bundle(), Map.copyOf(m.files()));
             version.incrementAndGet();
             meters.counter("isthmus_policy_applied_total").increment();
-            LOG.infof("event=policy_applied sha=%s commit_time=%d from=%s resources=%d", m.sha(), m.commitTime(), from, result.bundle().size());
+            LOG.infof("event=policy_applied sha=%s commit_time=%d reachable_commits=%d from=%s resources=%d", m.sha(), m.commitTime(), m.reachableCommits(), from,
+                    result.bundle().size());
             persist(m);
         }
-        if (publish && (newer || now != null && now.sha().equals(m.sha()))) {
+        if (publish && (newer || same)) {
             publish(m);
         }
         return result;
@@ -169,7 +196,7 @@ public class PolicyStore {
     public void republish() {
         Applied a = applied;
         if (a != null) {
-            publish(new BundleMessage(a.sha(), a.commitTime(), a.source(), a.files()));
+            publish(new BundleMessage(a.sha(), a.commitTime(), a.reachableCommits(), a.source(), a.files()));
         }
     }
 

@@ -175,6 +175,27 @@ class GitPolicyTest {
 
     @Test
     @Order(4)
+    void theBranchHeadWinsEvenWhenItsCommitterClockRunsBehindItsParent() throws Exception {
+        // The parent's committer time is now; its child's an hour earlier (a committer with a slow
+        // clock). Ordered by commit time, the child (the branch head) would never be applied.
+        write("shop/product-catalog.yaml", canary(70, 30));
+        git("add", "-A");
+        String earlier = java.time.Instant.now().minusSeconds(3600).getEpochSecond() + " +0000";
+        var command = new java.util.ArrayList<>(List.of("git", "-C", REPO.toString(), "-c", "user.name=test", "-c", "user.email=test@example.com",
+                "commit", "-q", "-m", "a 70/30 canary, from a slow clock"));
+        var pb = new ProcessBuilder(command).redirectErrorStream(true);
+        pb.environment().put("GIT_COMMITTER_DATE", earlier);
+        pb.environment().put("GIT_AUTHOR_DATE", earlier);
+        var p = pb.start();
+        p.getInputStream().readAllBytes();
+        assertEquals(0, p.waitFor());
+        String head = git("rev-parse", "HEAD");
+        push();
+        await("sha", j -> head.equals(j.getString("sha")));
+    }
+
+    @Test
+    @Order(5)
     void gitUnreachableKeepsTheLastGoodPolicyAndSaysSo() throws Exception {
         String good = git("rev-parse", "HEAD");
         Files.move(REPO, MOVED);
