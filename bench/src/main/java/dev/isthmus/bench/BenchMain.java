@@ -27,7 +27,11 @@ public final class BenchMain {
                           new TLS sessions/s, long-flow throughput, added latency at a fixed rate, RSS with N idle flows.
                       xds-snapshots [--services 1000] [--endpoints 10] [--proxies 500] [--clusters 3] [--rounds 5]
                           the controller's xDS resource builder in process: build time and heap for S services x E
-                          endpoints and P sidecars; bytes pushed when one endpoint changes (full, per type, delta).""");
+                          endpoints and P sidecars (full and incremental rebuilds, routes shared per namespace); bytes
+                          pushed when one endpoint changes (full, per type, delta).
+                      policy-propagation [--proxies 50] [--commits 10] [--base-port 22000]
+                          a local federation of 3 regions watching one Git repository, P ADS clients over the three
+                          controllers: commit-to-applied latency p50/p99, webhook and polling.""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
@@ -37,6 +41,7 @@ public final class BenchMain {
             case "proxy" -> System.exit(ProxyBench.run(rest));
             case "gateway" -> System.exit(GatewayBench.run(rest));
             case "xds-snapshots" -> System.exit(XdsSnapshots.run(rest));
+            case "policy-propagation" -> System.exit(PolicyPropagation.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);
