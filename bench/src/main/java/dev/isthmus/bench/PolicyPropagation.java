@@ -25,6 +25,7 @@ import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.TreeMap;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
 import javax.crypto.Mac;
@@ -42,7 +43,8 @@ import javax.crypto.spec.SecretKeySpec;
  * catalogue's canary weights in a clone and pushes it; a proxy has applied the commit when the
  * catalogue's route it applied carries the new weights. Latency is from the push having completed
  * (polling mode) or from the signed push event being sent to one controller (webhook mode) to that
- * moment, per proxy and commit. The shop's own sidecars are checked in sync at the end.
+ * moment, per proxy and commit. Polling commits are made at a random moment of the 5 s poll interval.
+ * The shop's own sidecars are checked in sync at the end.
  */
 final class PolicyPropagation {
 
@@ -137,6 +139,10 @@ final class PolicyPropagation {
         for (String mode : List.of("webhook", "polling")) {
             var all = new ArrayList<Double>();
             for (int k = 0; k < commits; k++) {
+                if (mode.equals("polling")) {
+                    // at a random moment of the poll interval: right after a poll, the commit would always wait for the next one
+                    Thread.sleep(ThreadLocalRandom.current().nextLong(5000));
+                }
                 v2 = v2 >= 40 ? 11 : v2 + 1;
                 String text = Files.readString(file);
                 var m = WEIGHTS.matcher(text);
@@ -183,8 +189,8 @@ final class PolicyPropagation {
                 A local federation of 3 regions (us-east, eu-west, ap-south: 36 processes, every controller watching one bare
                 Git repository, polling every 5 s), %d proxies (proxy-core's ADS client, as in the sidecars, %d per controller)
                 and the shop's %d sidecars. %d commits per mode, each changing the catalogue's canary weights; latency per
-                proxy and commit, from the push (polling) or the signed push event sent to us-east's controller (webhook) to
-                the proxy having applied the new weights.
+                proxy and commit, from the push (polling; each commit at a random moment of the poll interval) or the signed
+                push event sent to us-east's controller (webhook) to the proxy having applied the new weights.
 
                 | mode | samples | p50 | p99 | max |
                 | --- | --- | --- | --- | --- |

@@ -1,6 +1,7 @@
 package dev.isthmus.e2e;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -77,7 +78,12 @@ class PolicyIT {
 
     /** Commits the catalogue's policy file in the clone, pushes, and sends the signed push event to us-east's controller; returns the SHA. */
     static String commitAndPush(String text, String message) throws Exception {
-        Files.writeString(work.resolve("shop/product-catalog.yaml"), text);
+        return commitAndPush("shop/product-catalog.yaml", text, message);
+    }
+
+    /** Writes {@code file} in the clone, commits, pushes and sends the signed push event; returns the SHA. */
+    static String commitAndPush(String file, String text, String message) throws Exception {
+        Files.writeString(work.resolve(file), text);
         git("add", "-A");
         git("commit", "-q", "-m", message);
         git("push", "-q", "origin", "main");
@@ -248,5 +254,46 @@ class PolicyIT {
         }
         String body = Http.get("http://127.0.0.1:" + FED.topology().appPort("eu-west", "order-processing") + "/orders/checkout").body();
         assertTrue(body.contains("\"upstreamStatus\":200"), "order-processing may: " + body);
+    }
+
+    /** A plaintext GET of /healthz straight to order-processing's inbound (mTLS) port in eu-west: the answer, or what came instead. */
+    static String plaintextToOrderProcessingsInbound() throws Exception {
+        try (var s = new java.net.Socket("127.0.0.1", FED.topology().sidecarInboundPort("eu-west", "order-processing"))) {
+            s.setSoTimeout(10_000);
+            s.getOutputStream().write("GET /healthz HTTP/1.1\r\nHost: order-processing\r\nConnection: close\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            return new String(s.getInputStream().readAllBytes(), StandardCharsets.ISO_8859_1);
+        } catch (java.io.IOException closed) {
+            return "closed: " + closed;
+        }
+    }
+
+    @Test
+    @Order(6)
+    void meshPolicyPermissiveLetsPlaintextCallersInAndStrictShutsThemOut() throws Exception {
+        String mesh = Files.readString(work.resolve("mesh.yaml"));
+        assertTrue(mesh.contains("mtls: STRICT"), mesh);
+        assertFalse(plaintextToOrderProcessingsInbound().startsWith("HTTP/1.1"), "STRICT: a plaintext caller gets no answer");
+
+        // the clone still holds the refused 90/20 of the bad-commit test: put the good canary back in the same commit
+        Files.writeString(work.resolve("shop/product-catalog.yaml"), canary(90, 10));
+        String permissive = commitAndPush("mesh.yaml", mesh.replace("mtls: STRICT", "mtls: PERMISSIVE"), "mTLS PERMISSIVE while a client migrates");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!everywhere(permissive)) {
+            assertTrue(System.nanoTime() < deadline, "PERMISSIVE did not arrive everywhere");
+            Thread.sleep(50);
+        }
+        String answer = plaintextToOrderProcessingsInbound();
+        assertTrue(answer.startsWith("HTTP/1.1 200"), answer);
+        // the shop's own calls keep their mTLS identities: the catalogue still serves order-processing only
+        String body = Http.get("http://127.0.0.1:" + FED.topology().appPort("eu-west", "order-processing") + "/orders/checkout").body();
+        assertTrue(body.contains("\"upstreamStatus\":200"), body);
+
+        String strict = commitAndPush("mesh.yaml", mesh, "back to mTLS STRICT");
+        deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!everywhere(strict)) {
+            assertTrue(System.nanoTime() < deadline, "STRICT did not arrive everywhere");
+            Thread.sleep(50);
+        }
+        assertFalse(plaintextToOrderProcessingsInbound().startsWith("HTTP/1.1"), "STRICT again");
     }
 }

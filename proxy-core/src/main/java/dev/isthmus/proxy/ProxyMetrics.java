@@ -17,6 +17,8 @@ public final class ProxyMetrics {
     public static final String UPSTREAM_RETRIES = "isthmus_upstream_connect_retries";
     /** TLS handshakes by listener, side (downstream: accepted; upstream: dialled) and result. */
     public static final String TLS_HANDSHAKES = "isthmus_tls_handshakes";
+    /** Connections a permissive listener served without TLS. */
+    public static final String PLAINTEXT_CONNECTIONS = "isthmus_plaintext_connections";
 
     public static final String LABEL_LISTENER = "listener";
     public static final String LABEL_REASON = "reason";

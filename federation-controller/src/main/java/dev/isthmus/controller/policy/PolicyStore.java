@@ -86,6 +86,7 @@ public class PolicyStore {
     private volatile Applied applied;
     private volatile Rejection lastRejection;
     private final AtomicLong version = new AtomicLong();
+    private final List<Runnable> onApplied = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public PolicyStore(ControllerConfig config, FederationBus bus, ObjectMapper json, LocalRegistry registry, FederatedCatalog catalog,
             MeterRegistry meters) {
@@ -129,6 +130,11 @@ public class PolicyStore {
 
     public Rejection lastRejection() {
         return lastRejection;
+    }
+
+    /** Runs {@code action} (which must not block) each time another bundle is put in force. */
+    public void onApplied(Runnable action) {
+        onApplied.add(action);
     }
 
     /** Changes whenever the bundle in force changes (the xDS server watches it). */
@@ -181,6 +187,7 @@ public class PolicyStore {
         if (newer) {
             applied = new Applied(m.sha(), m.commitTime(), m.reachableCommits(), m.source(), Instant.now(), result.bundle(), Map.copyOf(m.files()));
             version.incrementAndGet();
+            onApplied.forEach(Runnable::run);
             meters.counter("isthmus_policy_applied_total").increment();
             LOG.infof("event=policy_applied sha=%s commit_time=%d reachable_commits=%d from=%s resources=%d", m.sha(), m.commitTime(), m.reachableCommits(), from,
                     result.bundle().size());

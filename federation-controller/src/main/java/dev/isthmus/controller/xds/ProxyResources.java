@@ -87,6 +87,11 @@ public final class ProxyResources {
             this(cluster, region, zone, local, remote, peers, Policies.Bundle.EMPTY);
         }
 
+        /** Whether the MeshPolicy says {@code mtls: PERMISSIVE} (sidecars then accept plaintext callers too); STRICT otherwise. */
+        boolean permissive() {
+            return policy.mesh().stream().anyMatch(m -> "PERMISSIVE".equals(m.mtls()));
+        }
+
         /** Whether {@code cluster} exports {@code service} (MeshPolicy; a cluster it does not list exports everything). */
         boolean exports(String cluster, String service) {
             for (var mesh : policy.mesh()) {
@@ -584,7 +589,8 @@ public final class ProxyResources {
 
     /**
      * A sidecar's inbound listener, when it asks for it ({@code ISTHMUS_INBOUND_ADDRESS}): mTLS only
-     * (a client certificate the federated bundle vouches for), HTTP to the app at {@code app}
+     * (a client certificate the federated bundle vouches for; under MeshPolicy {@code PERMISSIVE},
+     * plaintext callers too, without an identity), HTTP to the app at {@code app}
      * (HTTP/2 when it speaks grpc or http2), the caller's verified SPIFFE ID passed in
      * {@code x-isthmus-peer-identity}, and the service's AuthorizationPolicies compiled to Envoy's
      * RBAC filters: the DENY policies first (a match refuses), then the ALLOW ones (when there are
@@ -626,13 +632,26 @@ public final class ProxyResources {
         hcm.addHttpFilters(HttpFilter.newBuilder().setName("envoy.filters.http.router").setTypedConfig(Any.pack(Router.getDefaultInstance())));
         var tls = io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.newBuilder()
                 .setRequireClientCertificate(com.google.protobuf.BoolValue.of(true)).build();
+        var filter = Filter.newBuilder().setName("envoy.filters.network.http_connection_manager").setTypedConfig(Any.pack(hcm.build())).build();
+        var tlsChain = FilterChain.newBuilder()
+                .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls)))
+                .addFilters(filter);
         var listener = Listener.newBuilder().setName("inbound")
-                .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(address.host()).setPortValue(address.port())))
-                .addFilterChains(FilterChain.newBuilder()
-                        .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls)))
-                        .addFilters(Filter.newBuilder().setName("envoy.filters.network.http_connection_manager").setTypedConfig(Any.pack(hcm.build()))))
-                .build();
-        return new Inbound(listener, cluster.build());
+                .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(address.host()).setPortValue(address.port())));
+        if (in.permissive()) {
+            // Istio's PERMISSIVE: the tls_inspector tells TLS callers (mTLS, as STRICT) from plaintext ones (no identity)
+            listener.addListenerFilters(io.envoyproxy.envoy.config.listener.v3.ListenerFilter.newBuilder()
+                    .setName("envoy.filters.listener.tls_inspector").setTypedConfig(Any.pack(
+                            io.envoyproxy.envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector.getDefaultInstance())));
+            tlsChain.setFilterChainMatch(io.envoyproxy.envoy.config.listener.v3.FilterChainMatch.newBuilder().setTransportProtocol("tls"));
+            listener.addFilterChains(tlsChain);
+            listener.addFilterChains(FilterChain.newBuilder()
+                    .setFilterChainMatch(io.envoyproxy.envoy.config.listener.v3.FilterChainMatch.newBuilder().setTransportProtocol("raw_buffer"))
+                    .addFilters(filter));
+        } else {
+            listener.addFilterChains(tlsChain);
+        }
+        return new Inbound(listener.build(), cluster.build());
     }
 
     /** One AuthorizationPolicy rule: any of its operations (method x path) by any of its sources. */

@@ -140,6 +140,14 @@ public class XdsServer {
         rebuild(true);
         server = NettyServerBuilder.forAddress(parse(config.xds().listen()))
                 .addService(new V3DiscoveryServer(new Callbacks(), cache).getAggregatedDiscoveryServiceImpl()).build().start();
+        // A new policy is pushed at once, not at the next check (it is what an operator waits for).
+        policy.onApplied(() -> rebuilder.execute(() -> {
+            try {
+                rebuild(false);
+            } catch (RuntimeException e) {
+                LOG.errorf(e, "event=xds_rebuild_failed");
+            }
+        }));
         long every = Math.max(10, config.xds().rebuildInterval().toMillis());
         rebuilder.scheduleWithFixedDelay(() -> {
             try {

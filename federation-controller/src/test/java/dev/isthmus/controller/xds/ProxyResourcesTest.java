@@ -220,6 +220,29 @@ class ProxyResourcesTest {
     }
 
     @Test
+    void meshPolicyPermissiveLetsTheInboundListenerServePlaintextToo() throws Exception {
+        var strict = ProxyResources.inbound(inputs(), "shop/product-catalog", new ProxyResources.HostPort("127.0.0.1", 15006),
+                new ProxyResources.HostPort("127.0.0.1", 8080), false);
+        var strictListener = translate(new ProxyResources.ClusterSet(List.of(strict.app()), List.of()), List.of(strict.listener())).listeners().get(0);
+        assertTrue(strictListener.mtls());
+        assertFalse(strictListener.plaintextToo(), "no MeshPolicy: STRICT");
+
+        var b = policy("""
+                apiVersion: isthmus.dev/v1alpha1
+                kind: MeshPolicy
+                metadata: { name: mesh }
+                spec:
+                  mtls: PERMISSIVE
+                """);
+        var permissive = ProxyResources.inbound(withPolicy(inputs(), b), "shop/product-catalog", new ProxyResources.HostPort("127.0.0.1", 15006),
+                new ProxyResources.HostPort("127.0.0.1", 8080), false);
+        assertEquals(2, permissive.listener().getFilterChainsCount());
+        var listener = translate(new ProxyResources.ClusterSet(List.of(permissive.app()), List.of()), List.of(permissive.listener())).listeners().get(0);
+        assertTrue(listener.mtls(), "TLS callers still present a certificate");
+        assertTrue(listener.plaintextToo());
+    }
+
+    @Test
     void aChangeToOneServiceRebuildsOnlyThatServicesResources() throws Exception {
         var memo = new ProxyResources.Memo();
         var in = inputs();

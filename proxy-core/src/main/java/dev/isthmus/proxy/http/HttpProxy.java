@@ -154,6 +154,17 @@ public final class HttpProxy implements AutoCloseable {
     public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
             Function<String, Upstream> clusters, SslContext downstreamTls, MeterRegistry meters, Duration requestTimeout, Duration idleTimeout,
             String sourceCluster) throws InterruptedException {
+        return start(name, loops, listen, spec, clusters, downstreamTls, false, meters, requestTimeout, idleTimeout, sourceCluster);
+    }
+
+    /**
+     * @param plaintextToo with {@code downstreamTls}: a connection whose first bytes are not a TLS
+     *     record is served in plaintext, without a caller identity (MeshPolicy {@code PERMISSIVE});
+     *     counted in {@code isthmus_plaintext_connections_total}
+     */
+    public static HttpProxy start(String name, EventLoops loops, InetSocketAddress listen, ProxyConfig.HttpSpec spec,
+            Function<String, Upstream> clusters, SslContext downstreamTls, boolean plaintextToo, MeterRegistry meters, Duration requestTimeout,
+            Duration idleTimeout, String sourceCluster) throws InterruptedException {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
         var routes = new java.util.concurrent.atomic.AtomicReference<>(spec);
@@ -167,12 +178,26 @@ public final class HttpProxy implements AutoCloseable {
                     @Override
                     protected void initChannel(Channel ch) {
                         open.add(ch);
-                        if (downstreamTls != null) {
-                            SslHandler ssl = downstreamTls.newHandler(ch.alloc());
-                            ssl.setHandshakeTimeoutMillis(10_000);
-                            ch.pipeline().addLast("tls", ssl);
-                            ssl.handshakeFuture().addListener(f -> Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
-                                    .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment());
+                        if (downstreamTls != null && plaintextToo) {
+                            ch.pipeline().addLast("tls-or-plaintext", new io.netty.handler.ssl.OptionalSslHandler(downstreamTls) {
+                                @Override
+                                protected String newSslHandlerName() {
+                                    return "tls";
+                                }
+
+                                @Override
+                                protected SslHandler newSslHandler(io.netty.channel.ChannelHandlerContext ctx, SslContext context) {
+                                    return downstreamTls(context.newHandler(ctx.alloc()), name, meters);
+                                }
+
+                                @Override
+                                protected io.netty.channel.ChannelHandler newNonSslHandler(io.netty.channel.ChannelHandlerContext ctx) {
+                                    Counter.builder(ProxyMetrics.PLAINTEXT_CONNECTIONS).tag(ProxyMetrics.LABEL_LISTENER, name).register(meters).increment();
+                                    return null;
+                                }
+                            });
+                        } else if (downstreamTls != null) {
+                            ch.pipeline().addLast("tls", downstreamTls(downstreamTls.newHandler(ch.alloc()), name, meters));
                         }
                         ch.pipeline().addLast("sniff", new Http2Relay.PrefaceSniffer(shared));
                         ch.pipeline().addLast("guard", new SlowRequestGuard(requestTimeout, idleTimeout, name, meters));
@@ -184,8 +209,16 @@ public final class HttpProxy implements AutoCloseable {
                 })
                 .bind(listen).sync().channel();
         log.info("event=listener_started listener={} address={} protocol=http tls_in={} virtual_hosts={}", name, server.localAddress(),
-                downstreamTls != null, spec.virtualHosts().size());
+                downstreamTls == null ? "none" : plaintextToo ? "permissive" : "strict", spec.virtualHosts().size());
         return new HttpProxy(name, server, open, routes);
+    }
+
+    /** The handshake deadline and counters of a caller's TLS. */
+    private static SslHandler downstreamTls(SslHandler ssl, String name, MeterRegistry meters) {
+        ssl.setHandshakeTimeoutMillis(10_000);
+        ssl.handshakeFuture().addListener(f -> Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
+                .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment());
+        return ssl;
     }
 
     public InetSocketAddress address() {

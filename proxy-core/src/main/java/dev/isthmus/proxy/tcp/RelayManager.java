@@ -122,6 +122,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                 }
                 if (now != null && l.http().isPresent() && now.spec().http().isPresent() && now.handle() instanceof dev.isthmus.proxy.http.HttpProxy proxy
                         && now.spec().address().equals(l.address()) && now.spec().mtls() == l.mtls()
+                        && now.spec().plaintextToo() == l.plaintextToo()
                         && used.entrySet().stream().allMatch(e -> !now.clusters().containsKey(e.getKey())
                                 || sameTls(now.clusters().get(e.getKey()), e.getValue()))) {
                     // Only the routes changed (or clusters were added): swap them in place, keeping the socket and its connections.
@@ -204,7 +205,8 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                 httpUpstreams.put(c.name(), httpUpstream(c));
             }
             var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get,
-                    l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, meters, sourceCluster);
+                    l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, l.plaintextToo(), meters, java.time.Duration.ofSeconds(10),
+                    java.time.Duration.ofSeconds(60), sourceCluster);
             return new Running(l, used, proxy, proxy.address());
         }
         var cluster = used.get(l.cluster());

@@ -143,4 +143,104 @@ class InboundRbacTest {
         assertEquals(3.0, meters.get("isthmus_rbac_denied").counter().count());
         assertTrue(meters.find("isthmus_tls_handshakes").tags("listener", "inbound", "result", "success").counter().count() >= 4);
     }
+
+    /** The inbound listener as the controller builds it under MeshPolicy {@code mtls: PERMISSIVE}. */
+    private static String permissiveInbound(int port, int appPort, boolean permissive) {
+        String tls = """
+                    - transport_socket:
+                        name: envoy.transport_sockets.tls
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+                          require_client_certificate: true
+                """;
+        String filters = """
+                      filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: inbound
+                          http_filters: [ { name: envoy.filters.http.router } ]
+                          route_config:
+                            name: inbound
+                            virtual_hosts:
+                            - { name: app, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] }
+                """;
+        String chains = permissive
+                ? tls + "      filter_chain_match: { transport_protocol: tls }\n" + filters
+                        + "    - filter_chain_match: { transport_protocol: raw_buffer }\n" + filters.replaceFirst("      filters:", "      filters:")
+                : tls + filters;
+        return """
+                static_resources:
+                  listeners:
+                  - name: inbound
+                    address: { socket_address: { address: 127.0.0.1, port_value: %d } }
+                %s    filter_chains:
+                %s  clusters:
+                  - name: app
+                    type: STATIC
+                    load_assignment:
+                      cluster_name: app
+                      endpoints:
+                      - lb_endpoints:
+                        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }
+                """.formatted(port, permissive ? "    listener_filters: [ { name: envoy.filters.listener.tls_inspector } ]\n" : "", chains, appPort);
+    }
+
+    @Test
+    void aPermissiveListenerServesMtlsCallersWithTheirIdentityAndPlaintextCallersWithoutOne() throws Exception {
+        var east = SpiffeTlsTest.root(EAST);
+        Map<String, List<X509Certificate>> bundle = Map.of(EAST, List.of(east.cert()));
+        var catalog = SpiffeTlsTest.leaf(east, "spiffe://" + EAST + "/ns/shop/sa/product-catalog", bundle);
+        var orders = SpiffeTlsTest.leaf(east, "spiffe://" + EAST + "/ns/shop/sa/orders", bundle);
+        app = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        app.createContext("/", ex -> {
+            byte[] b = ("caller=" + ex.getRequestHeaders().getFirst(HttpProxy.CALLER_HEADER)).getBytes(StandardCharsets.UTF_8);
+            ex.sendResponseHeaders(200, b.length);
+            ex.getResponseBody().write(b);
+            ex.close();
+        });
+        app.start();
+        int port = dev.isthmus.proxy.Loopback.freePort();
+        manager = new RelayManager(loops, meters, () -> Optional.of(catalog));
+        var permissive = XdsTranslator.parseBootstrap(permissiveInbound(port, app.getAddress().getPort(), true), "permissive.yaml");
+        var config = XdsTranslator.translate("p", permissive.getStaticResources().getListenersList(), permissive.getStaticResources().getClustersList(),
+                List.of());
+        assertTrue(config.listeners().get(0).plaintextToo());
+        manager.apply(config);
+        var plain = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
+
+        var tlsCall = client(orders).send(HttpRequest.newBuilder(URI.create("https://127.0.0.1:" + port + "/")).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals("caller=spiffe://" + EAST + "/ns/shop/sa/orders", tlsCall.body(), "mTLS callers keep their verified identity");
+        var plainCall = plain.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/")).header(HttpProxy.CALLER_HEADER, "spiffe://forged/x")
+                .build(), HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, plainCall.statusCode());
+        assertEquals("caller=null", plainCall.body(), "a plaintext caller has no identity, and a forged one is stripped");
+        assertEquals(1.0, meters.get("isthmus_plaintext_connections").counter().count());
+
+        // STRICT again (the MeshPolicy changed): the listener is restarted and plaintext is refused
+        var strict = XdsTranslator.parseBootstrap(permissiveInbound(port, app.getAddress().getPort(), false), "strict.yaml");
+        manager.apply(XdsTranslator.translate("s", strict.getStaticResources().getListenersList(), strict.getStaticResources().getClustersList(),
+                List.of()));
+        var fresh = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(2)).build();
+        org.junit.jupiter.api.Assertions.assertThrows(java.io.IOException.class, () -> fresh.send(
+                HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/")).timeout(Duration.ofSeconds(5)).build(),
+                HttpResponse.BodyHandlers.ofString()), "STRICT: no plaintext");
+        assertEquals("caller=spiffe://" + EAST + "/ns/shop/sa/orders", client(orders).send(HttpRequest.newBuilder(URI.create("https://127.0.0.1:" + port
+                + "/")).build(), HttpResponse.BodyHandlers.ofString()).body());
+    }
+
+    @Test
+    void twoFilterChainsThatAreNotTlsAndPlaintextAreRefusedWithTheReason() throws Exception {
+        String yaml = permissiveInbound(15999, 8080, true).replace("transport_protocol: raw_buffer", "transport_protocol: tls");
+        var b = XdsTranslator.parseBootstrap(yaml, "bad.yaml");
+        var e = org.junit.jupiter.api.Assertions.assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.translate("b",
+                b.getStaticResources().getListenersList(), b.getStaticResources().getClustersList(), List.of()));
+        assertTrue(e.getMessage().contains("filter_chains[1]: with two chains, the second must match transport_protocol 'raw_buffer'"), e.getMessage());
+        String noInspector = permissiveInbound(15999, 8080, true).replace("    listener_filters: [ { name: envoy.filters.listener.tls_inspector } ]\n", "");
+        var c = XdsTranslator.parseBootstrap(noInspector, "bad.yaml");
+        var e2 = org.junit.jupiter.api.Assertions.assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.translate("b",
+                c.getStaticResources().getListenersList(), c.getStaticResources().getClustersList(), List.of()));
+        assertTrue(e2.getMessage().contains("tls_inspector"), e2.getMessage());
+    }
 }

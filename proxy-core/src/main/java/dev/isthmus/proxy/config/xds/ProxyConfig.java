@@ -20,10 +20,18 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
     /**
      * A listener: a TCP proxy (connections to {@code address} go to {@code cluster}) or, with
      * {@code http}, an HTTP/1.1 proxy routing each request ({@code cluster} is then empty).
+     * {@code mtls}: callers must present a certificate the federated bundle vouches for; with
+     * {@code plaintextToo} (an HTTP listener under MeshPolicy {@code PERMISSIVE}), a connection whose
+     * first bytes are not TLS is served in plaintext too, without a caller identity.
      */
-    public record ListenerSpec(String name, InetSocketAddress address, String cluster, Optional<HttpSpec> http, boolean mtls) {
+    public record ListenerSpec(String name, InetSocketAddress address, String cluster, Optional<HttpSpec> http, boolean mtls,
+            boolean plaintextToo) {
         public ListenerSpec(String name, InetSocketAddress address, String cluster) {
-            this(name, address, cluster, Optional.empty(), false);
+            this(name, address, cluster, Optional.empty(), false, false);
+        }
+
+        public ListenerSpec(String name, InetSocketAddress address, String cluster, Optional<HttpSpec> http, boolean mtls) {
+            this(name, address, cluster, http, mtls, false);
         }
     }
 

@@ -138,8 +138,30 @@ public final class XdsTranslator {
     private static Optional<ProxyConfig.ListenerSpec> listener(Listener l, String where, Map<String, ProxyConfig.ClusterSpec> clusters,
             List<String> errors) {
         var address = socketAddress(l.getAddress(), where, "address.socket_address", errors);
-        if (l.getFilterChainsCount() != 1) {
-            errors.add(where + ": filter_chains: exactly one filter chain is supported, found " + l.getFilterChainsCount());
+        boolean plaintextToo = false;
+        if (l.getFilterChainsCount() == 2) {
+            // PERMISSIVE: a chain for TLS and one for plaintext, told apart by the tls_inspector, with the same filters
+            var tlsChain = l.getFilterChains(0);
+            var rawChain = l.getFilterChains(1);
+            String problem = null;
+            if (!tlsChain.getFilterChainMatch().getTransportProtocol().equals("tls") || !tlsChain.hasTransportSocket()) {
+                problem = "filter_chains[0]: with two chains, the first must match transport_protocol 'tls' and carry the TLS transport_socket";
+            } else if (!rawChain.getFilterChainMatch().getTransportProtocol().equals("raw_buffer") || rawChain.hasTransportSocket()) {
+                problem = "filter_chains[1]: with two chains, the second must match transport_protocol 'raw_buffer' without a transport_socket";
+            } else if (!tlsChain.getFiltersList().equals(rawChain.getFiltersList())) {
+                problem = "filter_chains[1].filters: must be the same as filter_chains[0].filters (one listener served with and without TLS)";
+            } else if (l.getListenerFiltersList().stream().noneMatch(f -> f.getName().equals("envoy.filters.listener.tls_inspector"))) {
+                problem = "listener_filters: the tls_inspector (envoy.filters.listener.tls_inspector) is needed to tell TLS from plaintext";
+            } else if (!tlsChain.getFilters(0).getTypedConfig().getTypeUrl().equals(HTTP_CONNECTION_MANAGER)) {
+                problem = "filter_chains: TLS and plaintext on one listener are supported for HTTP listeners only";
+            }
+            if (problem != null) {
+                errors.add(where + ": " + problem);
+                return Optional.empty();
+            }
+            plaintextToo = true;
+        } else if (l.getFilterChainsCount() != 1) {
+            errors.add(where + ": filter_chains: one filter chain is supported (or two: TLS and plaintext), found " + l.getFilterChainsCount());
             return Optional.empty();
         }
         var chain = l.getFilterChains(0);
@@ -170,10 +192,12 @@ public final class XdsTranslator {
             }
         }
         boolean listenerMtls = mtls;
+        boolean listenerPlaintextToo = plaintextToo;
         if (config.getTypeUrl().equals(HTTP_CONNECTION_MANAGER)) {
             try {
                 var http = httpSpec(config.unpack(HttpConnectionManager.class), field + ".typed_config", clusters, errors);
-                return address.flatMap(a -> http.map(h -> new ProxyConfig.ListenerSpec(l.getName(), a, "", Optional.of(h), listenerMtls)));
+                return address.flatMap(a -> http.map(h -> new ProxyConfig.ListenerSpec(l.getName(), a, "", Optional.of(h), listenerMtls,
+                        listenerPlaintextToo)));
             } catch (InvalidProtocolBufferException e) {
                 errors.add(field + ".typed_config: unreadable HttpConnectionManager: " + e.getMessage());
                 return Optional.empty();
