@@ -322,7 +322,11 @@ public final class SniPassthrough implements AutoCloseable {
                         attempt.channel().close();
                     }
                 } else {
-                    selector.failed(address);
+                    if (dev.isthmus.proxy.tcp.UpstreamSelector.definitive(f.cause())) {
+                        selector.refused(address);
+                    } else {
+                        selector.failed(address);
+                    }
                     if (!downstream.isActive()) {
                         promise.tryFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE, "caller left"));
                         return;

@@ -732,7 +732,11 @@ public final class HttpProxy implements AutoCloseable {
         }
 
         private void connectFailed(InetSocketAddress target, Throwable cause) {
-            upstream.endpoints().failed(target);
+            if (dev.isthmus.proxy.tcp.UpstreamSelector.definitive(cause)) {
+                upstream.endpoints().refused(target);
+            } else {
+                upstream.endpoints().failed(target);
+            }
             log.debug("event=upstream_connect_failed listener={} upstream={} cause={}", front.shared.listener(), target, cause.toString());
             if (mayRetry("connect-failure", 0)) {
                 attempt();

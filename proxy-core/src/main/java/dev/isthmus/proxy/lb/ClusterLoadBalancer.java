@@ -28,7 +28,8 @@ import java.util.random.RandomGenerator;
  *       connections).</li>
  *   <li><b>Health</b>: an endpoint the assignment marks unhealthy is not used; one with
  *       {@code consecutiveFailures} connect failures in a row is ejected for {@code ejection} (the
- *       outlier detection of issue 5 in its layer-4 form), and comes back after it.</li>
+ *       outlier detection of issue 5 in its layer-4 form), and comes back after it; a refused
+ *       connection ({@link #refused}) ejects it at once.</li>
  *   <li><b>Retries</b>: {@link #pick} skips endpoints already tried for the connection, taking the
  *       next level or locality when the chosen one has none left.</li>
  * </ul>
@@ -190,6 +191,25 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         if (s == null || ++s.failures < consecutiveFailures) {
             return;
         }
+        eject(s);
+    }
+
+    /**
+     * Refused or unreachable: nothing listens at the endpoint, so it is ejected at once (as HAProxy's
+     * {@code on-error mark-down} does), without waiting for {@code consecutiveFailures}; the maximum
+     * ejection percent still applies. When a whole region goes dark, the callers' next requests go
+     * to the next locality straight away instead of each failing there first and piling retries up.
+     */
+    @Override
+    public synchronized void refused(InetSocketAddress address) {
+        Slot s = byAddress.get(address);
+        if (s != null && !clock.instant().isBefore(s.ejectedUntil)) {
+            s.failures++;
+            eject(s);
+        }
+    }
+
+    private void eject(Slot s) {
         Instant now = clock.instant();
         long ejected = byAddress.values().stream().filter(x -> now.isBefore(x.ejectedUntil)).count();
         long allowed = Math.max(1, byAddress.size() * spec.outlier().maxEjectionPercent() / 100);

@@ -263,6 +263,11 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             public void failed(InetSocketAddress a) {
                 ref.get().failed(a);
             }
+
+            @Override
+            public void refused(InetSocketAddress a) {
+                ref.get().refused(a);
+            }
         };
     }
 

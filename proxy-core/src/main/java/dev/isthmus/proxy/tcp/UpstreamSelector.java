@@ -27,6 +27,21 @@ public interface UpstreamSelector {
     }
 
     /**
+     * A connection to {@code address} was refused or found no route (nothing listens there, as after a
+     * crash or when a whole region went dark): a definitive answer, unlike a timeout. The default
+     * counts it as one failure; a load balancer ejects the endpoint at once.
+     */
+    default void refused(InetSocketAddress address) {
+        failed(address);
+    }
+
+    /** Whether {@code cause}, a connect's failure, is definitive ({@link #refused}): refused or unreachable, not a timeout. */
+    static boolean definitive(Throwable cause) {
+        return cause instanceof java.net.ConnectException && !(cause instanceof io.netty.channel.ConnectTimeoutException)
+                || cause instanceof java.net.NoRouteToHostException;
+    }
+
+    /**
      * Admits a new caller connection, or returns the name of the open circuit breaker that refuses it
      * (then the connection is closed at once). Admitted connections are given back with {@link #leave}.
      */

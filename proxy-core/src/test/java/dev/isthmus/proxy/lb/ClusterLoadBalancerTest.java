@@ -1,9 +1,11 @@
 package dev.isthmus.proxy.lb;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.isthmus.proxy.config.xds.ProxyConfig;
+import dev.isthmus.proxy.tcp.UpstreamSelector;
 import java.net.InetSocketAddress;
 import java.time.Clock;
 import java.time.Duration;
@@ -83,6 +85,19 @@ class ClusterLoadBalancerTest {
         assertEquals(a(1), lb.pick(Set.of()).orElseThrow());
         assertEquals(a(2), lb.pick(Set.of(a(1))).orElseThrow(), "the retry goes to the other locality");
         assertTrue(lb.pick(Set.of(a(1), a(2))).isEmpty());
+    }
+
+    @Test
+    void aRefusedConnectionEjectsAtOnceSoTheNextRequestsGoToTheNextLocality() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 1, 1, true)),
+                new SplittableRandom(1), Clock.systemUTC(), 5, Duration.ofSeconds(30));
+        lb.failed(a(1));
+        assertEquals(a(1), lb.pick(Set.of()).orElseThrow(), "one ordinary failure of five: still in service");
+        lb.refused(a(1));
+        assertTrue(lb.ejected(a(1)), "nothing listens there: ejected without waiting for five");
+        assertEquals(Map.of(2, 20), count(lb, 20), "the region gone dark gets nothing more");
+        assertTrue(UpstreamSelector.definitive(new java.net.ConnectException("Connection refused")));
+        assertFalse(UpstreamSelector.definitive(new io.netty.channel.ConnectTimeoutException("connection timed out")), "a timeout may be slowness");
     }
 
     @Test
