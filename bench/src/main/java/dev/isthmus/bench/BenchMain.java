@@ -31,7 +31,10 @@ public final class BenchMain {
                           pushed when one endpoint changes (full, per type, delta).
                       policy-propagation [--proxies 50] [--commits 10] [--base-port 22000]
                           a local federation of 3 regions watching one Git repository, P ADS clients over the three
-                          controllers: commit-to-applied latency p50/p99, webhook and polling.""");
+                          controllers: commit-to-applied latency p50/p99, webhook and polling.
+                      failover [--runs 3] [--rate 40] [--outage 15] [--base-port 22500]
+                          3 regions, the catalogue in eu-west and ap-south only, steady traffic from us-east; each run kills
+                          every process of eu-west and starts it again: time to reroute, failed requests, p99, return.""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
@@ -42,6 +45,7 @@ public final class BenchMain {
             case "gateway" -> System.exit(GatewayBench.run(rest));
             case "xds-snapshots" -> System.exit(XdsSnapshots.run(rest));
             case "policy-propagation" -> System.exit(PolicyPropagation.run(rest));
+            case "failover" -> System.exit(FailoverBench.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);

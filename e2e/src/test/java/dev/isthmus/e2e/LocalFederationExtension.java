@@ -28,6 +28,7 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
     private LocalFederation federation;
     private Process watchdog;
     private boolean federate = true;
+    private final java.util.List<String> without = new java.util.ArrayList<>();
     private final java.util.Map<String, java.util.Map<String, String>> extraEnvironment = new java.util.LinkedHashMap<>();
 
     public LocalFederationExtension(int basePort, String... regions) {
@@ -38,6 +39,12 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
     /** Adds {@code env} to the environment of every process named {@code component} (for example {@code trust-bridge}). */
     public LocalFederationExtension withEnvironment(String component, java.util.Map<String, String> env) {
         extraEnvironment.put(component, env);
+        return this;
+    }
+
+    /** Does not run these shop deployments ({@code region/deployment}). */
+    public LocalFederationExtension without(String... deployments) {
+        this.without.addAll(List.of(deployments));
         return this;
     }
 
@@ -62,6 +69,7 @@ public final class LocalFederationExtension implements BeforeAllCallback, AfterA
         for (var e : extraEnvironment.entrySet()) {
             topology = topology.withEnvironment(e.getKey(), e.getValue());
         }
+        topology = topology.without(without);
         federation = new LocalFederation(topology,
                 line -> System.out.println("[fixture] " + line));
         watchdog = startWatchdog(state);

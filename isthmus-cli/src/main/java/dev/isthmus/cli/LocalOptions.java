@@ -43,7 +43,12 @@ final class LocalOptions {
             int base = Integer.parseInt(Files.readString(dir.resolve("base-port")).strip());
             Path federationFile = dir.resolve("federation");
             String federation = Files.exists(federationFile) ? Files.readString(federationFile).strip() : "acme";
-            return new LocalFederation(new Topology(federation, regions, base, home(), dir, javaCommand()), System.out::println);
+            var topology = new Topology(federation, regions, base, home(), dir, javaCommand());
+            Path absentFile = dir.resolve("absent");
+            if (Files.exists(absentFile) && !Files.readString(absentFile).isBlank()) {
+                topology = topology.without(Arrays.asList(Files.readString(absentFile).strip().split(",")));
+            }
+            return new LocalFederation(topology, System.out::println);
         } catch (IOException | NumberFormatException e) {
             throw new LocalFederationException("no local federation was started from " + dir + " (start one with ./isthmus up)");
         }

@@ -22,6 +22,10 @@ final class UpCommand implements Callable<Integer> {
     @Option(names = "--regions", split = ",", description = "Regions to run (default: deploy/local/federation.properties, else us-east,eu-west,ap-south).")
     List<String> regions;
 
+    @Option(names = "--without", split = ",", paramLabel = "REGION/DEPLOYMENT",
+            description = "Shop deployments not to run, e.g. us-east/product-catalog,us-east/product-catalog-v2: callers there reach other regions.")
+    List<String> without;
+
     @Option(names = "--base-port", description = "First port; region i uses base+100*i .. base+100*i+99 (default: deploy/local/federation.properties, else 20000).")
     Integer basePort;
 
@@ -55,6 +59,9 @@ final class UpCommand implements Callable<Integer> {
                 basePort = Integer.parseInt(defaults.getProperty("base-port", "20000").strip());
             }
             topology = new Topology(federation, regions, basePort, local.home(), local.stateDir(), LocalOptions.javaCommand());
+            if (without != null) {
+                topology = topology.without(without);
+            }
         } catch (IllegalArgumentException e) {
             System.err.println("isthmus up: " + e.getMessage() + " (check the flags and " + file + ")");
             return 2;

@@ -69,6 +69,7 @@ public final class LocalFederation {
         Files.writeString(topology.stateDir().resolve("regions"), String.join(",", topology.regions()) + "\n");
         Files.writeString(topology.stateDir().resolve("base-port"), topology.basePort() + "\n");
         Files.writeString(topology.stateDir().resolve("federation"), topology.federation() + "\n");
+        Files.writeString(topology.stateDir().resolve("absent"), String.join(",", new java.util.TreeSet<>(topology.absent())) + "\n");
         for (String region : topology.regions()) {
             writeCredential(topology.adminTokenFile(region));
             writeCredential(topology.workloadTokenFile(region));
@@ -462,6 +463,39 @@ public final class LocalFederation {
         if (p.isPresent()) {
             p.get().destroyForcibly();
             p.get().onExit().join();
+        }
+    }
+
+    /**
+     * A region going dark: SIGKILL to every process of {@code region} at once (nats-server,
+     * controller, trust bridge, gateway, apps and sidecars), as a power cut would. Returns how many.
+     */
+    public int killRegion(String region) {
+        var live = new ArrayList<ProcessHandle>();
+        for (Component c : topology.components()) {
+            if (c.region().equals(region)) {
+                ourProcess(c).ifPresent(live::add);
+            }
+        }
+        live.forEach(ProcessHandle::destroyForcibly);
+        live.forEach(p -> p.onExit().join());
+        return live.size();
+    }
+
+    /** Starts every component of {@code region} that is not running, stage by stage as {@link #start} does, and waits until they are ready. */
+    public void startRegion(String region, Duration timeout) throws LocalFederationException, IOException, InterruptedException {
+        var byStage = new java.util.TreeMap<Integer, List<Component>>();
+        for (Component c : topology.components()) {
+            if (c.region().equals(region) && ourProcess(c).isEmpty()) {
+                byStage.computeIfAbsent(c.stage(), k -> new ArrayList<>()).add(c);
+            }
+        }
+        for (var stage : byStage.values()) {
+            var started = new LinkedHashMap<Component, Process>();
+            for (Component c : stage) {
+                started.put(c, launch(c));
+            }
+            awaitReady(started, timeout);
         }
     }
 

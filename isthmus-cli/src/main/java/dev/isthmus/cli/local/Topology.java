@@ -14,10 +14,38 @@ import java.util.Map;
  * collide. Region {@code i} owns the ports {@code basePort + 100*i} to {@code basePort + 100*i + 99}.
  */
 public record Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand,
-        Map<String, Map<String, String>> extraEnvironment) {
+        Map<String, Map<String, String>> extraEnvironment, java.util.Set<String> absent) {
 
     public Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand) {
-        this(federation, regions, basePort, home, stateDir, javaCommand, Map.of());
+        this(federation, regions, basePort, home, stateDir, javaCommand, Map.of(), java.util.Set.of());
+    }
+
+    public Topology(String federation, List<String> regions, int basePort, Path home, Path stateDir, String javaCommand,
+            Map<String, Map<String, String>> extraEnvironment) {
+        this(federation, regions, basePort, home, stateDir, javaCommand, extraEnvironment, java.util.Set.of());
+    }
+
+    /**
+     * The same layout without the shop deployments named {@code region/deployment} (for example
+     * {@code us-east/product-catalog}): neither the app nor its sidecar runs there, so callers in that
+     * region reach the service in other regions.
+     */
+    public Topology without(java.util.Collection<String> deployments) {
+        var all = new java.util.TreeSet<>(absent);
+        for (String d : deployments) {
+            int slash = d.indexOf('/');
+            if (slash < 0 || !regions.contains(d.substring(0, slash)) || !SHOP_DEPLOYMENTS.contains(d.substring(slash + 1))) {
+                throw new IllegalArgumentException("'" + d + "' is not region/deployment with a region of " + regions + " and a deployment of "
+                        + SHOP_DEPLOYMENTS);
+            }
+            all.add(d);
+        }
+        return new Topology(federation, regions, basePort, home, stateDir, javaCommand, extraEnvironment, all);
+    }
+
+    /** Whether {@code deployment} runs in {@code region}. */
+    public boolean runs(String region, String deployment) {
+        return !absent.contains(region + "/" + deployment);
     }
 
     /**
@@ -29,7 +57,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         var merged = new LinkedHashMap<>(all.getOrDefault(component, Map.of()));
         merged.putAll(env);
         all.put(component, Map.copyOf(merged));
-        return new Topology(federation, regions, basePort, home, stateDir, javaCommand, all);
+        return new Topology(federation, regions, basePort, home, stateDir, javaCommand, all, absent);
     }
 
     /** The demo shop's services, in start order. */
@@ -67,6 +95,7 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
     public Topology {
         regions = List.copyOf(regions);
         extraEnvironment = Map.copyOf(extraEnvironment);
+        absent = absent == null ? java.util.Set.of() : java.util.Set.copyOf(absent);
         if (regions.isEmpty()) {
             throw new IllegalArgumentException("at least one region is needed");
         }
@@ -197,6 +226,9 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
             all.add(controller(region));
             all.add(trustBridge(region));
             for (String deployment : SHOP_DEPLOYMENTS) {
+                if (!runs(region, deployment)) {
+                    continue;
+                }
                 all.add(app(region, deployment));
                 all.add(sidecar(region, deployment));
             }

@@ -1,0 +1,79 @@
+package dev.isthmus.e2e;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.isthmus.cli.local.FailoverDrill;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.RegisterExtension;
+
+/**
+ * The shop across three regions (issue 8), as {@code isthmus up} runs it, joined through the REST
+ * join flow, with the example GitOps policy: product-catalog runs in eu-west and ap-south only, and
+ * its FailoverPolicy orders eu-west, then ap-south. order-processing in us-east calls it through its
+ * sidecar, over mTLS through the east-west gateway of the region serving it.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class ThreeRegionsIT {
+
+    @RegisterExtension
+    static final LocalFederationExtension FED = new LocalFederationExtension(23000, "us-east", "eu-west", "ap-south")
+            .without("us-east/product-catalog", "us-east/product-catalog-v2");
+
+    static String checkout(String region) throws Exception {
+        return Http.get("http://127.0.0.1:" + FED.topology().appPort(region, "order-processing") + "/orders/checkout").body();
+    }
+
+    static long gatewayConnections(String region) throws Exception {
+        String metrics = Http.get("http://127.0.0.1:" + FED.topology().gatewayAdminPort(region) + "/metrics").body();
+        long total = 0;
+        for (String line : metrics.split("\n")) {
+            if (line.startsWith("isthmus_gateway_connections_total{") && line.contains("product-catalog")) {
+                total += (long) Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return total;
+    }
+
+    @Test
+    @Order(1)
+    void orderProcessingInUsEastIsServedByTheCatalogueInEuWestThroughItsGateway() throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        String body = checkout("us-east");
+        while (!body.contains("\"upstreamStatus\":200")) {
+            assertTrue(System.nanoTime() < deadline, "order-processing in us-east never reached the catalogue: " + body);
+            Thread.sleep(500);
+            body = checkout("us-east");
+        }
+        for (int i = 0; i < 20; i++) {
+            body = checkout("us-east");
+            assertTrue(body.contains("\"upstreamStatus\":200"), body);
+            assertTrue(body.contains("\"region\":\"eu-west\""), "eu-west first, as the FailoverPolicy says: " + body);
+            assertTrue(body.contains("\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\""),
+                    "the catalogue sees the caller's verified identity from us-east's trust domain: " + body);
+        }
+        // the sidecar keeps its mTLS connections to the gateway open and reuses them: count flows, not calls
+        assertTrue(gatewayConnections("eu-west") > 0, "the calls went through eu-west's east-west gateway");
+        assertEquals(0, gatewayConnections("ap-south"), "nothing went to ap-south");
+    }
+
+    @Test
+    @Order(2)
+    void whenEuWestGoesDarkUsEastMovesToApSouthWithinFiveSecondsWithoutFailedRequestsAndComesBack() throws Exception {
+        var report = FailoverDrill.run(FED.federation(), "eu-west", List.of("us-east"), 40, Duration.ofSeconds(12), Duration.ofSeconds(120),
+                line -> System.out.println("[drill] " + line));
+        System.out.println(report.text());
+        assertTrue(report.requestsBefore() > 100, "steady traffic before the fault: " + report);
+        assertEquals(0, report.failedDuring(), "no idempotent request fails: retries go to the next locality. " + report.text());
+        assertEquals(List.of("ap-south"), List.copyOf(report.servedDuring().keySet()), "ap-south, the next region by priority: " + report.text());
+        assertTrue(report.allReroutedMs() <= 5000, "all traffic on ap-south within 5 s: " + report.text());
+        assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once it was back: " + report.text());
+    }
+}

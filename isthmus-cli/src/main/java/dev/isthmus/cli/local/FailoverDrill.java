@@ -1,0 +1,118 @@
+package dev.isthmus.cli.local;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+/**
+ * A failover drill on the local federation: steady shop traffic ({@link ShopLoad}) from some
+ * regions, then every process of one region killed at once (SIGKILL, as a power cut), then the
+ * region started again. It measures how the callers' traffic moves: from the fault to the first
+ * request served elsewhere and to the last one not served elsewhere, the requests that failed, the
+ * latency p99 before, during and after, and how long after the restart traffic returns.
+ *
+ * <p>Used by {@code isthmus drill}, the e2e test {@code ThreeRegionsIT} and {@code bench/run failover}.
+ */
+public final class FailoverDrill {
+
+    /** What one drill measured; times in milliseconds from the fault (or from the restart for {@code backAfterRestartSeconds}). */
+    public record Report(String region, int processesKilled, int requestsBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
+            int requestsDuring, Map<String, Integer> servedDuring, double p99BeforeMs, double p99DuringMs, double p99AfterMs,
+            double restartSeconds, double backAfterRestartSeconds, String firstFailure) {
+
+        public String text() {
+            return String.format(Locale.ROOT, """
+                    region killed:                      %s (%d processes, SIGKILL at once)
+                    first request served elsewhere:     %.0f ms after the fault
+                    all requests served elsewhere from: %.0f ms after the fault
+                    requests failed during the outage:  %d of %d%s
+                    served during the outage:           %s
+                    latency p99 before/during/after:    %.1f / %.1f / %.1f ms
+                    region restarted in:                %.1f s; traffic back on it %s
+                    """, region, processesKilled, firstReroutedMs, allReroutedMs, failedDuring, requestsDuring,
+                    firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs, p99AfterMs, restartSeconds,
+                    Double.isNaN(backAfterRestartSeconds) ? "NOT within the wait" : String.format(Locale.ROOT, "%.1f s after the restart",
+                            backAfterRestartSeconds));
+        }
+    }
+
+    private FailoverDrill() {
+    }
+
+    /**
+     * Runs the drill: {@code rate} requests/s from {@code from} for a few seconds, then
+     * {@code darkRegion} killed for {@code outage}, then started again until the traffic that it
+     * served before the fault is back on it (at most {@code returnTimeout}).
+     */
+    public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
+            Consumer<String> progress) throws Exception {
+        var topology = federation.topology();
+        if (!topology.regions().contains(darkRegion)) {
+            throw new IllegalArgumentException("no region '" + darkRegion + "' in the local federation; it has " + topology.regions());
+        }
+        if (from.contains(darkRegion)) {
+            throw new IllegalArgumentException("the traffic must come from other regions than the one killed");
+        }
+        var load = new ShopLoad(ShopLoad.checkoutTargets(topology, from), rate, Duration.ofSeconds(5));
+        load.start();
+        try {
+            progress.accept("steady traffic from " + from + " at " + rate + " requests/s");
+            Thread.sleep(4000);
+            long killedAt = System.nanoTime();
+            int killed = federation.killRegion(darkRegion);
+            progress.accept("killed every process of " + darkRegion + " (" + killed + ")");
+            Thread.sleep(outage.toMillis());
+            var samples = load.samples();
+            var before = ShopLoad.window(samples, load.startedAt() + TimeUnit.SECONDS.toNanos(1), killedAt);
+            var during = ShopLoad.window(samples, killedAt, killedAt + outage.toNanos());
+            long lastElsewhere = killedAt;
+            long firstRerouted = Long.MAX_VALUE;
+            String firstFailure = "";
+            long firstFailureAt = Long.MAX_VALUE;
+            for (var s : samples) {
+                if (s.sentAt() < killedAt || s.sentAt() >= killedAt + outage.toNanos()) {
+                    continue;
+                }
+                if (s.failed() || s.servedBy().equals(darkRegion)) {
+                    lastElsewhere = Math.max(lastElsewhere, s.sentAt());
+                } else {
+                    firstRerouted = Math.min(firstRerouted, s.sentAt());
+                }
+                if (s.failed() && s.sentAt() < firstFailureAt) {
+                    firstFailureAt = s.sentAt();
+                    firstFailure = s.error();
+                }
+            }
+            // who served before the fault is where the policy wants traffic: it should come back there
+            long restartAt = System.nanoTime();
+            federation.startRegion(darkRegion, Duration.ofSeconds(120));
+            double restartSeconds = (System.nanoTime() - restartAt) / 1e9;
+            progress.accept(String.format(Locale.ROOT, "started %s again (%.1f s); waiting for traffic to return", darkRegion, restartSeconds));
+            long deadline = System.nanoTime() + returnTimeout.toNanos();
+            double back = Double.NaN;
+            while (System.nanoTime() < deadline) {
+                long now = System.nanoTime();
+                var recent = ShopLoad.window(load.samples(), now - TimeUnit.SECONDS.toNanos(3), now - TimeUnit.SECONDS.toNanos(1));
+                if (recent.requests() > 0 && recent.share(darkRegion) >= before.share(darkRegion) - 0.05) {
+                    back = (now - TimeUnit.SECONDS.toNanos(1) - restartAt) / 1e9; // the end of the window that showed it
+                    break;
+                }
+                Thread.sleep(250);
+            }
+            long afterFrom = System.nanoTime();
+            Thread.sleep(3000);
+            var after = ShopLoad.window(load.samples(), afterFrom - TimeUnit.SECONDS.toNanos(1), afterFrom + TimeUnit.SECONDS.toNanos(2));
+            // 100% rerouted from: the first request after the last one that failed or went to the dark region (or the first rerouted)
+            long allRerouted = firstRerouted == Long.MAX_VALUE ? Long.MAX_VALUE : Math.max(firstRerouted, lastElsewhere);
+            return new Report(darkRegion, killed, before.requests(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
+                    allRerouted == Long.MAX_VALUE ? Double.NaN : (allRerouted - killedAt) / 1e6, during.failed(), during.requests(), new TreeMap<>(during.byRegion()), before.p99Millis(),
+                    during.p99Millis(), after.p99Millis(), restartSeconds, back, firstFailure);
+        } finally {
+            load.close();
+        }
+    }
+}
