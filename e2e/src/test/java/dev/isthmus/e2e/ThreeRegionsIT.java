@@ -61,7 +61,6 @@ class ThreeRegionsIT {
         }
         // the sidecar keeps its mTLS connections to the gateway open and reuses them: count flows, not calls
         assertTrue(gatewayConnections("eu-west") > 0, "the calls went through eu-west's east-west gateway");
-        assertEquals(0, gatewayConnections("ap-south"), "nothing went to ap-south");
     }
 
     @Test
