@@ -6,20 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.net.URI;
 import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import javax.crypto.Mac;
-import javax.crypto.spec.SecretKeySpec;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
@@ -43,37 +36,10 @@ class PolicyIT {
     static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
     static Path work;
 
-    static String git(String... args) throws Exception {
-        var command = new ArrayList<>(List.of("git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.com"));
-        command.addAll(List.of(args));
-        var p = new ProcessBuilder(command).directory(work == null ? null : work.toFile()).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
-        if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
-            throw new IllegalStateException("git " + String.join(" ", args) + ": " + out);
-        }
-        return out;
-    }
+    static GitOpsClone clone;
 
     static String canary(int v1, int v2) {
-        return """
-                # A canary of product-catalog v2
-                apiVersion: isthmus.dev/v1alpha1
-                kind: TrafficPolicy
-                metadata:
-                  name: product-catalog-canary
-                  namespace: shop
-                spec:
-                  service: product-catalog
-                  routes:
-                  - name: default
-                    destinations:
-                    - subset: v1
-                      weight: %d
-                    - subset: v2
-                      weight: %d
-                    timeout: 2s
-                    retries: { attempts: 2, on: [connect-failure, reset] }
-                """.formatted(v1, v2);
+        return GitOpsClone.canary(v1, v2);
     }
 
     /** Commits the catalogue's policy file in the clone, pushes, and sends the signed push event to us-east's controller; returns the SHA. */
@@ -83,21 +49,7 @@ class PolicyIT {
 
     /** Writes {@code file} in the clone, commits, pushes and sends the signed push event; returns the SHA. */
     static String commitAndPush(String file, String text, String message) throws Exception {
-        Files.writeString(work.resolve(file), text);
-        git("add", "-A");
-        git("commit", "-q", "-m", message);
-        git("push", "-q", "origin", "main");
-        String sha = git("rev-parse", "HEAD");
-        String body = "{\"ref\":\"refs/heads/main\",\"after\":\"" + sha + "\"}";
-        String secret = Files.readString(FED.topology().policyWebhookSecretFile()).strip();
-        var mac = Mac.getInstance("HmacSHA256");
-        mac.init(new SecretKeySpec(secret.getBytes(StandardCharsets.UTF_8), "HmacSHA256"));
-        String signature = "sha256=" + HexFormat.of().formatHex(mac.doFinal(body.getBytes(StandardCharsets.UTF_8)));
-        var res = HTTP.send(HttpRequest.newBuilder(URI.create(controller("us-east") + "/api/v1/policy/webhook"))
-                .header("X-Hub-Signature-256", signature).header("content-type", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
-        assertEquals(202, res.statusCode(), res.body());
-        return sha;
+        return clone.commitAndPush(file, text, message, "us-east");
     }
 
     static String controller(String region) {
@@ -151,9 +103,9 @@ class PolicyIT {
     @Test
     @Order(1)
     void theSeededExamplePolicyRunsEverywhere() throws Exception {
-        work = Files.createTempDirectory(LocalFederationExtension.home().resolve("e2e/target"), "policy-clone-");
-        git("clone", "-q", FED.topology().policyRepo().toString(), work.toString());
-        String seeded = git("rev-parse", "HEAD");
+        clone = GitOpsClone.of(FED.topology());
+        work = clone.dir;
+        String seeded = clone.git("rev-parse", "HEAD");
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (!everywhere(seeded)) {
             assertTrue(System.nanoTime() < deadline, "the example policy did not reach every controller and sidecar: "

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.isthmus.cli.local.FailoverDrill;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
@@ -74,5 +75,43 @@ class ThreeRegionsIT {
         assertEquals(List.of("ap-south"), List.copyOf(report.servedDuring().keySet()), "ap-south, the next region by priority: " + report.text());
         assertTrue(report.allReroutedMs() <= 5000, "all traffic on ap-south within 5 s: " + report.text());
         assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once it was back: " + report.text());
+    }
+
+    /** The share of {@code calls} checkouts in {@code region} served by a v2 catalogue. */
+    static double v2Share(String region, int calls) throws Exception {
+        int v2 = 0;
+        for (int i = 0; i < calls; i++) {
+            String body = checkout(region);
+            assertTrue(body.contains("\"upstreamStatus\":200"), region + ": " + body);
+            if (body.contains("\"instance\":\"product-catalog-v2-")) {
+                v2++;
+            }
+        }
+        return v2 / (double) calls;
+    }
+
+    @Test
+    @Order(3)
+    void aCanaryCommitChangesTheSplitInEveryRegion() throws Exception {
+        // eu-west was killed and started again by the drill: it must run the policy from its disk and the federation
+        for (String region : FED.topology().regions()) {
+            double share = v2Share(region, 200);
+            assertTrue(share > 0.03 && share < 0.2, region + " runs the example's 90/10 canary: " + share);
+        }
+        var clone = GitOpsClone.of(FED.topology());
+        String sha = clone.commitAndPush("shop/product-catalog.yaml", GitOpsClone.canary(50, 50), "product-catalog v2 to 50%", "ap-south");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        for (String region : FED.topology().regions()) {
+            while (!Http.get("http://127.0.0.1:" + FED.topology().controllerPort(region) + "/api/v1/policy/status").body().contains(sha)) {
+                assertTrue(System.nanoTime() < deadline, region + " did not apply " + sha);
+                Thread.sleep(100);
+            }
+        }
+        Thread.sleep(1000); // the sidecars' acknowledgements (PolicyIT measures them)
+        for (String region : FED.topology().regions()) {
+            double share = v2Share(region, 200);
+            System.out.printf(Locale.ROOT, "[canary] %s: %.1f%% v2 after the 50/50 commit%n", region, share * 100);
+            assertTrue(share > 0.38 && share < 0.62, region + " follows the 50/50 commit: " + share);
+        }
     }
 }

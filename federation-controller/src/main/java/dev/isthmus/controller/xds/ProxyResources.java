@@ -116,6 +116,8 @@ public final class ProxyResources {
     }
 
     static final String ROUTE_CONFIG = "outbound";
+    /** Retries a sidecar may always have in flight per cluster under a retry budget ({@code min_retry_concurrency}). */
+    static final int MIN_RETRY_CONCURRENCY = 10;
     private static final String HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     /** Envoy's way to say a cluster's endpoints speak HTTP/2. */
     private static final Any HTTP2_UPSTREAM = Any.pack(HttpProtocolOptions.newBuilder().setExplicitHttpConfig(
@@ -417,8 +419,12 @@ public final class ProxyResources {
                 var th = CircuitBreakers.Thresholds.newBuilder();
                 t.circuitBreaker().ifPresent(cb -> th.setMaxConnections(UInt32Value.of(cb.maxConnections()))
                         .setMaxPendingRequests(UInt32Value.of(cb.maxPendingRequests())).setMaxRequests(UInt32Value.of(cb.maxRequests())));
+                // The budget's floor: Envoy's default of 3 retries in flight is too low when a whole region
+                // goes dark and answers slow down (measured by isthmus drill: the 4th concurrent retry was
+                // refused and the request failed); at high concurrency the percentage governs anyway.
                 budget.ifPresent(b -> th.setRetryBudget(CircuitBreakers.Thresholds.RetryBudget.newBuilder()
-                        .setBudgetPercent(io.envoyproxy.envoy.type.v3.Percent.newBuilder().setValue(b))));
+                        .setBudgetPercent(io.envoyproxy.envoy.type.v3.Percent.newBuilder().setValue(b))
+                        .setMinRetryConcurrency(UInt32Value.of(MIN_RETRY_CONCURRENCY))));
                 cluster.setCircuitBreakers(CircuitBreakers.newBuilder().addThresholds(th));
             }
             t.outlierDetection().ifPresent(od -> cluster.setOutlierDetection(OutlierDetection.newBuilder()

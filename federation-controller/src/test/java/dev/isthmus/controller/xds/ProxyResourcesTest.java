@@ -150,6 +150,7 @@ class ProxyResourcesTest {
         assertEquals(10, v1.limits().maxConnections());
         assertEquals(30, v1.limits().maxRequests());
         assertEquals(20.0, v1.limits().retryBudgetPercent());
+        assertEquals(10, v1.limits().minRetryConcurrency(), "the budget's floor of retries in flight");
         assertEquals(2, v1.outlier().consecutiveFailures());
         assertEquals(java.time.Duration.ofSeconds(5), v1.outlier().baseEjection());
     }

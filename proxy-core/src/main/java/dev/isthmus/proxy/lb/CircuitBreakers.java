@@ -53,17 +53,18 @@ public final class CircuitBreakers {
         requests.decrementAndGet();
     }
 
-    /** A retry: under {@code max_retries}, and within the retry budget if there is one. */
+    /**
+     * A retry: within the retry budget if there is one, else under {@code max_retries}. As in Envoy, a
+     * retry budget overrides the retry circuit breaker (applying both capped retries at 3 in flight
+     * whatever the budget said).
+     */
     public String tryRetry() {
         var l = limits;
-        int max = l.maxRetries();
         if (l.retryBudgetPercent() >= 0) {
             int budget = Math.max(l.minRetryConcurrency(), (int) Math.floor(requests.get() * l.retryBudgetPercent() / 100.0));
-            if (retries.get() >= budget) {
-                return "retry_budget";
-            }
+            return take(retries, budget, "retry_budget");
         }
-        return take(retries, max, "max_retries");
+        return take(retries, l.maxRetries(), "max_retries");
     }
 
     public void endRetry() {

@@ -217,12 +217,24 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     }
 
     private dev.isthmus.proxy.lb.CircuitBreakers breakers(ProxyConfig.ClusterSpec c) {
-        return breakers.computeIfAbsent(c.name(), n -> new dev.isthmus.proxy.lb.CircuitBreakers(c.limits()));
+        return breakers.computeIfAbsent(c.name(), n -> newBreakers(n, c.limits()));
+    }
+
+    /** A cluster's circuit breakers, with gauges of what they hold: connections, requests and retries in flight. */
+    private dev.isthmus.proxy.lb.CircuitBreakers newBreakers(String cluster, ProxyConfig.Limits limits) {
+        var cb = new dev.isthmus.proxy.lb.CircuitBreakers(limits);
+        for (var kind : java.util.Map.<String, java.util.function.ToDoubleFunction<dev.isthmus.proxy.lb.CircuitBreakers>>of(
+                "connections", dev.isthmus.proxy.lb.CircuitBreakers::connections, "requests", dev.isthmus.proxy.lb.CircuitBreakers::requests,
+                "retries", dev.isthmus.proxy.lb.CircuitBreakers::retries).entrySet()) {
+            io.micrometer.core.instrument.Gauge.builder("isthmus_circuit_breaker_in_use", cb, kind.getValue()).tag("cluster", cluster)
+                    .tag("kind", kind.getKey()).description("What a cluster's circuit breakers hold now").register(meters);
+        }
+        return cb;
     }
 
     private UpstreamSelector selector(String cluster) {
         var ref = balancers.get(cluster);
-        var cb = breakers.computeIfAbsent(cluster, n -> new dev.isthmus.proxy.lb.CircuitBreakers(ref.get().spec().limits()));
+        var cb = breakers.computeIfAbsent(cluster, n -> newBreakers(n, ref.get().spec().limits()));
         return new UpstreamSelector() {
             @Override
             public String admit() {

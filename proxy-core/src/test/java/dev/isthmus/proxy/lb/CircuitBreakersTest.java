@@ -33,4 +33,14 @@ class CircuitBreakersTest {
         cb.update(new ProxyConfig.Limits(100, 100, 100, 50.0, 1));
         assertNull(cb.tryRetry(), "a new budget applies to the counts as they stand");
     }
+
+    @Test
+    void aRetryBudgetOverridesTheRetryCircuitBreakerAsInEnvoy() {
+        // max_retries 3 (Envoy's default) and a budget whose floor is 10: the budget decides
+        var cb = new CircuitBreakers(new ProxyConfig.Limits(1024, 1024, 3, 20.0, 10));
+        for (int i = 0; i < 10; i++) {
+            assertNull(cb.tryRetry(), "retry " + (i + 1) + " of the floor of 10");
+        }
+        assertEquals("retry_budget", cb.tryRetry());
+    }
 }
