@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.isthmus.cli.local.FailoverDrill;
+import dev.isthmus.cli.local.NatsPartition;
+import dev.isthmus.cli.local.ShopLoad;
 import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
@@ -77,6 +79,77 @@ class ThreeRegionsIT {
         assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once it was back: " + report.text());
     }
 
+    static com.fasterxml.jackson.databind.JsonNode controllerGet(String region, String path) throws Exception {
+        return new com.fasterxml.jackson.databind.ObjectMapper().readTree(Http.get("http://127.0.0.1:" + FED.topology().controllerPort(region) + path)
+                .body());
+    }
+
+    static String stateOf(String seenFrom, String cluster) throws Exception {
+        for (var c : controllerGet(seenFrom, "/api/v1/clusters")) {
+            if (c.path("name").asText().equals(cluster)) {
+                return c.path("state").asText();
+            }
+        }
+        return "";
+    }
+
+    /** How many endpoints of the catalogue in {@code cluster} {@code seenFrom}'s controller holds. */
+    static int catalogueEndpoints(String seenFrom, String cluster) throws Exception {
+        for (var s : controllerGet(seenFrom, "/api/v1/services")) {
+            if (s.path("service").asText().equals("shop/product-catalog")) {
+                return s.path("clusters").path(cluster).size();
+            }
+        }
+        return 0;
+    }
+
+    static void await(String what, int seconds, java.util.concurrent.Callable<Boolean> condition) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (!condition.call()) {
+            assertTrue(System.nanoTime() < deadline, what + " not within " + seconds + " s");
+            Thread.sleep(250);
+        }
+    }
+
+    @Test
+    @Order(3)
+    void cuttingEuWestsNatsGatewayLinksKeepsRoutingAndTheRegistryReconvergesOnceTheyAreBack() throws Exception {
+        var fed = FED.federation();
+        await("eu-west's catalogue registered everywhere", 60, () -> catalogueEndpoints("us-east", "eu-west") == 2);
+        var load = new ShopLoad(ShopLoad.checkoutTargets(FED.topology(), List.of("us-east", "ap-south")), 20, Duration.ofSeconds(5));
+        load.start();
+        try {
+            try (var partition = NatsPartition.cut(fed, "eu-west")) {
+                long cutAt = System.nanoTime();
+                await("us-east seeing eu-west Unreachable", 30, () -> stateOf("us-east", "eu-west").equals("Unreachable"));
+                System.out.printf(Locale.ROOT, "[partition] us-east sees eu-west Unreachable %.1f s after the cut%n", (System.nanoTime() - cutAt) / 1e9);
+                assertEquals("Unreachable", stateOf("eu-west", "us-east"), "eu-west is cut off from us-east too");
+                assertEquals("Active", stateOf("us-east", "ap-south"), "the other regions' links are untouched");
+                // eu-west's registry changes while it is cut off: its catalogue v2 goes away
+                fed.kill(fed.component("eu-west/sidecar-product-catalog-v2"));
+                fed.kill(fed.component("eu-west/product-catalog-v2"));
+                await("eu-west's own registry without v2", 30, () -> catalogueEndpoints("eu-west", "eu-west") == 1);
+                assertEquals(2, catalogueEndpoints("us-east", "eu-west"), "us-east keeps what it last heard from eu-west (static stability)");
+                Thread.sleep(2000);
+            }
+            long healedAt = System.nanoTime();
+            await("the registry reconverging in us-east", 90, () -> stateOf("us-east", "eu-west").equals("Active")
+                    && catalogueEndpoints("us-east", "eu-west") == 1 && catalogueEndpoints("ap-south", "eu-west") == 1);
+            System.out.printf(Locale.ROOT, "[partition] us-east and ap-south hold eu-west's new registry %.1f s after the links came back%n",
+                    (System.nanoTime() - healedAt) / 1e9);
+            await("eu-west's gateway links back", 30, () -> fed.natsGatewayLinks("eu-west") == 2);
+        } finally {
+            load.close();
+        }
+        var all = ShopLoad.window(load.samples(), load.startedAt(), Long.MAX_VALUE);
+        System.out.println("[partition] traffic from us-east and ap-south throughout: " + all);
+        assertTrue(all.requests() > 100, all.toString());
+        assertEquals(0, all.failed(), "routing kept working everywhere while the control plane was cut: " + load.samples().stream()
+                .filter(ShopLoad.Sample::failed).limit(3).map(ShopLoad.Sample::error).toList());
+        fed.restart(fed.component("eu-west/product-catalog-v2"), Duration.ofSeconds(60));
+        fed.restart(fed.component("eu-west/sidecar-product-catalog-v2"), Duration.ofSeconds(60));
+    }
+
     /** The share of {@code calls} checkouts in {@code region} served by a v2 catalogue. */
     static double v2Share(String region, int calls) throws Exception {
         int v2 = 0;
@@ -91,7 +164,7 @@ class ThreeRegionsIT {
     }
 
     @Test
-    @Order(3)
+    @Order(4)
     void aCanaryCommitChangesTheSplitInEveryRegion() throws Exception {
         // eu-west was killed and started again by the drill: it must run the policy from its disk and the federation
         for (String region : FED.topology().regions()) {
