@@ -51,7 +51,7 @@ final class Http2Relay {
     private static final Logger log = LoggerFactory.getLogger(Http2Relay.class);
     private static final byte[] PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
     private static final Set<String> CONNECTION_SPECIFIC = Set.of("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade");
-    private static final Map<EventLoop, Map<InetSocketAddress, Channel>> CONNECTIONS = new ConcurrentHashMap<>();
+    private static final Map<EventLoop, Map<HttpProxy.PoolKey, Channel>> CONNECTIONS = new ConcurrentHashMap<>();
 
     private Http2Relay() {
     }
@@ -301,11 +301,16 @@ final class Http2Relay {
         return null;
     }
 
-    /** The multiplexed HTTP/2 connection to an endpoint on this event loop, made when there is none. */
+    /**
+     * The multiplexed HTTP/2 connection of {@code cluster} to an endpoint on this event loop, made when
+     * there is none. Per cluster, not per address: clusters that share an address (the subsets of a
+     * service behind one east-west gateway) differ in their TLS SNI, so in where the gateway sends them.
+     */
     private static io.netty.channel.ChannelFuture connection(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type,
             InetSocketAddress endpoint, HttpProxy.Upstream cluster) {
-        Map<InetSocketAddress, Channel> byEndpoint = CONNECTIONS.computeIfAbsent(loop, l -> new HashMap<>());
-        Channel existing = byEndpoint.get(endpoint);
+        Map<HttpProxy.PoolKey, Channel> byEndpoint = CONNECTIONS.computeIfAbsent(loop, l -> new HashMap<>());
+        var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
+        Channel existing = byEndpoint.get(key);
         if (existing != null && existing.isActive()) {
             return existing.newSucceededFuture();
         }
@@ -326,8 +331,8 @@ final class Http2Relay {
                         ch.pipeline().addLast(new CloseOnError());
                     }
                 }).connect(endpoint);
-        byEndpoint.put(endpoint, connect.channel());
-        connect.channel().closeFuture().addListener(f -> byEndpoint.remove(endpoint, connect.channel()));
+        byEndpoint.put(key, connect.channel());
+        connect.channel().closeFuture().addListener(f -> byEndpoint.remove(key, connect.channel()));
         return connect;
     }
 }

@@ -98,6 +98,15 @@ public final class HttpProxy implements AutoCloseable {
             "proxy-authorization", "proxy-authenticate");
 
     /** An upstream cluster as the HTTP proxy uses it. */
+    /**
+     * What an idle upstream connection can be reused for: its cluster and endpoint. Not the address
+     * alone: the subsets of a service in another region share one address (that region's east-west
+     * gateway) and differ only in their TLS SNI, so a connection made for v1 would carry v2's requests
+     * to v1 (found by the three-region e2e test: a 50/50 canary served 100% by one subset).
+     */
+    record PoolKey(String cluster, InetSocketAddress address) {
+    }
+
     public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout, CircuitBreakers breakers,
             boolean http2) {
         public Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
@@ -166,7 +175,7 @@ public final class HttpProxy implements AutoCloseable {
             Function<String, Upstream> clusters, SslContext downstreamTls, boolean plaintextToo, MeterRegistry meters, Duration requestTimeout,
             Duration idleTimeout, String sourceCluster) throws InterruptedException {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
-        var pools = new ConcurrentHashMap<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>>();
+        var pools = new ConcurrentHashMap<EventLoop, Map<PoolKey, ArrayDeque<Channel>>>();
         var routes = new java.util.concurrent.atomic.AtomicReference<>(spec);
         var shared = new Shared(name, loops, routes, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>());
         Channel server = new ServerBootstrap()
@@ -334,7 +343,7 @@ public final class HttpProxy implements AutoCloseable {
 
     record Shared(String listener, EventLoops loops, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec,
             Function<String, Upstream> clusters, MeterRegistry meters,
-            Map<EventLoop, Map<InetSocketAddress, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster,
+            Map<EventLoop, Map<PoolKey, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster,
             Map<List<String>, RequestMeters> requestMeters) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
@@ -676,7 +685,8 @@ public final class HttpProxy implements AutoCloseable {
                 Counter.builder(ProxyMetrics.UPSTREAM_RETRIES).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters())
                         .increment();
             }
-            var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(endpoint, e -> new ArrayDeque<>());
+            var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(new PoolKey(upstream.name(), endpoint),
+                    e -> new ArrayDeque<>());
             Channel idle = null;
             while (!upgrade && (idle = pool.poll()) != null && !idle.isActive()) {
                 // drop closed ones (an upgrade always gets a connection of its own)
@@ -934,7 +944,8 @@ public final class HttpProxy implements AutoCloseable {
             }
             ch.config().setAutoRead(true);
             if (reusable && ch.isActive()) {
-                front.shared.pools().computeIfAbsent(ch.eventLoop(), l -> new HashMap<>()).computeIfAbsent(endpoint, e -> new ArrayDeque<>()).add(ch);
+                front.shared.pools().computeIfAbsent(ch.eventLoop(), l -> new HashMap<>())
+                        .computeIfAbsent(new PoolKey(upstream.name(), endpoint), e -> new ArrayDeque<>()).add(ch);
             } else {
                 ch.close();
             }

@@ -193,6 +193,39 @@ class HttpProxyTest {
     }
 
     @Test
+    void twoClustersAtTheSameAddressNeverShareAConnection() throws Exception {
+        // The subsets of a service in another region share one address, its east-west gateway, and
+        // differ only in their TLS SNI: a kept-alive connection of one must not carry the other's requests.
+        var ports = java.util.Collections.synchronizedList(new ArrayList<String>());
+        var s = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        s.createContext("/", ex -> {
+            ports.add(ex.getRequestURI().getPath() + "@" + ex.getRemoteAddress().getPort());
+            ex.sendResponseHeaders(200, -1);
+            ex.close();
+        });
+        s.start();
+        servers.add(s);
+        int gateway = s.getAddress().getPort();
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - match: { prefix: "/v1" }
+                              route: { cluster: v1 }
+                            - match: { prefix: "/v2" }
+                              route: { cluster: v2 }""",
+                cluster("v1", gateway) + cluster("v2", gateway));
+        for (int i = 0; i < 5; i++) {
+            assertEquals(200, get(port, "/v1").statusCode());
+            assertEquals(200, get(port, "/v2").statusCode());
+        }
+        var v1 = ports.stream().filter(p -> p.startsWith("/v1@")).map(p -> p.substring(4)).collect(java.util.stream.Collectors.toSet());
+        var v2 = ports.stream().filter(p -> p.startsWith("/v2@")).map(p -> p.substring(4)).collect(java.util.stream.Collectors.toSet());
+        assertTrue(java.util.Collections.disjoint(v1, v2), "a connection carried both clusters' requests: " + ports);
+        assertTrue(v1.size() < 5, "connections are still kept alive within a cluster: " + ports);
+    }
+
+    @Test
     void idempotentRequestsAreRetriedOnAnotherEndpointAndPostsAreNot() throws Exception {
         var bad = new AtomicInteger();
         var good = new AtomicInteger();
