@@ -172,7 +172,11 @@ class ThreeRegionsIT {
             assertTrue(share > 0.03 && share < 0.2, region + " runs the example's 90/10 canary: " + share);
         }
         var clone = GitOpsClone.of(FED.topology());
-        String sha = clone.commitAndPush("shop/product-catalog.yaml", GitOpsClone.canary(50, 50), "product-catalog v2 to 50%", "ap-south");
+        // only the weights change: the file's FailoverPolicy (eu-west, then ap-south) stays
+        String file = java.nio.file.Files.readString(clone.dir.resolve("shop/product-catalog.yaml"));
+        assertTrue(file.contains("weight: 90") && file.contains("weight: 10"), file);
+        String sha = clone.commitAndPush("shop/product-catalog.yaml", file.replace("weight: 90", "weight: 50").replace("weight: 10", "weight: 50"),
+                "product-catalog v2 to 50%", "ap-south");
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         for (String region : FED.topology().regions()) {
             while (!Http.get("http://127.0.0.1:" + FED.topology().controllerPort(region) + "/api/v1/policy/status").body().contains(sha)) {
@@ -180,7 +184,21 @@ class ThreeRegionsIT {
                 Thread.sleep(100);
             }
         }
-        Thread.sleep(1000); // the sidecars' acknowledgements (PolicyIT measures them)
+        // and every sidecar acknowledged what its controller serves it now
+        for (String region : FED.topology().regions()) {
+            await(region + "'s sidecars in sync", 30, () -> {
+                int sidecars = 0;
+                for (var proxy : controllerGet(region, "/api/v1/xds/status")) {
+                    if (proxy.path("type").asText().equals("sidecar")) {
+                        sidecars++;
+                        if (!proxy.path("inSync").asBoolean()) {
+                            return false;
+                        }
+                    }
+                }
+                return sidecars > 0;
+            });
+        }
         for (String region : FED.topology().regions()) {
             double share = v2Share(region, 200);
             System.out.printf(Locale.ROOT, "[canary] %s: %.1f%% v2 after the 50/50 commit%n", region, share * 100);

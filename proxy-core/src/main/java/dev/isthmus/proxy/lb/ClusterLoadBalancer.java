@@ -106,7 +106,7 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         Instant now = clock.instant();
         if (levels.size() == 1) { // the common case: no priority levels to weigh on every pick
             var candidates = levels.firstEntry().getValue().stream().filter(s -> usable(s, now) && !tried.contains(s.endpoint.address())).toList();
-            return candidates.isEmpty() ? Optional.empty() : Optional.of(choose(candidates).endpoint.address());
+            return candidates.isEmpty() ? panic(tried) : Optional.of(choose(candidates).endpoint.address());
         }
         var load = priorityLoad();
         double draw = random.nextDouble() * 100;
@@ -133,7 +133,29 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
                 return Optional.of(choose(candidates).endpoint.address());
             }
         }
-        return Optional.empty();
+        return panic(tried);
+    }
+
+    /**
+     * Nothing usable is left untried: rather than fail the request, an ejected endpoint (one the
+     * assignment still calls healthy) is tried, the one whose ejection ends first, in priority order,
+     * as Envoy's panic routing ignores outlier ejections when too few endpoints are left. Without it,
+     * an ejected region that recovered stayed unused while the only other one refused connections,
+     * and every request failed until the ejection ended.
+     */
+    private Optional<InetSocketAddress> panic(Set<InetSocketAddress> tried) {
+        Slot best = null;
+        for (var level : levels.values()) {
+            for (Slot s : level) {
+                if (s.endpoint.healthy() && !tried.contains(s.endpoint.address()) && (best == null || s.ejectedUntil.isBefore(best.ejectedUntil))) {
+                    best = s;
+                }
+            }
+            if (best != null) {
+                break;
+            }
+        }
+        return best == null ? Optional.empty() : Optional.of(best.endpoint.address());
     }
 
     private Slot choose(List<Slot> candidates) {

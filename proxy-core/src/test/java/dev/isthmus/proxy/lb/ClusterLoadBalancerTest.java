@@ -101,6 +101,18 @@ class ClusterLoadBalancerTest {
     }
 
     @Test
+    void withEveryOtherEndpointEjectedARetryStillTriesOneRatherThanFail() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 1, 1, true)),
+                new SplittableRandom(1), Clock.systemUTC(), 1, Duration.ofSeconds(30));
+        lb.failed(a(2)); // the standby region had a bad moment: ejected
+        assertTrue(lb.ejected(a(2)));
+        lb.refused(a(1)); // then the first region goes dark; the maximum ejection percent keeps it in service
+        assertEquals(a(1), lb.pick(Set.of()).orElseThrow());
+        assertEquals(a(2), lb.pick(Set.of(a(1))).orElseThrow(), "panic: the ejected standby is tried rather than nothing");
+        assertTrue(lb.pick(Set.of(a(1), a(2))).isEmpty());
+    }
+
+    @Test
     void consecutiveConnectFailuresEjectAnEndpointUntilTheEjectionEnds() {
         var now = new Instant[] {Instant.parse("2026-11-26T12:00:00Z")};
         var clock = new Clock() {
