@@ -50,8 +50,9 @@ class ThreeRegionsIT {
     void orderProcessingInUsEastIsServedByTheCatalogueInEuWestThroughItsGateway() throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         String body = checkout("us-east");
-        while (!body.contains("\"upstreamStatus\":200")) {
-            assertTrue(System.nanoTime() < deadline, "order-processing in us-east never reached the catalogue: " + body);
+        // until the registries, the gateways' routes and the policy's failover order are everywhere
+        while (!body.contains("\"upstreamStatus\":200") || !body.contains("\"region\":\"eu-west\"")) {
+            assertTrue(System.nanoTime() < deadline, "order-processing in us-east never reached the catalogue in eu-west: " + body);
             Thread.sleep(500);
             body = checkout("us-east");
         }

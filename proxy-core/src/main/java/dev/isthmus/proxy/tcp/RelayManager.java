@@ -122,10 +122,10 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                 }
                 if (now != null && l.http().isPresent() && now.spec().http().isPresent() && now.handle() instanceof dev.isthmus.proxy.http.HttpProxy proxy
                         && now.spec().address().equals(l.address()) && now.spec().mtls() == l.mtls()
-                        && now.spec().plaintextToo() == l.plaintextToo()
-                        && used.entrySet().stream().allMatch(e -> !now.clusters().containsKey(e.getKey())
-                                || sameTls(now.clusters().get(e.getKey()), e.getValue()))) {
-                    // Only the routes changed (or clusters were added): swap them in place, keeping the socket and its connections.
+                        && now.spec().plaintextToo() == l.plaintextToo()) {
+                    // Routes, clusters or their TLS settings changed: an HTTP listener looks its clusters up per request, so
+                    // the routes are swapped in place and the clusters replaced at the commit below, keeping the socket and its
+                    // connections. (Restarting it closed the port for a moment, and the app's calls were refused.)
                     for (var c : used.values()) {
                         if (!httpUpstreams.containsKey(c.name())) {
                             balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));

@@ -243,4 +243,73 @@ class InboundRbacTest {
                 c.getStaticResources().getListenersList(), c.getStaticResources().getClustersList(), List.of()));
         assertTrue(e2.getMessage().contains("tls_inspector"), e2.getMessage());
     }
+
+    /** An outbound HTTP listener routing to one mTLS cluster that expects {@code expected}. */
+    private static String outbound(int port, int upstream, String expected) {
+        return """
+                static_resources:
+                  listeners:
+                  - name: outbound
+                    address: { socket_address: { address: 127.0.0.1, port_value: %d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: outbound
+                          http_filters: [ { name: envoy.filters.http.router } ]
+                          route_config:
+                            name: outbound
+                            virtual_hosts:
+                            - { name: catalog, domains: [ "catalog" ], routes: [ { match: { prefix: "/" }, route: { cluster: catalog } } ] }
+                  clusters:
+                  - name: catalog
+                    type: STATIC
+                    transport_socket:
+                      name: envoy.transport_sockets.tls
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                        common_tls_context:
+                          validation_context:
+                            match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "%s" } } ]
+                    load_assignment:
+                      cluster_name: catalog
+                      endpoints:
+                      - lb_endpoints:
+                        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }
+                """.formatted(port, expected, upstream);
+    }
+
+    @Test
+    void aClusterWhoseExpectedIdentitiesChangeIsReplacedUnderTheRunningListener() throws Exception {
+        var east = SpiffeTlsTest.root(EAST);
+        Map<String, List<X509Certificate>> bundle = Map.of(EAST, List.of(east.cert()));
+        var orders = SpiffeTlsTest.leaf(east, "spiffe://" + EAST + "/ns/shop/sa/orders", bundle);
+        int port = dev.isthmus.proxy.Loopback.freePort();
+        manager = new RelayManager(loops, meters, () -> Optional.of(orders));
+        var first = XdsTranslator.parseBootstrap(outbound(port, 1, "spiffe://" + EAST + "/ns/shop/sa/catalog"), "a.yaml");
+        manager.apply(XdsTranslator.translate("a", first.getStaticResources().getListenersList(), first.getStaticResources().getClustersList(), List.of()));
+        try (var app = new java.net.Socket("127.0.0.1", port)) {
+            app.setSoTimeout(5000);
+            var out = app.getOutputStream();
+            var in = new java.io.BufferedReader(new java.io.InputStreamReader(app.getInputStream(), StandardCharsets.US_ASCII));
+            out.write("GET / HTTP/1.1\r\nHost: elsewhere\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            assertTrue(in.readLine().startsWith("HTTP/1.1 404"), "no route for that host: the connection is served");
+            // the callee's identities change (a workload of another trust domain joins the service)
+            var second = XdsTranslator.parseBootstrap(outbound(port, 1, "spiffe://" + WEST + "/ns/shop/sa/catalog"), "b.yaml");
+            manager.apply(XdsTranslator.translate("b", second.getStaticResources().getListenersList(), second.getStaticResources().getClustersList(),
+                    List.of()));
+            String line;
+            while (!(line = in.readLine()).isEmpty()) {
+                // the rest of the 404's headers
+            }
+            // then ask again on the same connection (the first answer's body is skipped below)
+            out.write("GET / HTTP/1.1\r\nHost: elsewhere\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            String again = in.readLine();
+            while (again != null && !again.startsWith("HTTP/1.1")) {
+                again = in.readLine();
+            }
+            assertTrue(again != null && again.startsWith("HTTP/1.1 404"), "the app's kept-alive connection survived the update: " + again);
+        }
+    }
 }
