@@ -55,8 +55,9 @@ isthmus_apt_install() {
 }
 
 # Packages the local federation and the tests use: nats-server (each region's bus), openssl (TLS
-# test clients), iproute2 (network namespaces for partition tests), procps (pkill), git (the policy
-# tests work in real Git repositories with the git CLI).
-ISTHMUS_RUNTIME_PACKAGES=(nats-server openssl iproute2 procps git)
+# test clients), iproute2 (ss: the partition test finds a region's NATS gateway links), iptables (the
+# partition test cuts them), procps (pkill), git (the policy tests work in real Git repositories with
+# the git CLI).
+ISTHMUS_RUNTIME_PACKAGES=(nats-server openssl iproute2 iptables procps git)
 # Benchmarks also drive these peers and load generators.
 ISTHMUS_BENCH_PACKAGES=(haproxy wrk nghttp2-client)
