@@ -98,7 +98,9 @@ class XdsServerTest {
             applied.add(c);
         }, new SimpleMeterRegistry())) {
             client.start();
-            var config = next(applied, c -> c.clusters().containsKey("outbound|80||ledger.shop.svc.cluster.local") && !c.listeners().isEmpty());
+            // Clusters and listeners come in separate responses: wait for both to know the ledger.
+            var config = next(applied, c -> c.clusters().containsKey("outbound|80||ledger.shop.svc.cluster.local") && !c.listeners().isEmpty()
+                    && c.listeners().get(0).http().orElseThrow().virtualHosts().stream().anyMatch(v -> v.name().startsWith("ledger.")));
             // A service that appears after the proxy connected: its cluster and its endpoints both arrive.
             given().auth().oauth2(WORKLOAD).contentType("application/json").body("""
                     {"service":"shop/audit","instance":"audit-1","address":"127.0.0.1","port":18100,"protocol":"grpc"}
