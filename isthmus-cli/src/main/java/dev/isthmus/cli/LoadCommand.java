@@ -57,10 +57,12 @@ final class LoadCommand implements Callable<Integer> {
         System.out.printf("calling order-processing in %s at %d requests/s; each answer names the catalogue's region (Ctrl-C stops)%n", from, rate);
         System.out.printf(format, header.toArray());
         Thread main = Thread.currentThread();
+        var reported = new java.util.concurrent.CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            // Ctrl-C: let the main thread print the totals, then the JVM goes (it cannot wait for main's own exit)
             main.interrupt();
             try {
-                main.join(8000);
+                reported.await(8, java.util.concurrent.TimeUnit.SECONDS);
             } catch (InterruptedException ignored) {
                 // leaving anyway
             }
@@ -85,6 +87,8 @@ final class LoadCommand implements Callable<Integer> {
         print(format, topology.regions(), 0, all);
         System.out.printf("total: %d requests, %d failed (%.2f%%)%n", all.requests(), all.failed(),
                 all.requests() == 0 ? 0 : 100.0 * all.failed() / all.requests());
+        System.out.flush();
+        reported.countDown();
         return all.failed() == 0 ? 0 : 1;
     }
 
