@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
 import dev.isthmus.cli.local.LocalFederation;
+import dev.isthmus.cli.local.PolicyClone;
 import dev.isthmus.cli.local.Topology;
 import dev.isthmus.proxy.config.xds.AdsClient;
 import dev.isthmus.proxy.config.xds.ProxyConfig;
@@ -15,21 +16,16 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.TreeMap;
 import java.util.concurrent.ThreadLocalRandom;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Pattern;
-import javax.crypto.Mac;
-import javax.crypto.spec.SecretKeySpec;
 
 /**
  * {@code bench/run policy-propagation}: commit-to-applied latency of a traffic policy across a local
@@ -127,11 +123,8 @@ final class PolicyPropagation {
             probes.add(probe);
         }
 
-        String clone = work.resolve("clone").toString();
-        git(null, "clone", "-q", topology.policyRepo().toString(), clone);
-        Path file = Path.of(clone, "shop/product-catalog.yaml");
-        String secret = Files.readString(topology.policyWebhookSecretFile()).strip();
-        String webhookUrl = "http://127.0.0.1:" + topology.controllerPort("us-east") + "/api/v1/policy/webhook";
+        var clone = PolicyClone.of(topology, work.resolve("clone"));
+        Path file = clone.dir().resolve("shop/product-catalog.yaml");
 
         awaitAll(probes, 10, Duration.ofSeconds(120), "the example's 90/10 canary");
         var latencies = new TreeMap<String, List<Double>>();
@@ -149,13 +142,11 @@ final class PolicyPropagation {
                 if (!m.find()) {
                     throw new IllegalStateException(file + ": the canary's weights are not where the benchmark expects them");
                 }
-                Files.writeString(file, m.replaceFirst("weight: " + (100 - v2) + "$1weight: " + v2));
-                git(clone, "commit", "-q", "-am", "canary v2 at " + v2 + "% (" + mode + " " + k + ")");
-                git(clone, "push", "-q", "origin", "HEAD:main");
-                String sha = git(clone, "rev-parse", "HEAD");
+                String sha = clone.commitAndPush("shop/product-catalog.yaml", m.replaceFirst("weight: " + (100 - v2) + "$1weight: " + v2),
+                        "canary v2 at " + v2 + "% (" + mode + " " + k + ")");
                 long t0 = System.nanoTime();
                 if (mode.equals("webhook")) {
-                    webhook(webhookUrl, secret, sha);
+                    clone.notify("us-east", sha);
                 }
                 awaitAll(probes, v2, Duration.ofSeconds(30), sha);
                 for (Probe p : probes) {
@@ -251,35 +242,8 @@ final class PolicyPropagation {
         }
     }
 
-    private static void webhook(String url, String secret, String sha) throws Exception {
-        String body = "{\"ref\":\"refs/heads/main\",\"after\":\"" + sha + "\"}";
-        var mac = Mac.getInstance("HmacSHA256");
-        mac.init(new SecretKeySpec(secret.getBytes(StandardCharsets.UTF_8), "HmacSHA256"));
-        String signature = "sha256=" + HexFormat.of().formatHex(mac.doFinal(body.getBytes(StandardCharsets.UTF_8)));
-        var res = HTTP.send(HttpRequest.newBuilder(URI.create(url)).header("X-Hub-Signature-256", signature)
-                .header("content-type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
-        if (res.statusCode() != 202) {
-            throw new IllegalStateException("webhook answered " + res.statusCode() + ": " + res.body());
-        }
-    }
-
     private static String get(String url) throws Exception {
         return HTTP.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.ofString()).body();
-    }
-
-    private static String git(String dir, String... args) throws Exception {
-        var command = new ArrayList<>(List.of("git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"));
-        command.addAll(List.of(args));
-        var pb = new ProcessBuilder(command).redirectErrorStream(true);
-        if (dir != null) {
-            pb.directory(Path.of(dir).toFile());
-        }
-        var p = pb.start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
-        if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
-            throw new IllegalStateException("git " + String.join(" ", args) + ": " + out);
-        }
-        return out;
     }
 
     private static double pct(List<Double> values, int p) {

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.isthmus.cli.local.PolicyClone;
 import java.net.http.HttpClient;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -36,10 +37,29 @@ class PolicyIT {
     static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
     static Path work;
 
-    static GitOpsClone clone;
+    static PolicyClone clone;
 
+    /** The catalogue's canary TrafficPolicy with these weights. */
     static String canary(int v1, int v2) {
-        return GitOpsClone.canary(v1, v2);
+        return """
+                # A canary of product-catalog v2
+                apiVersion: isthmus.dev/v1alpha1
+                kind: TrafficPolicy
+                metadata:
+                  name: product-catalog-canary
+                  namespace: shop
+                spec:
+                  service: product-catalog
+                  routes:
+                  - name: default
+                    destinations:
+                    - subset: v1
+                      weight: %d
+                    - subset: v2
+                      weight: %d
+                    timeout: 2s
+                    retries: { attempts: 2, on: [connect-failure, reset] }
+                """.formatted(v1, v2);
     }
 
     /** Commits the catalogue's policy file in the clone, pushes, and sends the signed push event to us-east's controller; returns the SHA. */
@@ -49,7 +69,9 @@ class PolicyIT {
 
     /** Writes {@code file} in the clone, commits, pushes and sends the signed push event; returns the SHA. */
     static String commitAndPush(String file, String text, String message) throws Exception {
-        return clone.commitAndPush(file, text, message, "us-east");
+        String sha = clone.commitAndPush(file, text, message);
+        clone.notify("us-east", sha);
+        return sha;
     }
 
     static String controller(String region) {
@@ -103,8 +125,8 @@ class PolicyIT {
     @Test
     @Order(1)
     void theSeededExamplePolicyRunsEverywhere() throws Exception {
-        clone = GitOpsClone.of(FED.topology());
-        work = clone.dir;
+        clone = PolicyClone.of(FED.topology(), Files.createTempDirectory(LocalFederationExtension.home().resolve("e2e/target"), "policy-clone-"));
+        work = clone.dir();
         String seeded = clone.git("rev-parse", "HEAD");
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (!everywhere(seeded)) {

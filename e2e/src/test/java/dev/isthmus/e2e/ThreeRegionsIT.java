@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.isthmus.cli.local.FailoverDrill;
 import dev.isthmus.cli.local.NatsPartition;
+import dev.isthmus.cli.local.PolicyClone;
 import dev.isthmus.cli.local.ShopLoad;
 import java.time.Duration;
 import java.util.List;
@@ -189,12 +190,14 @@ class ThreeRegionsIT {
             double share = v2Share(region, 200);
             assertTrue(share > 0.03 && share < 0.2, region + " runs the example's 90/10 canary: " + share);
         }
-        var clone = GitOpsClone.of(FED.topology());
+        var clone = PolicyClone.of(FED.topology(), java.nio.file.Files.createTempDirectory(LocalFederationExtension.home().resolve("e2e/target"),
+                "policy-clone-"));
         // only the weights change: the file's FailoverPolicy (eu-west, then ap-south) stays
-        String file = java.nio.file.Files.readString(clone.dir.resolve("shop/product-catalog.yaml"));
+        String file = java.nio.file.Files.readString(clone.dir().resolve("shop/product-catalog.yaml"));
         assertTrue(file.contains("weight: 90") && file.contains("weight: 10"), file);
         String sha = clone.commitAndPush("shop/product-catalog.yaml", file.replace("weight: 90", "weight: 50").replace("weight: 10", "weight: 50"),
-                "product-catalog v2 to 50%", "ap-south");
+                "product-catalog v2 to 50%");
+        clone.notify("ap-south", sha);
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         for (String region : FED.topology().regions()) {
             while (!Http.get("http://127.0.0.1:" + FED.topology().controllerPort(region) + "/api/v1/policy/status").body().contains(sha)) {
