@@ -53,14 +53,13 @@ final class CsrSigning {
                 }
             }
         }
-        String envHome = System.getenv("ISTHMUS_HOME");
-        Path home = Path.of(envHome != null ? envHome : ".").toAbsolutePath().normalize();
+        Path home = BenchFederation.home();
         Path jar = home.resolve("trust-bridge/target/quarkus-app/quarkus-run.jar");
         Path work = Files.createDirectories(home.resolve("bench/target/csr-signing-" + System.currentTimeMillis()));
         String credential = "bench-bootstrap-credential-000000";
         int httpPort = 24110;
         int grpcPort = 24111;
-        var command = new ArrayList<String>(List.of(ProcessHandle.current().info().command().orElse("java"), "-Xmx512m"));
+        var command = new ArrayList<String>(List.of(BenchFederation.java(), "-Xmx512m"));
         String extra = System.getenv("ISTHMUS_BENCH_JVM_OPTS"); // e.g. -XX:StartFlightRecording=filename=bridge.jfr to profile
         if (extra != null && !extra.isBlank()) {
             command.addAll(List.of(extra.trim().split("\\s+")));

@@ -1,10 +1,7 @@
 package dev.isthmus.bench;
 
 import dev.isthmus.cli.local.FailoverDrill;
-import dev.isthmus.cli.local.LocalFederation;
-import dev.isthmus.cli.local.Topology;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -42,22 +39,8 @@ final class FailoverBench {
                 }
             }
         }
-        Path home = Path.of(System.getenv().getOrDefault("ISTHMUS_HOME", ".")).toAbsolutePath().normalize();
-        Path work = Files.createTempDirectory(Files.createDirectories(home.resolve("bench/target")), "failover-");
-        var topology = new Topology("acme", List.of("us-east", "eu-west", "ap-south"), basePort, home, work.resolve("federation"),
-                ProcessHandle.current().info().command().orElse("java")).without(List.of("us-east/product-catalog", "us-east/product-catalog-v2"));
-        var federation = new LocalFederation(topology, line -> System.err.println("[federation] " + line));
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            try {
-                federation.stop();
-            } catch (InterruptedException ignored) {
-                // leaving
-            }
-        }));
-        try {
-            System.err.println("failover: starting three regions...");
-            federation.start(Duration.ofSeconds(300), true);
-            federation.awaitFederated(Duration.ofSeconds(120));
+        try (var bench = BenchFederation.start("failover", basePort, List.of("us-east/product-catalog", "us-east/product-catalog-v2"))) {
+            var federation = bench.federation();
             Thread.sleep(5000); // the registries and the sidecars' routes settle
             var reports = new ArrayList<FailoverDrill.Report>();
             for (int r = 1; r <= runs; r++) {
@@ -89,10 +72,8 @@ final class FailoverBench {
             String report = sb.toString();
             System.out.println();
             System.out.println(report);
-            Files.writeString(home.resolve("bench/target/failover.md"), report);
+            Files.writeString(BenchFederation.home().resolve("bench/target/failover.md"), report);
             return reports.stream().allMatch(rep -> rep.failedDuring() == 0) ? 0 : 1;
-        } finally {
-            federation.stop();
         }
     }
 

@@ -83,8 +83,7 @@ final class FederationScale {
     }
 
     private static Path home() {
-        String env = System.getenv("ISTHMUS_HOME");
-        return Path.of(env != null ? env : ".").toAbsolutePath().normalize();
+        return BenchFederation.home();
     }
 
     private String name(int i) {
@@ -250,7 +249,7 @@ final class FederationScale {
 
     private long heapAfterGc(int i) throws Exception {
         long pid = processes.get(1 + i).pid();
-        String jcmd = Path.of(ProcessHandle.current().info().command().orElse("java")).resolveSibling("jcmd").toString();
+        String jcmd = Path.of(BenchFederation.java()).resolveSibling("jcmd").toString();
         new ProcessBuilder(jcmd, Long.toString(pid), "GC.run").redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
         Thread.sleep(300);
@@ -349,7 +348,7 @@ final class FederationScale {
 
     private void startController(int i, Path jar) throws IOException {
         Path dir = Files.createDirectories(work.resolve(name(i)));
-        var pb = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"), "-Xmx1g", "-XX:+UseSerialGC", "-jar", jar.toString())
+        var pb = new ProcessBuilder(BenchFederation.java(), "-Xmx1g", "-XX:+UseSerialGC", "-jar", jar.toString())
                 .directory(dir.toFile()).redirectErrorStream(true).redirectOutput(dir.resolve("process.log").toFile());
         var env = pb.environment();
         env.put("QUARKUS_HTTP_PORT", Integer.toString(httpPort(i)));

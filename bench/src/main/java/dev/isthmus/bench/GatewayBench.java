@@ -66,10 +66,9 @@ final class GatewayBench {
                 }
             }
         }
-        String envHome = System.getenv("ISTHMUS_HOME");
-        Path home = Path.of(envHome != null ? envHome : ".").toAbsolutePath().normalize();
+        Path home = BenchFederation.home();
         Path work = Files.createDirectories(home.resolve("bench/target/gateway-" + System.currentTimeMillis()));
-        String java = ProcessHandle.current().info().command().orElse("java");
+        String java = BenchFederation.java();
         int backend = base;
         int haproxy = base + 1;
         int gateway = base + 2;

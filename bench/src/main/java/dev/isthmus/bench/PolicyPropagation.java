@@ -4,9 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
-import dev.isthmus.cli.local.LocalFederation;
 import dev.isthmus.cli.local.PolicyClone;
-import dev.isthmus.cli.local.Topology;
 import dev.isthmus.proxy.config.xds.AdsClient;
 import dev.isthmus.proxy.config.xds.ProxyConfig;
 import io.envoyproxy.envoy.config.core.v3.Locality;
@@ -46,14 +44,12 @@ final class PolicyPropagation {
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
-    private static final List<String> REGIONS = List.of("us-east", "eu-west", "ap-south");
+    private static final List<String> REGIONS = BenchFederation.REGIONS;
     private static final Pattern WEIGHTS = Pattern.compile("weight: \\d+(\\n\\s+- subset: v2\\n\\s+)weight: \\d+");
 
     private int proxies = 50;
     private int commits = 10;
     private int basePort = 22000;
-    private Path work;
-    private LocalFederation federation;
 
     /** One measured proxy: the canary weight of v2 it runs, and when it last changed. */
     private static final class Probe {
@@ -80,34 +76,13 @@ final class PolicyPropagation {
                 }
             }
         }
-        Runtime.getRuntime().addShutdownHook(new Thread(b::stop));
-        try {
-            return b.go();
-        } finally {
-            b.stop();
+        try (var bench = BenchFederation.start("policy-propagation", b.basePort, List.of())) {
+            return b.go(bench);
         }
     }
 
-    private synchronized void stop() {
-        if (federation != null) {
-            try {
-                federation.stop();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-            federation = null;
-        }
-    }
-
-    private int go() throws Exception {
-        Path home = Path.of(System.getenv().getOrDefault("ISTHMUS_HOME", ".")).toAbsolutePath().normalize();
-        work = Files.createTempDirectory(Files.createDirectories(home.resolve("bench/target")), "policy-propagation-");
-        String java = ProcessHandle.current().info().command().orElse("java");
-        var topology = new Topology("acme", REGIONS, basePort, home, work.resolve("federation"), java);
-        federation = new LocalFederation(topology, line -> System.err.println("[federation] " + line));
-        System.err.println("policy-propagation: starting three regions (a few minutes on 2 cores)...");
-        federation.start(Duration.ofSeconds(300), true);
-        federation.awaitFederated(Duration.ofSeconds(120));
+    private int go(BenchFederation bench) throws Exception {
+        var topology = bench.topology();
 
         var probes = new ArrayList<Probe>();
         var meters = new SimpleMeterRegistry();
@@ -123,7 +98,7 @@ final class PolicyPropagation {
             probes.add(probe);
         }
 
-        var clone = PolicyClone.of(topology, work.resolve("clone"));
+        var clone = PolicyClone.of(topology, bench.work().resolve("clone"));
         Path file = clone.dir().resolve("shop/product-catalog.yaml");
 
         awaitAll(probes, 10, Duration.ofSeconds(120), "the example's 90/10 canary");
@@ -199,7 +174,7 @@ final class PolicyPropagation {
         String report = sb.toString();
         System.out.println();
         System.out.println(report);
-        Path out = home.resolve("bench/target/policy-propagation.md");
+        Path out = BenchFederation.home().resolve("bench/target/policy-propagation.md");
         Files.writeString(out, report);
         return inSync == sidecars ? 0 : 1;
     }

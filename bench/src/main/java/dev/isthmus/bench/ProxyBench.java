@@ -61,10 +61,9 @@ final class ProxyBench {
                 }
             }
         }
-        String envHome = System.getenv("ISTHMUS_HOME");
-        Path home = Path.of(envHome != null ? envHome : ".").toAbsolutePath().normalize();
+        Path home = BenchFederation.home();
         Path work = Files.createDirectories(home.resolve("bench/target/proxy-" + System.currentTimeMillis()));
-        String java = ProcessHandle.current().info().command().orElse("java");
+        String java = BenchFederation.java();
         int app = base;
         int haproxyRp = base + 1;
         int haproxyFront = base + 2;

@@ -151,8 +151,7 @@ final class XdsSnapshots {
                 assignmentsBytes / 1024.0, changedClusterBytes / 1024.0);
         System.out.println();
         System.out.println(report);
-        String envHome = System.getenv("ISTHMUS_HOME");
-        Path out = Path.of(envHome != null ? envHome : ".").resolve("bench/target/xds-snapshots.md");
+        Path out = BenchFederation.home().resolve("bench/target/xds-snapshots.md");
         Files.createDirectories(out.getParent());
         Files.writeString(out, report);
         return 0;
