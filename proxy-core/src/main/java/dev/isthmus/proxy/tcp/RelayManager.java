@@ -180,7 +180,13 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         for (var c : next.clusters().values()) {
             breakers(c).update(c.limits());
         }
-        breakers.keySet().retainAll(next.clusters().keySet());
+        for (String gone : new java.util.ArrayList<>(breakers.keySet())) {
+            if (!next.clusters().containsKey(gone)) {
+                breakers.remove(gone);
+                // its gauges go with it, or every cluster name ever seen would stay in /metrics
+                meters.find("isthmus_circuit_breaker_in_use").tag("cluster", gone).meters().forEach(meters::remove);
+            }
+        }
         balancers.keySet().retainAll(next.clusters().keySet());
         for (var it = listeners.entrySet().iterator(); it.hasNext(); ) {
             var e = it.next();

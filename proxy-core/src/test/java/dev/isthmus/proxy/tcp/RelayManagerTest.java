@@ -49,4 +49,23 @@ class RelayManagerTest {
             }
         }
     }
+
+    @Test
+    void aClustersBreakerGaugesGoWithTheCluster() throws Exception {
+        var meters = new SimpleMeterRegistry();
+        try (var upstream = new ServerSocket(0, 10, InetAddress.getLoopbackAddress());
+             var manager = new RelayManager(loops, meters, null)) {
+            int port = dev.isthmus.proxy.Loopback.freePort();
+            manager.apply(config(port, upstream.getLocalPort()));
+            assertEquals(3, meters.find("isthmus_circuit_breaker_in_use").tag("cluster", "c").gauges().size(), "connections, requests, retries");
+            var renamed = config(port, upstream.getLocalPort());
+            var cluster = renamed.clusters().get("c");
+            var d = new ProxyConfig.ClusterSpec("d", cluster.lbPolicy(), cluster.connectTimeout(), cluster.mtls(), cluster.expectedSpiffeIds(),
+                    cluster.sni(), cluster.endpoints(), cluster.overprovisioningFactor());
+            manager.apply(new ProxyConfig("v2", List.of(new ProxyConfig.ListenerSpec("l1", new InetSocketAddress("127.0.0.1", port), "d")),
+                    Map.of("d", d)));
+            assertEquals(0, meters.find("isthmus_circuit_breaker_in_use").tag("cluster", "c").gauges().size(), "the removed cluster's gauges are gone");
+            assertEquals(3, meters.find("isthmus_circuit_breaker_in_use").tag("cluster", "d").gauges().size());
+        }
+    }
 }
