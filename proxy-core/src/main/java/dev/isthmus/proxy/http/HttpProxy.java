@@ -546,6 +546,8 @@ public final class HttpProxy implements AutoCloseable {
         private Upstream upstream;
         private Channel upstreamChannel;
         private InetSocketAddress endpoint;
+        /** The pool of {@link #endpoint}'s connections of this cluster: made once per attempt, used to take and to give back. */
+        private PoolKey poolKey;
         private int attempts;
         private boolean headersSent;
         private boolean done;
@@ -679,14 +681,14 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             endpoint = picked.get();
+            poolKey = new PoolKey(upstream.name(), endpoint);
             tried.add(endpoint);
             attempts++;
             if (attempts > 1) {
                 Counter.builder(ProxyMetrics.UPSTREAM_RETRIES).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters())
                         .increment();
             }
-            var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(new PoolKey(upstream.name(), endpoint),
-                    e -> new ArrayDeque<>());
+            var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(poolKey, e -> new ArrayDeque<>());
             Channel idle = null;
             while (!upgrade && (idle = pool.poll()) != null && !idle.isActive()) {
                 // drop closed ones (an upgrade always gets a connection of its own)
@@ -945,7 +947,7 @@ public final class HttpProxy implements AutoCloseable {
             ch.config().setAutoRead(true);
             if (reusable && ch.isActive()) {
                 front.shared.pools().computeIfAbsent(ch.eventLoop(), l -> new HashMap<>())
-                        .computeIfAbsent(new PoolKey(upstream.name(), endpoint), e -> new ArrayDeque<>()).add(ch);
+                        .computeIfAbsent(poolKey, e -> new ArrayDeque<>()).add(ch);
             } else {
                 ch.close();
             }
