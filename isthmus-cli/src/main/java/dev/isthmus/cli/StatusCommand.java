@@ -10,7 +10,6 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.file.Files;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.TreeMap;
@@ -134,9 +133,7 @@ final class StatusCommand implements Callable<Integer> {
         Instant now = Instant.now();
         for (String region : topology.regions()) {
             try {
-                var token = Files.exists(topology.adminTokenFile(region)) ? Files.readString(topology.adminTokenFile(region)).strip() : null;
-                var bridge = new ControllerClient(URI.create("http://" + Topology.HOST + ":" + topology.trustBridgePort(region)), token);
-                var rotation = bridge.get("/api/v1/trust/rotation");
+                var rotation = federation.trustBridge(region).get("/api/v1/trust/rotation");
                 for (var r : rotation.path("roots")) {
                     table.row(region, "trust-bridge", r.path("signing").asBoolean() ? "root (signing)" : "root",
                             rotation.path("trustDomain").asText() + " #" + r.path("serial").asText(), r.path("notAfter").asText(),

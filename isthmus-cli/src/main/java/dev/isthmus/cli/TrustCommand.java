@@ -43,13 +43,12 @@ final class TrustCommand implements Runnable {
                 if (cluster == null) {
                     throw new ControllerOptions.CommandException("name the bridge: --cluster NAME (local federation) or --bridge URL");
                 }
-                Topology t = local.recorded().topology();
+                var federation = local.recorded();
+                Topology t = federation.topology();
                 if (!t.regions().contains(cluster)) {
                     throw new ControllerOptions.CommandException("the local federation has no cluster '" + cluster + "'; it has " + t.regions());
                 }
-                var file = t.adminTokenFile(cluster);
-                return new ControllerClient(URI.create("http://" + Topology.HOST + ":" + t.trustBridgePort(cluster)),
-                        Files.exists(file) ? Files.readString(file).strip() : null);
+                return federation.trustBridge(cluster);
             } catch (java.io.IOException e) {
                 throw new ControllerOptions.CommandException("cannot read the admin credential: " + e.getMessage());
             } catch (LocalFederationException e) {

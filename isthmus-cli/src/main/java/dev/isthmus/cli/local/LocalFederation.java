@@ -104,9 +104,17 @@ public final class LocalFederation {
 
     /** A client for a region's controller, with its admin credential. */
     public ControllerClient controller(String region) throws IOException {
+        return adminClient(region, topology.controllerPort(region));
+    }
+
+    /** A client for a region's trust bridge, with the region's admin credential. */
+    public ControllerClient trustBridge(String region) throws IOException {
+        return adminClient(region, topology.trustBridgePort(region));
+    }
+
+    private ControllerClient adminClient(String region, int port) throws IOException {
         Path file = topology.adminTokenFile(region);
-        return new ControllerClient(URI.create("http://" + Topology.HOST + ":" + topology.controllerPort(region)),
-                Files.exists(file) ? Files.readString(file).strip() : null);
+        return new ControllerClient(URI.create("http://" + Topology.HOST + ":" + port), Files.exists(file) ? Files.readString(file).strip() : null);
     }
 
     /**
