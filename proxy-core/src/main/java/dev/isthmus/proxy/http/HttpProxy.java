@@ -352,7 +352,10 @@ public final class HttpProxy implements AutoCloseable {
 
         /** @param header a request header by lower-case name ({@code :method} included) */
         Optional<ProxyConfig.Route> route(String host, String path, java.util.function.Function<String, String> header) {
-            String h = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
+            // A domain with a port ("catalog.shop:9090", a service port's virtual host) is matched against the
+            // whole host first; then the host without its port against the domains (Istio lists both forms).
+            String full = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
+            String h = full;
             int colon = h.lastIndexOf(':');
             if (colon > 0 && !h.endsWith("]")) {
                 h = h.substring(0, colon);
@@ -362,7 +365,8 @@ public final class HttpProxy implements AutoCloseable {
             for (var vh : spec.get().virtualHosts()) {
                 for (String d : vh.domains()) {
                     String dl = d.toLowerCase(java.util.Locale.ROOT);
-                    int rank = dl.equals(h) ? 3 : dl.startsWith("*") && dl.length() > 1 && h.endsWith(dl.substring(1)) ? 2 : dl.equals("*") ? 1 : 0;
+                    int rank = !full.equals(h) && dl.equals(full) ? 4 : dl.equals(h) ? 3
+                            : dl.startsWith("*") && dl.length() > 1 && h.endsWith(dl.substring(1)) ? 2 : dl.equals("*") ? 1 : 0;
                     if (rank > bestRank) {
                         best = vh;
                         bestRank = rank;

@@ -134,6 +134,10 @@ class HttpProxyTest {
                             routes:
                             - { match: { prefix: "/b" }, route: { cluster: b } }
                             - { match: { prefix: "/" }, route: { cluster: a } }
+                          - name: shop-9090
+                            domains: [ "catalog.shop:9090" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: b } }
                           - name: other
                             domains: [ "*" ]
                             routes:
@@ -147,13 +151,15 @@ class HttpProxyTest {
             assertTrue(first.startsWith("HTTP/1.1 200") && first.endsWith("B caller=null"), "routed by path, the forged caller header removed: " + first);
             out.write("GET /a HTTP/1.1\r\nHost: catalog.shop:8080\r\n\r\n".getBytes());
             assertTrue(readResponse(in).endsWith("A caller=null"), "the same connection, kept alive, routed to a");
+            out.write("GET /a HTTP/1.1\r\nHost: catalog.shop:9090\r\n\r\n".getBytes());
+            assertTrue(readResponse(in).endsWith("B caller=null"), "a service port's own virtual host (domain with the port) wins");
         }
         assertTrue(get(port, "/exact").body().startsWith("B"), "the wildcard host, exact path");
         var none = get(port, "/nothing");
         assertEquals(404, none.statusCode());
         assertEquals("no_route", none.headers().firstValue(HttpProxy.REASON_HEADER).orElse(""));
         assertEquals(1.0, requests("a", "200"));
-        assertEquals(2.0, requests("b", "200"));
+        assertEquals(3.0, requests("b", "200"));
     }
 
     /** Reads one response with a Content-Length body; returns status line + body. */
