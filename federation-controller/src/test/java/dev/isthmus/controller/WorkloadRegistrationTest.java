@@ -63,6 +63,10 @@ class WorkloadRegistrationTest {
                 .post("/api/v1/workloads").then().statusCode(400).body("detail", containsString("field 'port'"));
         given().auth().oauth2(WORKLOAD).contentType("application/json").body(registration("pc-4").replace("\"protocol\"", "\"protocl\""))
                 .post("/api/v1/workloads").then().statusCode(400).body("detail", containsString("protocl"));
+        given().auth().oauth2(WORKLOAD).contentType("application/json")
+                .body(registration("pc-5").replace("{\"version\":\"v2\"}", "{\"version\":\"v2\",\"isthmus.dev/service-port\":\"90a\"}"))
+                .post("/api/v1/workloads").then().statusCode(400)
+                .body("detail", containsString("label 'isthmus.dev/service-port' must be a port number 1-65535, got '90a'"));
     }
 
     @Test

@@ -40,6 +40,10 @@ public record EndpointSpec(String service, String instance, String address, Inte
         if (protocol != null && !PROTOCOLS.contains(protocol)) {
             return "field 'protocol' must be one of " + PROTOCOLS + ", got " + quote(protocol);
         }
+        String servicePort = labels == null ? null : labels.get(dev.isthmus.api.names.MeshNames.SERVICE_PORT_LABEL);
+        if (servicePort != null && !servicePort.matches("[1-9][0-9]{0,4}") || servicePort != null && Integer.parseInt(servicePort) > 65535) {
+            return "label '" + dev.isthmus.api.names.MeshNames.SERVICE_PORT_LABEL + "' must be a port number 1-65535, got " + quote(servicePort);
+        }
         if (weight != null && (weight < 1 || weight > 128)) {
             return "field 'weight' must be 1-128, got " + weight;
         }

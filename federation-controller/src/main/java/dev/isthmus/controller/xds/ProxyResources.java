@@ -482,9 +482,10 @@ public final class ProxyResources {
     }
 
     /**
-     * The sidecar's outbound HTTP listener at {@code address}: one virtual host per service (its
+     * The sidecar's outbound HTTP listener at {@code address}: one virtual host per service port (its
      * host names: {@code name.namespace.svc.cluster.local}, {@code name.namespace},
-     * {@code name.namespace.svc}, and {@code name} within the caller's own namespace). A service with
+     * {@code name.namespace.svc}, and {@code name} within the caller's own namespace; each with
+     * {@code :port}, and for the default port 80 also without). A service with
      * a TrafficPolicy gets its routes (matches, weighted subsets and clusters, timeouts, retries);
      * others one route to the whole service with a 15 s timeout and 2 retries on
      * {@code connect-failure,reset} (only idempotent requests are retried).
@@ -518,13 +519,19 @@ public final class ProxyResources {
             String fqdn = parts[3];
             String[] labels = fqdn.split("\\.");
             var domains = new ArrayList<String>();
-            for (String d : List.of(fqdn, labels[0] + "." + labels[1], labels[0] + "." + labels[1] + ".svc")) {
-                if (seen.add(d)) {
-                    domains.add(d);
-                }
+            var names = new ArrayList<>(List.of(fqdn, labels[0] + "." + labels[1], labels[0] + "." + labels[1] + ".svc"));
+            if (labels[1].equals(callerNamespace)) {
+                names.add(labels[0]);
             }
-            if (labels[1].equals(callerNamespace) && seen.add(labels[0])) {
-                domains.add(labels[0]);
+            // The default service port (80) is reached by the bare names too; every other port only with
+            // its number (catalog.shop:9090), as Istio names them.
+            boolean defaultPort = parts[1].equals(Integer.toString(MeshNames.DEFAULT_SERVICE_PORT));
+            for (String n : names) {
+                for (String d : defaultPort ? List.of(n, n + ":" + parts[1]) : List.of(n + ":" + parts[1])) {
+                    if (seen.add(d)) {
+                        domains.add(d);
+                    }
+                }
             }
             var vhost = VirtualHost.newBuilder().setName(fqdn + ":" + parts[1]).addAllDomains(domains);
             var traffic = policy.trafficFor(labels[1] + "/" + labels[0]);
@@ -603,6 +610,14 @@ public final class ProxyResources {
      * any, a request must match one); no policy: every authenticated caller passes.
      */
     public static Inbound inbound(Inputs in, String service, HostPort address, HostPort app, boolean http2) {
+        return inbound(in, service, "inbound", address, app, http2);
+    }
+
+    /**
+     * An inbound listener named {@code listenerName}: {@code inbound} for the sidecar's first service port,
+     * {@code inbound|<service port>} for each further one (its own listener and app port).
+     */
+    public static Inbound inbound(Inputs in, String service, String listenerName, HostPort address, HostPort app, boolean http2) {
         String appCluster = "inbound|" + app.port();
         var cluster = Cluster.newBuilder().setName(appCluster).setType(Cluster.DiscoveryType.STATIC)
                 .setConnectTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(2))
@@ -642,7 +657,7 @@ public final class ProxyResources {
         var tlsChain = FilterChain.newBuilder()
                 .setTransportSocket(TransportSocket.newBuilder().setName("envoy.transport_sockets.tls").setTypedConfig(Any.pack(tls)))
                 .addFilters(filter);
-        var listener = Listener.newBuilder().setName("inbound")
+        var listener = Listener.newBuilder().setName(listenerName)
                 .setAddress(Address.newBuilder().setSocketAddress(SocketAddress.newBuilder().setAddress(address.host()).setPortValue(address.port())));
         if (in.permissive()) {
             // Istio's PERMISSIVE: the tls_inspector tells TLS callers (mTLS, as STRICT) from plaintext ones (no identity)

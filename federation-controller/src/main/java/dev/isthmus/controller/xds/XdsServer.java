@@ -67,6 +67,12 @@ public class XdsServer {
     static final String INBOUND_KEY = "ISTHMUS_INBOUND_ADDRESS";
     static final String APP_KEY = "ISTHMUS_APP_ADDRESS";
     static final String APP_PROTOCOL_KEY = "ISTHMUS_APP_PROTOCOL";
+    /**
+     * The sidecar's further service ports: a list of structs {@code service_port} (number),
+     * {@code protocol}, {@code inbound} and {@code app} (host:port); each gets its own inbound listener
+     * {@code inbound|<service_port>} to its own app port. Entries that do not parse are left out.
+     */
+    static final String PORTS_KEY = "ISTHMUS_PORTS";
 
     /**
      * One proxy the server knows: what it acknowledged, what it is being served now, whether the two
@@ -308,6 +314,31 @@ public class XdsServer {
                 clusters = new java.util.ArrayList<>(clusters);
                 clusters.add(inbound.app());
                 clustersVersion = clustersVersion + "-" + version(List.of(inbound.app()));
+                var ports = meta.get(PORTS_KEY);
+                if (ports != null && ports.hasListValue()) {
+                    var extraListeners = new java.util.ArrayList<Listener>();
+                    var extraClusters = new java.util.ArrayList<io.envoyproxy.envoy.config.cluster.v3.Cluster>();
+                    for (var v : ports.getListValue().getValuesList()) {
+                        var f = v.getStructValue().getFieldsMap();
+                        int servicePort = f.containsKey("service_port") ? (int) f.get("service_port").getNumberValue() : 0;
+                        var portInbound = f.containsKey("inbound") ? ProxyResources.hostPort(f.get("inbound").getStringValue()) : null;
+                        var portApp = f.containsKey("app") ? ProxyResources.hostPort(f.get("app").getStringValue()) : null;
+                        if (servicePort < 1 || servicePort > 65535 || portInbound == null || portApp == null) {
+                            continue;
+                        }
+                        String portProtocol = f.containsKey("protocol") ? f.get("protocol").getStringValue() : "http";
+                        var more = ProxyResources.inbound(lastInputs, p.node.getCluster(), "inbound|" + servicePort, portInbound, portApp,
+                                ProxyResources.speaksHttp2(portProtocol));
+                        extraListeners.add(more.listener());
+                        extraClusters.add(more.app());
+                    }
+                    if (!extraListeners.isEmpty()) {
+                        listeners.addAll(extraListeners);
+                        listenersVersion = version(listeners);
+                        clusters.addAll(extraClusters);
+                        clustersVersion = clustersVersion + "-" + version(extraClusters);
+                    }
+                }
             }
             var field = p.node.getMetadata().getFieldsMap().get(OUTBOUND_KEY);
             var address = field == null ? null : ProxyResources.hostPort(field.getStringValue());

@@ -97,6 +97,47 @@ class ProxyResourcesTest {
         assertEquals(2, catalog.routes().get(0).retry().numRetries());
     }
 
+    /** product-catalog's gRPC API on service port 9090, beside its HTTP port 80: its own endpoints (another sidecar port). */
+    private static Endpoint grpcPort(String cluster, String instance, String address, int port) {
+        return new Endpoint("shop/product-catalog", instance, cluster, address, port, "grpc",
+                Map.of("version", "v1", dev.isthmus.api.names.MeshNames.SERVICE_PORT_LABEL, "9090"), cluster, "zone-a", true, 1,
+                "spiffe://" + cluster + ".acme.isthmus/ns/shop/sa/product-catalog");
+    }
+
+    @Test
+    void aSecondServicePortGetsItsOwnClustersGatewaySniAndVirtualHostWithThePort() throws Exception {
+        var base = inputs();
+        var local = new java.util.ArrayList<>(base.local());
+        local.add(grpcPort("us-east", "pc-1.port-9090", "127.0.0.1", 7005));
+        var remote = new java.util.HashMap<>(base.remote());
+        var eu = new java.util.ArrayList<>(remote.get("eu-west"));
+        eu.add(grpcPort("eu-west", "pc-3.port-9090", "10.0.0.1", 7005));
+        remote.put("eu-west", eu);
+        var in = new ProxyResources.Inputs(base.cluster(), base.region(), base.zone(), local, remote, base.peers());
+        var set = ProxyResources.sidecarClusters(in);
+        var config = translate(set, List.of(ProxyResources.outboundListener("127.0.0.1", 15001, "shop", set, dev.isthmus.api.policy.Policies.Bundle.EMPTY)));
+
+        var grpc = config.clusters().get("outbound|9090||product-catalog.shop.svc.cluster.local");
+        assertTrue(grpc.http2(), "the gRPC port's endpoints speak HTTP/2");
+        assertFalse(config.clusters().get("outbound|80||product-catalog.shop.svc.cluster.local").http2(), "the HTTP port stays HTTP/1.1");
+        assertEquals(java.util.Optional.of("outbound_.9090_._.product-catalog.shop.svc.cluster.local"), grpc.sni());
+        assertEquals(List.of(new InetSocketAddress("127.0.0.1", 7005), new InetSocketAddress("127.0.0.9", 15443)),
+                grpc.endpoints().stream().map(ProxyConfig.EndpointSpec::address).toList(), "its own local port, then eu-west's gateway");
+
+        var hosts = config.listeners().get(0).http().orElseThrow().virtualHosts();
+        var port80 = hosts.stream().filter(v -> v.domains().contains("product-catalog.shop")).findFirst().orElseThrow();
+        var port9090 = hosts.stream().filter(v -> v.domains().contains("product-catalog.shop:9090")).findFirst().orElseThrow();
+        assertTrue(port80.domains().contains("product-catalog.shop:80"));
+        assertFalse(port9090.domains().contains("product-catalog.shop"), "a non-default port is named with its number only");
+        assertTrue(port9090.domains().containsAll(List.of("product-catalog:9090", "product-catalog.shop.svc.cluster.local:9090")));
+        assertEquals("outbound|9090||product-catalog.shop.svc.cluster.local", port9090.routes().get(0).clusters().get(0).cluster());
+
+        var gateway = translate(ProxyResources.gateway(in), List.of());
+        assertEquals(List.of(new InetSocketAddress("127.0.0.1", 7005)),
+                gateway.clusters().get("outbound_.9090_._.product-catalog.shop.svc.cluster.local").endpoints().stream()
+                        .map(ProxyConfig.EndpointSpec::address).toList(), "the gateway routes the port's SNI to that port's endpoints");
+    }
+
     private static dev.isthmus.api.policy.Policies.Bundle policy(String yaml) {
         var r = dev.isthmus.api.policy.PolicyValidator.validate(Map.of("p.yaml", yaml), null);
         assertTrue(r.ok(), r.problems().toString());
