@@ -40,7 +40,9 @@ import org.slf4j.LoggerFactory;
  * (an Envoy v3 bootstrap file whose static listeners and clusters it runs; see docs/xds.md),
  * {@code outbound} (host:port: asks the controller's xDS server for the outbound HTTP listener there),
  * {@code inbound-protocol=xds} (the inbound listener comes from the controller: mTLS, HTTP to the app,
- * the service's AuthorizationPolicies),
+ * the service's AuthorizationPolicies), {@code service-port} (the service port of {@code app}, default
+ * 80), {@code ports} (the service's further ports, each with its own app and inbound address, see
+ * {@link ServicePort}; needs {@code inbound-protocol=xds}),
  * {@code xds} (host:port of an ADS server: its Listeners, Clusters and ClusterLoadAssignments replace
  * the bootstrap's; the last accepted set is kept in {@code <state-dir>/xds-last-good.json} and run
  * at start), {@code state-dir} (default the working directory).
@@ -101,6 +103,20 @@ public final class SidecarMain {
         };
     }
 
+    /** Whether {@code app} accepts a connection; a change is logged. */
+    private static void probe(InetSocketAddress app, AtomicBoolean appUp) {
+        boolean up;
+        try (var s = new Socket()) {
+            s.connect(app, 500);
+            up = true;
+        } catch (Exception e) {
+            up = false;
+        }
+        if (appUp.getAndSet(up) != up) {
+            log.info("event=app_health app={} up={}", app, up);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         Settings settings;
         InetSocketAddress app;
@@ -156,6 +172,27 @@ public final class SidecarMain {
         // Inbound: mTLS from any workload the federated bundle vouches for (AuthorizationPolicy narrows it, with the policy issue).
         String inboundProtocol = settings.string("inbound-protocol", "tcp");
         InetSocketAddress inboundAddress = settings.address("inbound", "127.0.0.1:" + Ports.SIDECAR_INBOUND);
+        int firstServicePort;
+        List<ServicePort> morePorts;
+        try {
+            String sp = settings.string("service-port", Integer.toString(dev.isthmus.api.names.MeshNames.DEFAULT_SERVICE_PORT));
+            try {
+                firstServicePort = Integer.parseInt(sp);
+            } catch (NumberFormatException e) {
+                throw new Settings.SettingsException("sidecar-lite: service-port '" + sp + "' is not a number");
+            }
+            if (firstServicePort < 1 || firstServicePort > 65535) {
+                throw new Settings.SettingsException("sidecar-lite: service-port " + firstServicePort + " is outside 1-65535");
+            }
+            morePorts = ServicePort.parseAll(settings.string("ports", ""), firstServicePort, java.util.Set.of(inboundAddress));
+            if (!morePorts.isEmpty() && !inboundProtocol.equals("xds")) {
+                throw new Settings.SettingsException("sidecar-lite: ports needs inbound-protocol=xds (their listeners come from the controller)");
+            }
+        } catch (Settings.SettingsException e) {
+            System.err.println(e.getMessage());
+            System.exit(2);
+            return;
+        }
         var serverTls = strict ? SpiffeSslContexts.server(identity, id -> true) : null;
         InetSocketAddress inboundBound;
         switch (inboundProtocol) {
@@ -221,6 +258,19 @@ public final class SidecarMain {
                         .setStringValue(inboundAddress.getHostString() + ":" + inboundAddress.getPort()).build());
                 metadata.putFields("ISTHMUS_APP_ADDRESS", com.google.protobuf.Value.newBuilder().setStringValue(app.getHostString() + ":" + app.getPort()).build());
                 metadata.putFields("ISTHMUS_APP_PROTOCOL", com.google.protobuf.Value.newBuilder().setStringValue(settings.string("protocol", "http")).build());
+                var list = com.google.protobuf.ListValue.newBuilder();
+                for (var port : morePorts) {
+                    list.addValues(com.google.protobuf.Value.newBuilder().setStructValue(com.google.protobuf.Struct.newBuilder()
+                            .putFields("service_port", com.google.protobuf.Value.newBuilder().setNumberValue(port.servicePort()).build())
+                            .putFields("protocol", com.google.protobuf.Value.newBuilder().setStringValue(port.protocol()).build())
+                            .putFields("inbound", com.google.protobuf.Value.newBuilder()
+                                    .setStringValue(port.inbound().getHostString() + ":" + port.inbound().getPort()).build())
+                            .putFields("app", com.google.protobuf.Value.newBuilder()
+                                    .setStringValue(port.app().getHostString() + ":" + port.app().getPort()).build())));
+                }
+                if (!morePorts.isEmpty()) {
+                    metadata.putFields("ISTHMUS_PORTS", com.google.protobuf.Value.newBuilder().setListValue(list).build());
+                }
             }
             var node = io.envoyproxy.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
                     .setCluster(service).setLocality(io.envoyproxy.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
@@ -232,19 +282,13 @@ public final class SidecarMain {
         });
 
         var appUp = new AtomicBoolean(false);
+        var portUp = new java.util.LinkedHashMap<ServicePort, AtomicBoolean>();
+        morePorts.forEach(p -> portUp.put(p, new AtomicBoolean(false)));
         var probe = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform().daemon().name("app-probe").unstarted(r));
         process.own(probe::shutdownNow);
         probe.scheduleWithFixedDelay(() -> {
-            boolean up;
-            try (var s = new Socket()) {
-                s.connect(app, 500);
-                up = true;
-            } catch (Exception e) {
-                up = false;
-            }
-            if (appUp.getAndSet(up) != up) {
-                log.info("event=app_health app={} up={}", app, up);
-            }
+            probe(app, appUp);
+            portUp.forEach((p, up) -> probe(p.app(), up));
         }, 0, 1, TimeUnit.SECONDS);
 
         String head = "{\"service\":\"" + settings.string("service", "") + "\",\"cluster\":\"" + settings.string("cluster", "")
@@ -257,20 +301,34 @@ public final class SidecarMain {
                         + c.lastError().replace("\\", "/").replace("\"", "'") + "\"}").orElse("");
         // With inbound-protocol=xds the inbound listener exists once the controller's config runs.
         java.util.function.BooleanSupplier inboundRuns = () -> !inboundProtocol.equals("xds") || manager.address("inbound").isPresent();
-        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()) && inboundRuns.getAsBoolean(),
+        java.util.function.Predicate<ServicePort> portRuns = p -> portUp.get(p).get() && manager.address(p.listenerName()).isPresent();
+        process.startAdmin(() -> appUp.get() && (!strict || identity.get().isPresent()) && inboundRuns.getAsBoolean()
+                && morePorts.stream().allMatch(portRuns),
                 () -> dump.get() + svid.map(SidecarMain::svidDump).orElse("") + "}");
 
         var controller = settings.optional("controller");
         if (controller.isPresent()) {
             String service = settings.required("service");
-            var registrar = process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service,
-                    settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid()),
-                    inboundBound.getHostString(), inboundBound.getPort(), settings.string("protocol", "http"),
-                    settings.string("version", "v1"),
-                    () -> appUp.get() && inboundRuns.getAsBoolean(),
-                    credentialFile(settings.optional("controller-token-file")),
-                    () -> identity.get().map(SvidClient.Svid::spiffeId).orElse("")));
-            registrar.start(Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000"))));
+            String instance = settings.string("instance", service.replace('/', '-') + "-" + ProcessHandle.current().pid());
+            var interval = Duration.ofMillis(Long.parseLong(settings.string("registration-interval-ms", "2000")));
+            java.util.function.Supplier<String> spiffeId = () -> identity.get().map(SvidClient.Svid::spiffeId).orElse("");
+            var labels = new java.util.HashMap<String, String>();
+            labels.put(dev.isthmus.api.names.MeshNames.SUBSET_LABEL, settings.string("version", "v1"));
+            if (firstServicePort != dev.isthmus.api.names.MeshNames.DEFAULT_SERVICE_PORT) {
+                labels.put(dev.isthmus.api.names.MeshNames.SERVICE_PORT_LABEL, Integer.toString(firstServicePort));
+            }
+            process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service, instance,
+                    inboundBound.getHostString(), inboundBound.getPort(), settings.string("protocol", "http"), labels,
+                    () -> appUp.get() && inboundRuns.getAsBoolean(), credentialFile(settings.optional("controller-token-file")), spiffeId))
+                    .start(interval);
+            // each further service port is an endpoint of its own (its own inbound listener), labelled with the port
+            for (var port : morePorts) {
+                var portLabels = new java.util.HashMap<>(labels);
+                portLabels.put(dev.isthmus.api.names.MeshNames.SERVICE_PORT_LABEL, Integer.toString(port.servicePort()));
+                process.own(new WorkloadRegistrar(java.net.URI.create(controller.get()), service, instance + ".port-" + port.servicePort(),
+                        port.inbound().getHostString(), port.inbound().getPort(), port.protocol(), portLabels,
+                        () -> portRuns.test(port), credentialFile(settings.optional("controller-token-file")), spiffeId)).start(interval);
+            }
         }
         log.info("event=sidecar_started service={} cluster={} inbound={} app={}",
                 settings.string("service", ""), settings.string("cluster", ""), inboundBound, app);

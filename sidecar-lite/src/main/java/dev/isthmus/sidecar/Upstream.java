@@ -44,7 +44,7 @@ public record Upstream(InetSocketAddress listen, InetSocketAddress destination, 
         return out;
     }
 
-    private static InetSocketAddress address(String hostPort, String where) {
+    static InetSocketAddress address(String hostPort, String where) {
         int colon = hostPort.lastIndexOf(':');
         if (colon <= 0) {
             throw new Settings.SettingsException(where + " '" + hostPort + "' is not host:port");

@@ -39,14 +39,21 @@ final class WorkloadRegistrar implements AutoCloseable {
      *     written after the sidecar started is picked up); null or empty when there is none
      */
     WorkloadRegistrar(URI controller, String service, String instance, String address, int port, String protocol,
-            String version, BooleanSupplier healthy, java.util.function.Supplier<String> credential, java.util.function.Supplier<String> identity) {
+            java.util.Map<String, String> labels, BooleanSupplier healthy, java.util.function.Supplier<String> credential,
+            java.util.function.Supplier<String> identity) {
         this.identity = identity;
         this.workloads = controller.resolve("/api/v1/workloads");
         this.credential = credential;
         this.instance = instance;
         this.healthy = healthy;
-        this.body = "{\"service\":\"%s\",\"instance\":\"%s\",\"address\":\"%s\",\"port\":%d,\"protocol\":\"%s\",\"labels\":{\"version\":\"%s\"},\"healthy\":"
-                .formatted(service, instance, address, port, protocol, version);
+        var labelsJson = new StringBuilder();
+        new java.util.TreeMap<>(labels).forEach((k, v) -> labelsJson.append(labelsJson.isEmpty() ? "" : ",").append(quote(k)).append(':').append(quote(v)));
+        this.body = "{\"service\":%s,\"instance\":%s,\"address\":%s,\"port\":%d,\"protocol\":%s,\"labels\":{%s},\"healthy\":"
+                .formatted(quote(service), quote(instance), quote(address), port, quote(protocol), labelsJson);
+    }
+
+    private static String quote(String s) {
+        return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
     }
 
     void start(Duration interval) {
