@@ -201,7 +201,30 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
     }
 
     private List<Integer> sidecarPorts(String region, String service) {
-        return List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service), sidecarOutboundPort(region, service));
+        var ports = new java.util.ArrayList<>(List.of(sidecarAdminPort(region, service), sidecarInboundPort(region, service),
+                sidecarOutboundPort(region, service)));
+        if (servesGrpc(service)) {
+            ports.add(sidecarGrpcInboundPort(region, service));
+        }
+        return ports;
+    }
+
+    /** product-catalog's gRPC service port (the shop's ShopGrpc.CATALOG_SERVICE_PORT). */
+    public static final int CATALOG_GRPC_SERVICE_PORT = 9090;
+
+    /** Whether a deployment also serves a gRPC API: product-catalog (both versions), on {@link #CATALOG_GRPC_SERVICE_PORT}. */
+    public static boolean servesGrpc(String deployment) {
+        return serviceOf(deployment).equals("product-catalog");
+    }
+
+    /** The app's gRPC port (deployments that {@link #servesGrpc serve gRPC}). */
+    public int appGrpcPort(String region, String service) {
+        return appPort(region, service) + 4;
+    }
+
+    /** The sidecar's inbound listener for the gRPC service port: an endpoint of its own. */
+    public int sidecarGrpcInboundPort(String region, String service) {
+        return appPort(region, service) + 5;
     }
 
     /** The federation's policy repository (bare; {@code up} seeds it from deploy/gitops-example); every controller watches it. */
@@ -317,10 +340,15 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         // gateways, as policy says).
         env.put("SHOP_MESH_PROXY", HOST + ":" + sidecarOutboundPort(region, service));
         env.put("SHOP_NAMESPACE", SHOP_NAMESPACE);
+        var ports = new java.util.ArrayList<>(List.of(appPort(region, service)));
+        if (servesGrpc(service)) {
+            env.put("SHOP_GRPC_PORT", Integer.toString(appGrpcPort(region, service)));
+            ports.add(appGrpcPort(region, service));
+        }
         return new Component(region, service, Component.Kind.APP,
                 java(region, service, "64m", home.resolve("demo-shop/" + serviceOf(service) + "/target/" + serviceOf(service) + ".jar")),
                 env, dir, URI.create("http://" + HOST + ":" + appPort(region, service) + "/healthz"),
-                "http://" + HOST + ":" + appPort(region, service), List.of(appPort(region, service)), 2);
+                "http://" + HOST + ":" + appPort(region, service), ports, 2);
     }
 
     private Component sidecar(String region, String service) {
@@ -345,6 +373,11 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         env.put("ISTHMUS_XDS", HOST + ":" + controllerXdsPort(region));
         env.put("ISTHMUS_OUTBOUND", HOST + ":" + sidecarOutboundPort(region, service));
         env.put("ISTHMUS_STATE_DIR", dir.toString());
+        if (servesGrpc(service)) {
+            // the catalogue's gRPC API: service port 9090, its own inbound listener and endpoint
+            env.put("ISTHMUS_PORTS", CATALOG_GRPC_SERVICE_PORT + "/grpc app=" + HOST + ":" + appGrpcPort(region, service) + " inbound=" + HOST + ":"
+                    + sidecarGrpcInboundPort(region, service));
+        }
         return new Component(region, name, Component.Kind.SIDECAR,
                 java(region, name, "64m", home.resolve("sidecar-lite/target/sidecar-lite.jar")),
                 env, dir, URI.create("http://" + HOST + ":" + sidecarAdminPort(region, service) + "/ready"),
