@@ -93,6 +93,7 @@ class CrossRegionProtocolsIT {
         var env = new HashMap<>(template.environment());
         env.remove("ISTHMUS_BOOTSTRAP");
         env.remove("ISTHMUS_OUTBOUND"); // the template's outbound port is its own
+        env.remove("ISTHMUS_PORTS"); // so are the template's further service ports (the catalogue's gRPC port)
         env.put("ISTHMUS_SERVICE", "shop/" + service);
         env.put("ISTHMUS_APP", "127.0.0.1:" + appPort);
         env.put("ISTHMUS_ADMIN", "127.0.0.1:" + (first + 1));
