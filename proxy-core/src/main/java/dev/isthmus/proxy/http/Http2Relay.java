@@ -10,24 +10,29 @@ import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
 import io.netty.handler.codec.ByteToMessageDecoder;
+import io.netty.handler.codec.http2.DefaultHttp2DataFrame;
 import io.netty.handler.codec.http2.DefaultHttp2Headers;
 import io.netty.handler.codec.http2.DefaultHttp2HeadersFrame;
 import io.netty.handler.codec.http2.DefaultHttp2ResetFrame;
+import io.netty.handler.codec.http2.DefaultHttp2WindowUpdateFrame;
+import io.netty.handler.codec.http2.Http2DataFrame;
 import io.netty.handler.codec.http2.Http2Error;
 import io.netty.handler.codec.http2.Http2FrameCodecBuilder;
+import io.netty.handler.codec.http2.Http2FrameStream;
+import io.netty.handler.codec.http2.Http2FrameStreamEvent;
 import io.netty.handler.codec.http2.Http2Headers;
 import io.netty.handler.codec.http2.Http2HeadersFrame;
-import io.netty.handler.codec.http2.Http2MultiplexHandler;
 import io.netty.handler.codec.http2.Http2ResetFrame;
-import io.netty.handler.codec.http2.Http2StreamChannel;
-import io.netty.handler.codec.http2.Http2StreamChannelBootstrap;
-import io.netty.handler.codec.http2.Http2StreamFrame;
+import io.netty.handler.codec.http2.Http2Stream;
 import io.netty.handler.ssl.SslHandler;
 import io.netty.util.ReferenceCountUtil;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -45,6 +50,12 @@ import org.slf4j.LoggerFactory;
  * keep streaming. The caller-identity header is handled as for HTTP/1.1. A stream to a cluster
  * that does not speak HTTP/2 is answered 502 ({@code upstream_not_http2}). Netty's limit on resets
  * per connection (rapid reset) is enforced: more than 200 in 30 s closes the connection.
+ *
+ * <p>The relay works on the frames of both connections' codecs directly (a stream is an id and a
+ * little state, not a channel of its own), and writes of one read are flushed together when the
+ * read completes: one write to the socket per batch, not per frame. A caller's DATA is given back to
+ * its flow-control window once it is written upstream (and the other way round), so a slow reader
+ * holds back its writer. Streams beyond the upstream's concurrency limit wait in the codec.
  */
 final class Http2Relay {
 
@@ -84,73 +95,213 @@ final class Http2Relay {
             }
             p.addAfter(ctx.name(), "h2", Http2FrameCodecBuilder.forServer().validateHeaders(true)
                     .decoderEnforceMaxRstFramesPerWindow(200, 30).build());
-            p.addAfter("h2", "h2-streams", new Http2MultiplexHandler(new ChannelInitializer<Http2StreamChannel>() {
-                @Override
-                protected void initChannel(Http2StreamChannel stream) {
-                    stream.pipeline().addLast(new Downstream(shared, HttpProxy.callerOf(ctx.channel())));
-                }
-            }));
-            p.addAfter("h2-streams", "h2-errors", new CloseOnError());
+            p.addAfter("h2", "h2-relay", new Front(shared, HttpProxy.callerOf(ctx.channel())));
             p.remove(this);
         }
     }
 
-    /** The end of a connection's pipeline: an I/O error (a peer's reset) closes the connection quietly. */
-    private static final class CloseOnError extends ChannelInboundHandlerAdapter {
-        @Override
-        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            log.debug("event=h2_connection_closed cause={}", cause.toString());
-            ctx.close();
+    /** Flushes, at the end of a read, the connections that read wrote to. */
+    private static final class Flusher {
+        private final Set<Channel> pending = new LinkedHashSet<>();
+
+        void mark(Channel ch) {
+            pending.add(ch);
+        }
+
+        void flush() {
+            if (!pending.isEmpty()) {
+                for (Channel ch : pending) {
+                    ch.flush();
+                }
+                pending.clear();
+            }
         }
     }
 
-    /** One caller stream. */
-    private static final class Downstream extends ChannelInboundHandlerAdapter {
+    /** A caller's HTTP/2 connection: its streams, each a {@link Call}. */
+    private static final class Front extends ChannelInboundHandlerAdapter {
         private final HttpProxy.Shared shared;
         private final String caller;
-        private final ArrayDeque<Object> waiting = new ArrayDeque<>();
-        private Http2StreamChannel upstream;
-        private HttpProxy.Upstream cluster;
-        private InetSocketAddress endpoint;
-        private final long start = System.nanoTime();
-        private String status = "0";
-        private boolean counted;
+        private final Map<Http2FrameStream, Call> calls = new IdentityHashMap<>();
+        private final Flusher flusher = new Flusher();
+        private Channel channel;
 
-        Downstream(HttpProxy.Shared shared, String caller) {
+        Front(HttpProxy.Shared shared, String caller) {
             this.shared = shared;
             this.caller = caller;
         }
 
         @Override
+        public void handlerAdded(ChannelHandlerContext ctx) {
+            channel = ctx.channel();
+        }
+
+        @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
-            if (msg instanceof Http2ResetFrame reset) {
-                if (upstream != null) {
-                    upstream.writeAndFlush(new DefaultHttp2ResetFrame(reset.errorCode()));
+            if (msg instanceof Http2HeadersFrame headers) {
+                Call call = calls.get(headers.stream());
+                if (call == null) {
+                    call = new Call(this, headers.stream());
+                    calls.put(headers.stream(), call);
+                    call.open(headers);
+                } else {
+                    call.toUpstream(new DefaultHttp2HeadersFrame(headers.headers(), headers.isEndStream(), headers.padding()));
                 }
-                ctx.close();
-                return;
-            }
-            if (cluster == null && msg instanceof Http2HeadersFrame headers) {
-                open(ctx, headers);
-                return;
-            }
-            Object copy = copy(msg);
-            if (copy == null) {
-                return;
-            }
-            if (upstream == null) {
-                waiting.add(copy);
+            } else if (msg instanceof Http2DataFrame data) {
+                Call call = calls.get(data.stream());
+                if (call == null) {
+                    giveBack(ctx.channel(), data);
+                    data.release();
+                } else {
+                    call.dataToUpstream(data);
+                }
+            } else if (msg instanceof Http2ResetFrame reset) {
+                Call call = calls.get(reset.stream());
+                if (call != null) {
+                    call.resetUpstream(reset.errorCode());
+                }
             } else {
-                upstream.writeAndFlush(copy);
+                ReferenceCountUtil.release(msg); // settings, pings, GOAWAY: the codec has answered them
             }
         }
 
-        private void open(ChannelHandlerContext ctx, Http2HeadersFrame headers) {
+        @Override
+        public void channelReadComplete(ChannelHandlerContext ctx) {
+            flusher.flush();
+            ctx.flush();
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
+                Call call = calls.remove(e.stream());
+                if (call != null) {
+                    call.downstreamClosed();
+                }
+                return;
+            }
+            ctx.fireUserEventTriggered(evt);
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            for (Call call : new ArrayList<>(calls.values())) {
+                call.downstreamClosed();
+            }
+            calls.clear();
+            flusher.flush();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            log.debug("event=h2_connection_closed listener={} cause={}", shared.listener(), cause.toString());
+            ctx.close();
+        }
+    }
+
+    /** An upstream HTTP/2 connection: the calls riding on it, by their upstream stream. */
+    private static final class Back extends io.netty.handler.codec.http2.Http2ChannelDuplexHandler {
+        private final Map<Http2FrameStream, Call> calls = new IdentityHashMap<>();
+        private final Flusher flusher = new Flusher();
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            if (msg instanceof Http2HeadersFrame headers) {
+                Call call = calls.get(headers.stream());
+                if (call != null) {
+                    call.headersFromUpstream(headers);
+                }
+            } else if (msg instanceof Http2DataFrame data) {
+                Call call = calls.get(data.stream());
+                if (call == null) {
+                    giveBack(ctx.channel(), data);
+                    data.release();
+                } else {
+                    call.dataFromUpstream(data);
+                }
+            } else if (msg instanceof Http2ResetFrame reset) {
+                Call call = calls.get(reset.stream());
+                if (call != null) {
+                    call.resetDownstream(reset.errorCode());
+                }
+            } else {
+                ReferenceCountUtil.release(msg);
+            }
+        }
+
+        @Override
+        public void channelReadComplete(ChannelHandlerContext ctx) {
+            flusher.flush();
+            ctx.flush();
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
+                Call call = calls.remove(e.stream());
+                if (call != null) {
+                    call.upstreamClosed();
+                }
+                return;
+            }
+            ctx.fireUserEventTriggered(evt);
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            for (Call call : new ArrayList<>(calls.values())) {
+                call.upstreamClosed();
+            }
+            calls.clear();
+            flusher.flush();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            log.debug("event=h2_upstream_closed cause={}", cause.toString());
+            ctx.close();
+        }
+    }
+
+    /** Gives a DATA frame's bytes back to the flow-control window of the connection it came on. */
+    private static void giveBack(Channel ch, Http2DataFrame data) {
+        int bytes = data.initialFlowControlledBytes();
+        if (bytes > 0 && data.stream() != null && data.stream().state() != Http2Stream.State.CLOSED && ch.isActive()) {
+            ch.write(new DefaultHttp2WindowUpdateFrame(bytes).stream(data.stream()));
+        }
+    }
+
+    /** One caller stream and, once routed, its upstream stream. */
+    private static final class Call {
+        private final Front front;
+        private final Http2FrameStream down;
+        private final long start = System.nanoTime();
+        private final ArrayDeque<Object> waiting = new ArrayDeque<>();
+        private HttpProxy.Upstream cluster;
+        private InetSocketAddress endpoint;
+        private Channel backChannel;
+        private Back back;
+        private Http2FrameStream up;
+        private String status = "0";
+        private boolean counted;
+        private boolean downDone;
+        private boolean upDone;
+        private boolean released;
+        /** The upstream's end of stream has been passed to the caller (its write may still wait for flow control). */
+        private boolean responseEnded;
+
+        Call(Front front, Http2FrameStream down) {
+            this.front = front;
+            this.down = down;
+        }
+
+        void open(Http2HeadersFrame headers) {
+            var shared = front.shared;
             Http2Headers h = headers.headers();
             String path = h.path() == null ? "/" : h.path().toString();
             int q = path.indexOf('?');
-            if (!shared.permits(caller, h.method() == null ? "" : h.method().toString(), q >= 0 ? path.substring(0, q) : path)) {
-                answer(ctx, "403", "rbac_denied");
+            if (!shared.permits(front.caller, h.method() == null ? "" : h.method().toString(), q >= 0 ? path.substring(0, q) : path)) {
+                answer("403", "rbac_denied");
                 return;
             }
             var route = shared.route(h.authority() == null ? "" : h.authority().toString(), q >= 0 ? path.substring(0, q) : path, name -> {
@@ -158,18 +309,18 @@ final class Http2Relay {
                 return v == null ? null : v.toString();
             });
             if (route.isEmpty()) {
-                answer(ctx, "404", "no_route");
+                answer("404", "no_route");
                 return;
             }
             String name = route.get().pickCluster();
             cluster = shared.clusters().apply(name);
             if (cluster == null || !cluster.http2()) {
-                answer(ctx, "502", cluster == null ? "no_healthy_upstream" : "upstream_not_http2");
+                answer("502", cluster == null ? "no_healthy_upstream" : "upstream_not_http2");
                 return;
             }
             var picked = cluster.endpoints().pick(Set.of());
             if (picked.isEmpty()) {
-                answer(ctx, "503", "no_healthy_upstream");
+                answer("503", "no_healthy_upstream");
                 return;
             }
             endpoint = picked.get();
@@ -181,35 +332,89 @@ final class Http2Relay {
                 }
                 out.add(e.getKey(), e.getValue());
             }
-            if (!caller.isEmpty()) {
-                out.set(HttpProxy.CALLER_HEADER, caller);
+            if (!front.caller.isEmpty()) {
+                out.set(HttpProxy.CALLER_HEADER, front.caller);
             }
-            var first = new DefaultHttp2HeadersFrame(out, headers.isEndStream());
-            connection(ctx.channel().eventLoop(), shared.loops().channelType(), endpoint, cluster).addListener((ChannelFutureListener) f -> {
-                if (!f.isSuccess()) {
-                    cluster.endpoints().failed(endpoint);
-                    answer(ctx, "503", "upstream_connect_failure");
+            waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
+            connection(front.channel.eventLoop(), shared.loops().channelType(), endpoint, cluster).addListener((ChannelFutureListener) f -> {
+                if (downDone) {
+                    drop();
                     return;
                 }
-                new Http2StreamChannelBootstrap(f.channel()).handler(new Upstream(ctx.channel(), this)).open().addListener(s -> {
-                    if (!s.isSuccess()) {
-                        answer(ctx, "503", "upstream_reset");
-                        return;
-                    }
-                    upstream = (Http2StreamChannel) s.getNow();
-                    cluster.endpoints().connected(endpoint);
-                    upstream.closeFuture().addListener(c -> cluster.endpoints().released(endpoint));
-                    upstream.write(first);
-                    Object m;
-                    while ((m = waiting.poll()) != null) {
-                        upstream.write(m);
-                    }
-                    upstream.flush();
-                });
+                if (!f.isSuccess()) {
+                    cluster.endpoints().failed(endpoint);
+                    answer("503", "upstream_connect_failure");
+                    front.channel.flush();
+                    return;
+                }
+                backChannel = f.channel();
+                back = backChannel.pipeline().get(Back.class);
+                if (back == null) {
+                    answer("503", "upstream_reset");
+                    front.channel.flush();
+                    return;
+                }
+                up = back.newStream();
+                back.calls.put(up, this);
+                cluster.endpoints().connected(endpoint);
+                Object m;
+                while ((m = waiting.poll()) != null) {
+                    write(m);
+                }
+                backChannel.flush();
             });
         }
 
-        void responseHeaders(Http2HeadersFrame frame) {
+        /** Writes a frame of the caller's to the upstream stream; its DATA goes back to the caller's window once written. */
+        private void write(Object frame) {
+            if (frame instanceof DefaultHttp2HeadersFrame h) {
+                backChannel.write(h.stream(up)).addListener(this::upstreamWriteFailed);
+            } else if (frame instanceof Http2DataFrame d) {
+                var copy = new DefaultHttp2DataFrame(d.content(), d.isEndStream(), d.padding()).stream(up);
+                int bytes = d.initialFlowControlledBytes();
+                backChannel.write(copy).addListener((ChannelFutureListener) f -> {
+                    if (f.isSuccess()) {
+                        if (bytes > 0 && down.state() != Http2Stream.State.CLOSED && front.channel.isActive()) {
+                            front.channel.writeAndFlush(new DefaultHttp2WindowUpdateFrame(bytes).stream(down));
+                        }
+                    } else {
+                        upstreamWriteFailed(f);
+                    }
+                });
+            }
+        }
+
+        private void upstreamWriteFailed(io.netty.util.concurrent.Future<? super Void> f) {
+            if (!f.isSuccess()) {
+                log.debug("event=h2_upstream_write_failed cause={}", String.valueOf(f.cause()));
+                resetDownstream(Http2Error.REFUSED_STREAM.code());
+            }
+        }
+
+        void toUpstream(DefaultHttp2HeadersFrame trailers) {
+            if (up == null) {
+                waiting.add(trailers);
+            } else if (!upDone) {
+                write(trailers);
+                front.flusher.mark(backChannel);
+            }
+        }
+
+        void dataToUpstream(Http2DataFrame data) {
+            if (cluster == null || downDone || upDone && up != null) {
+                giveBack(front.channel, data);
+                data.release();
+                return;
+            }
+            if (up == null) {
+                waiting.add(data); // held (with its buffer) until the upstream stream exists
+            } else {
+                write(data);
+                front.flusher.mark(backChannel);
+            }
+        }
+
+        void headersFromUpstream(Http2HeadersFrame frame) {
             if (frame.headers().status() != null) {
                 status = frame.headers().status().toString();
                 if (status.startsWith("5")) {
@@ -218,87 +423,106 @@ final class Http2Relay {
                     cluster.endpoints().succeeded(endpoint);
                 }
             }
+            frame.headers().remove(HttpProxy.CALLER_HEADER);
+            if (downDone) {
+                return;
+            }
+            responseEnded |= frame.isEndStream();
+            front.channel.write(new DefaultHttp2HeadersFrame(frame.headers(), frame.isEndStream(), frame.padding()).stream(down));
+            back.flusher.mark(front.channel);
         }
 
-        private void answer(ChannelHandlerContext ctx, String code, String reason) {
+        void dataFromUpstream(Http2DataFrame data) {
+            if (downDone) {
+                giveBack(backChannel, data);
+                data.release();
+                return;
+            }
+            int bytes = data.initialFlowControlledBytes();
+            Http2FrameStream upstream = up;
+            responseEnded |= data.isEndStream();
+            front.channel.write(new DefaultHttp2DataFrame(data.content(), data.isEndStream(), data.padding()).stream(down))
+                    .addListener((ChannelFutureListener) f -> {
+                        if (bytes > 0 && upstream.state() != Http2Stream.State.CLOSED && backChannel.isActive()) {
+                            backChannel.writeAndFlush(new DefaultHttp2WindowUpdateFrame(bytes).stream(upstream));
+                        }
+                    });
+            back.flusher.mark(front.channel);
+        }
+
+        void resetUpstream(long errorCode) {
+            if (up != null && !upDone && backChannel.isActive()) {
+                backChannel.writeAndFlush(new DefaultHttp2ResetFrame(errorCode).stream(up));
+            }
+            drop();
+        }
+
+        void resetDownstream(long errorCode) {
+            if (!downDone && front.channel.isActive()) {
+                front.channel.write(new DefaultHttp2ResetFrame(errorCode).stream(down));
+                front.flusher.mark(front.channel);
+                if (back != null) {
+                    back.flusher.mark(front.channel);
+                }
+            }
+        }
+
+        /** The caller's stream is closed: a still open upstream stream is cancelled; the call is counted. */
+        void downstreamClosed() {
+            downDone = true;
+            if (up != null && !upDone && up.state() != Http2Stream.State.CLOSED && backChannel.isActive()) {
+                backChannel.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.CANCEL).stream(up));
+            }
+            drop();
+            count();
+        }
+
+        /** The upstream stream is closed (done, reset, or its connection lost). */
+        void upstreamClosed() {
+            upDone = true;
+            if (!released && endpoint != null) {
+                released = true;
+                cluster.endpoints().released(endpoint);
+            }
+            if (!downDone && !responseEnded) {
+                // the upstream went away before answering in full
+                if (status.equals("0")) {
+                    answer("503", "upstream_reset");
+                } else {
+                    resetDownstream(Http2Error.CANCEL.code());
+                }
+                front.flusher.mark(front.channel);
+                if (back != null) {
+                    back.flusher.mark(front.channel);
+                }
+            }
+        }
+
+        private void drop() {
+            Object m;
+            while ((m = waiting.poll()) != null) {
+                ReferenceCountUtil.release(m);
+            }
+        }
+
+        private void answer(String code, String reason) {
             status = code;
-            var headers = new DefaultHttp2Headers().status(code).set(HttpProxy.REASON_HEADER, reason);
-            ctx.writeAndFlush(new DefaultHttp2HeadersFrame(headers, true));
-            waiting.forEach(ReferenceCountUtil::release);
-            waiting.clear();
+            drop();
+            if (!downDone && front.channel.isActive()) {
+                var headers = new DefaultHttp2Headers().status(code).set(HttpProxy.REASON_HEADER, reason);
+                front.channel.write(new DefaultHttp2HeadersFrame(headers, true).stream(down));
+                front.flusher.mark(front.channel);
+            }
             count();
         }
 
         void count() {
             if (!counted) {
                 counted = true;
-                shared.count(cluster == null ? "none" : cluster.name(), Integer.parseInt(status), start, caller,
+                front.shared.count(cluster == null ? "none" : cluster.name(), Integer.parseInt(status), start, front.caller,
                         cluster != null && endpoint != null ? cluster.endpoints().region(endpoint) : "");
             }
         }
-
-        @Override
-        public void channelInactive(ChannelHandlerContext ctx) {
-            waiting.forEach(ReferenceCountUtil::release);
-            waiting.clear();
-            if (upstream != null && upstream.isActive()) {
-                upstream.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.CANCEL));
-            }
-            count();
-        }
-
-        @Override
-        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            log.debug("event=h2_stream_error listener={} cause={}", shared.listener(), cause.toString());
-            ctx.close();
-        }
-    }
-
-    /** The upstream side of one stream: passes every frame back to the caller's stream. */
-    private static final class Upstream extends ChannelInboundHandlerAdapter {
-        private final Channel downstream;
-        private final Downstream owner;
-
-        Upstream(Channel downstream, Downstream owner) {
-            this.downstream = downstream;
-            this.owner = owner;
-        }
-
-        @Override
-        public void channelRead(ChannelHandlerContext ctx, Object msg) {
-            if (msg instanceof Http2ResetFrame reset) {
-                downstream.writeAndFlush(new DefaultHttp2ResetFrame(reset.errorCode()));
-                return;
-            }
-            if (msg instanceof Http2HeadersFrame headers) {
-                owner.responseHeaders(headers);
-                headers.headers().remove(HttpProxy.CALLER_HEADER);
-            }
-            Object copy = copy(msg);
-            if (copy != null) {
-                downstream.writeAndFlush(copy);
-            }
-        }
-
-        @Override
-        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            ctx.close();
-        }
-    }
-
-    /**
-     * A frame read on one stream, made writable on another (a frame knows its stream): headers and
-     * data are carried over (the data's buffer moves with it), anything else is dropped.
-     */
-    static Object copy(Object msg) {
-        if (msg instanceof Http2HeadersFrame h) {
-            return new DefaultHttp2HeadersFrame(h.headers(), h.isEndStream(), h.padding());
-        }
-        if (msg instanceof io.netty.handler.codec.http2.Http2DataFrame d) {
-            return new io.netty.handler.codec.http2.DefaultHttp2DataFrame(d.content(), d.isEndStream(), d.padding());
-        }
-        ReferenceCountUtil.release(msg);
-        return null;
     }
 
     /**
@@ -326,9 +550,9 @@ final class Http2Relay {
                             dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, cluster.sni());
                             ch.pipeline().addLast("tls", ssl);
                         }
-                        ch.pipeline().addLast(Http2FrameCodecBuilder.forClient().build());
-                        ch.pipeline().addLast(new Http2MultiplexHandler(new ChannelInboundHandlerAdapter()));
-                        ch.pipeline().addLast(new CloseOnError());
+                        // streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec
+                        ch.pipeline().addLast(Http2FrameCodecBuilder.forClient().encoderEnforceMaxConcurrentStreams(true).build());
+                        ch.pipeline().addLast(new Back());
                     }
                 }).connect(endpoint);
         byEndpoint.put(key, connect.channel());
