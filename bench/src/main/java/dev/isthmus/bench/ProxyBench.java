@@ -34,8 +34,9 @@ import java.util.regex.Pattern;
  * <p>Throughput: wrk (HTTP/1.1 keep-alive, small bodies). Latency: an open-loop generator in this
  * process at a fixed rate (latency counted from each request's scheduled time, so a stall is not
  * hidden), p50/p99, and the difference to the direct path. Memory: the sidecar's RSS when ready and
- * its peak under load; time from process start to ready. HTTP/2 (h2load) is not measured: the
- * sidecar does not speak HTTP/2 yet.
+ * its peak under load; time from process start to ready. HTTP/2: h2load (h2c with prior knowledge,
+ * 32 connections of 10 concurrent streams) straight to an HTTP/2 app, through one sidecar whose
+ * cluster speaks HTTP/2, and through HAProxy as the same HTTP/2 reverse proxy.
  */
 final class ProxyBench {
 
@@ -68,6 +69,9 @@ final class ProxyBench {
         int haproxyRp = base + 1;
         int haproxyFront = base + 2;
         int haproxyBack = base + 3;
+        int appH2 = base + 4;
+        int haproxyRpH2 = base + 5;
+        int sidecarH2 = base + 13;
         int sidecar = base + 10;
         int pairFront = base + 20;
         int pairBackInbound = base + 21;
@@ -105,7 +109,16 @@ final class ProxyBench {
                     backend to_tls_back
                       http-reuse always
                       server back 127.0.0.1:%4$d ssl crt %5$s/client.pem ca-file %5$s/ca.pem verify required alpn http/1.1
-                    """.formatted(app, haproxyRp, haproxyFront, haproxyBack, work));
+                    frontend app_h2
+                      bind 127.0.0.1:%6$d proto h2
+                      http-request return status 200 content-type text/plain string "ok"
+                    frontend rp_h2
+                      bind 127.0.0.1:%7$d proto h2
+                      default_backend to_app_h2
+                    backend to_app_h2
+                      http-reuse always
+                      server app 127.0.0.1:%6$d proto h2
+                    """.formatted(app, haproxyRp, haproxyFront, haproxyBack, work, appH2, haproxyRpH2));
             processes.add(new ProcessBuilder("haproxy", "-f", work.resolve("haproxy.cfg").toString()).redirectErrorStream(true)
                     .redirectOutput(work.resolve("haproxy.log").toFile()).start());
 
@@ -146,6 +159,11 @@ final class ProxyBench {
             awaitHttp("http://127.0.0.1:" + (base + 24) + "/ready", Duration.ofSeconds(30));
             awaitHttp("http://127.0.0.1:" + pairFront + "/", Duration.ofSeconds(10));
             awaitHttp("http://127.0.0.1:" + haproxyFront + "/", Duration.ofSeconds(10));
+            // HTTP/2: a sidecar whose cluster speaks HTTP/2 to HAProxy's HTTP/2 app
+            Files.writeString(work.resolve("single-h2.yaml"), bootstrap(sidecarH2, "app_h2", appH2, null, true));
+            processes.add(sidecar(java, home, work, "single-h2", appH2, base + 15, base + 14,
+                    Map.of("ISTHMUS_MTLS", "off", "ISTHMUS_BOOTSTRAP", work.resolve("single-h2.yaml").toString())));
+            awaitHttp("http://127.0.0.1:" + (base + 14) + "/ready", Duration.ofSeconds(30));
             long singlePid = single.pid();
             long idleRss = rssKiB(singlePid);
 
@@ -177,6 +195,18 @@ final class ProxyBench {
                 latency.put(t.getKey(), openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds / 2), 8));
             }
             sampler.interrupt();
+            var h2Targets = new LinkedHashMap<String, Integer>();
+            h2Targets.put("direct to the HTTP/2 app", appH2);
+            h2Targets.put("one sidecar (HTTP/2 both sides)", sidecarH2);
+            h2Targets.put("HAProxy as the same HTTP/2 reverse proxy", haproxyRpH2);
+            var h2Throughput = new LinkedHashMap<String, Double>();
+            for (var t : h2Targets.entrySet()) {
+                h2load(t.getValue(), 3, connections); // warm-up
+                h2Throughput.put(t.getKey(), h2load(t.getValue(), seconds, connections));
+            }
+            var h2Table = new StringBuilder();
+            h2Throughput.forEach((k, v) -> h2Table.append(String.format(Locale.ROOT, "| %s | %.0f |%n", k, v)));
+            double ratioH2 = h2Throughput.get("one sidecar (HTTP/2 both sides)") / h2Throughput.get("HAProxy as the same HTTP/2 reverse proxy");
 
             double directP50 = latency.get("direct to the app")[0];
             double directP99 = latency.get("direct to the app")[1];
@@ -200,16 +230,22 @@ final class ProxyBench {
                     | path | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |
                     | --- | --- | --- | --- | --- | --- |
                     %s
+                    HTTP/2: h2load -t1 -c%d -m10 for %d s per path (h2c with prior knowledge, a 2-byte answer):
+
+                    | path | req/s |
+                    | --- | --- |
+                    %s
                     | ratio | value | target |
                     | --- | --- | --- |
                     | one sidecar / HAProxy, throughput | %.2f | >= 0.75 |
+                    | one sidecar / HAProxy, HTTP/2 throughput | %.2f | >= 0.75 |
                     | sidecar pair (mTLS) / HAProxy pair (TLS), throughput | %.2f | >= 0.75 |
                     | sidecar RSS when ready | %.1f MiB | <= 64 MiB |
                     | sidecar RSS peak under load | %.1f MiB | <= 128 MiB |
                     | sidecar start to ready, with its class-data archive | %.0f ms | <= 1000 ms |
                     | sidecar start to ready, cold (first start, no archive) | %.0f ms | |
                     """, Instant.now().toString().substring(0, 16), connections, seconds, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM, table,
-                    ratioSingle, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, readyMs, coldReadyMs);
+                    connections, seconds, h2Table, ratioSingle, ratioH2, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, readyMs, coldReadyMs);
             System.out.println();
             System.out.println(report);
             Files.writeString(home.resolve("bench/target/proxy.md"), report);
@@ -239,7 +275,12 @@ final class ProxyBench {
     }
 
     private static String bootstrap(int listen, String cluster, int endpoint, String spiffeId) {
-        String tls = spiffeId == null ? "" : """
+        return bootstrap(listen, cluster, endpoint, spiffeId, false);
+    }
+
+    /** @param http2 the cluster's endpoint speaks HTTP/2 (Envoy's {@code HttpProtocolOptions}) */
+    private static String bootstrap(int listen, String cluster, int endpoint, String spiffeId, boolean http2) {
+        String tls = (spiffeId == null ? "" : """
                     transport_socket:
                       name: envoy.transport_sockets.tls
                       typed_config:
@@ -248,7 +289,12 @@ final class ProxyBench {
                           validation_context:
                             match_typed_subject_alt_names:
                             - { san_type: URI, matcher: { exact: "%s" } }
-                """.formatted(spiffeId);
+                """.formatted(spiffeId)) + (http2 ? """
+                    typed_extension_protocol_options:
+                      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                        explicit_http_config: { http2_protocol_options: {} }
+                """ : "");
         return """
                 static_resources:
                   listeners:
@@ -324,6 +370,24 @@ final class ProxyBench {
             throw new IllegalStateException("wrk saw errors through port " + port + ":\n" + out);
         }
         return Double.parseDouble(m.group(1));
+    }
+
+    /** h2load's rate through {@code port}: h2c with prior knowledge, {@code connections} connections of 10 streams each. */
+    private static double h2load(int port, int seconds, int connections) throws Exception {
+        var p = new ProcessBuilder("h2load", "-t1", "-c" + connections, "-m10", "-D", Integer.toString(seconds), "http://127.0.0.1:" + port + "/")
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        p.waitFor();
+        var rate = Pattern.compile("finished in [^,]+, ([0-9.]+) req/s").matcher(out);
+        var done = Pattern.compile("requests: (\\d+) total, \\d+ started, (\\d+) done, (\\d+) succeeded").matcher(out);
+        var codes = Pattern.compile("status codes: (\\d+) 2xx").matcher(out);
+        if (!rate.find() || !done.find() || !codes.find()) {
+            throw new IllegalStateException("h2load printed no rate for port " + port + ":\n" + out);
+        }
+        if (!done.group(2).equals(done.group(3)) || !codes.group(1).equals(done.group(3))) {
+            throw new IllegalStateException("h2load saw failed or non-2xx requests through port " + port + ":\n" + out);
+        }
+        return Double.parseDouble(rate.group(1));
     }
 
     /** Opens one connection of a load generator (plain TCP, or TLS with its handshake done). */
