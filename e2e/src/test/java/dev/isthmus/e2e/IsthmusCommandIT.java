@@ -101,7 +101,7 @@ class IsthmusCommandIT {
         // then the federation: clusters with their state (and policy SHA once applied), services and where they run, certificates
         String out = status.output();
         assertTrue(out.contains("CLUSTERS") && out.lines().anyMatch(l -> l.startsWith("us-east") && l.contains("eu-west") && l.contains("Active")), out);
-        assertTrue(out.lines().anyMatch(l -> l.startsWith("shop/product-catalog") && l.contains("eu-west 2/2") && l.contains("us-east 2/2")), out);
+        assertTrue(out.lines().anyMatch(l -> l.startsWith("shop/product-catalog") && l.contains("eu-west 4/4") && l.contains("us-east 4/4")), out);
         assertTrue(out.lines().anyMatch(l -> l.contains("trust-bridge") && l.contains("root (signing)") && l.contains("eu-west.acme.isthmus")), out);
         assertTrue(out.lines().anyMatch(l -> l.contains("sidecar-order-processing") && l.contains("spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing")
                 && l.matches(".* \\d+[dhm]\\s*$")), "each workload certificate with its expiry: " + out);

@@ -137,9 +137,10 @@ class PolicyIT {
         var status = get(controller("us-east") + "/api/v1/policy/status");
         assertTrue(status.path("converged").asBoolean(), status.toString());
         for (String region : REGIONS) {
-            // every catalogue instance registered healthy (its inbound listener from xDS runs) before traffic is measured
+            // every catalogue instance registered healthy (its inbound listeners from xDS run) before traffic is measured:
+            // v1 and v2 in two regions, each with its HTTP and its gRPC port
             Http.await(controller(region) + "/api/v1/services/shop/product-catalog", Duration.ofSeconds(30),
-                    b -> b.split("\"healthy\":true").length - 1 == 4);
+                    b -> b.split("\"healthy\":true").length - 1 == 8);
         }
     }
 
