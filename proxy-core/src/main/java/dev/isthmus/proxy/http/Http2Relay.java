@@ -48,7 +48,8 @@ import org.slf4j.LoggerFactory;
  * {@code http2_protocol_options}), over one multiplexed connection per endpoint, and its frames are
  * relayed both ways as they come: headers, data, trailers (gRPC status), resets. Streaming calls
  * keep streaming. The caller-identity header is handled as for HTTP/1.1. A stream to a cluster
- * that does not speak HTTP/2 is answered 502 ({@code upstream_not_http2}). Netty's limit on resets
+ * that speaks HTTP/1.1 is translated ({@link Http1Bridge}): gathered whole (at most 1 MiB of body,
+ * else 413), sent as one request, its answer sent back as the stream's frames. Netty's limit on resets
  * per connection (rapid reset) is enforced: more than 200 in 30 s closes the connection.
  *
  * <p>The relay works on the frames of both connections' codecs directly (a stream is an id and a
@@ -289,6 +290,11 @@ final class Http2Relay {
         private boolean released;
         /** The upstream's end of stream has been passed to the caller (its write may still wait for flow control). */
         private boolean responseEnded;
+        /** An HTTP/1.1 cluster: the stream is gathered whole and sent as one request ({@link Http1Bridge}). */
+        private boolean h1;
+        private Http2Headers h1Headers;
+        private io.netty.buffer.CompositeByteBuf h1Body;
+        private java.time.Duration h1Timeout = java.time.Duration.ZERO;
 
         Call(Front front, Http2FrameStream down) {
             this.front = front;
@@ -314,10 +320,11 @@ final class Http2Relay {
             }
             String name = route.get().pickCluster();
             cluster = shared.clusters().apply(name);
-            if (cluster == null || !cluster.http2()) {
-                answer("502", cluster == null ? "no_healthy_upstream" : "upstream_not_http2");
+            if (cluster == null) {
+                answer("502", "no_healthy_upstream");
                 return;
             }
+            h1 = !cluster.http2();
             var picked = cluster.endpoints().pick(Set.of());
             if (picked.isEmpty()) {
                 answer("503", "no_healthy_upstream");
@@ -334,6 +341,15 @@ final class Http2Relay {
             }
             if (!front.caller.isEmpty()) {
                 out.set(HttpProxy.CALLER_HEADER, front.caller);
+            }
+            if (h1) {
+                out.remove("te");
+                h1Headers = out;
+                h1Timeout = route.get().timeout();
+                if (headers.isEndStream()) {
+                    sendH1();
+                }
+                return;
             }
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
             connection(front.channel.eventLoop(), shared.loops().channelType(), endpoint, cluster).addListener((ChannelFutureListener) f -> {
@@ -392,6 +408,12 @@ final class Http2Relay {
         }
 
         void toUpstream(DefaultHttp2HeadersFrame trailers) {
+            if (h1) {
+                if (trailers.isEndStream() && h1Headers != null) {
+                    sendH1(); // HTTP/1.1 requests carry no trailers here
+                }
+                return;
+            }
             if (up == null) {
                 waiting.add(trailers);
             } else if (!upDone) {
@@ -401,6 +423,28 @@ final class Http2Relay {
         }
 
         void dataToUpstream(Http2DataFrame data) {
+            if (h1) {
+                if (h1Headers == null || downDone) {
+                    giveBack(front.channel, data);
+                    front.flusher.mark(front.channel);
+                    data.release();
+                    return;
+                }
+                if (h1Body == null) {
+                    h1Body = front.channel.alloc().compositeBuffer();
+                }
+                h1Body.addComponent(true, data.content().retain());
+                giveBack(front.channel, data);
+                front.flusher.mark(front.channel);
+                data.release();
+                if (h1Body.readableBytes() > HttpProxy.MAX_BODY) {
+                    answer("413", "request_body_too_large");
+                    resetUpstreamless();
+                } else if (data.isEndStream()) {
+                    sendH1();
+                }
+                return;
+            }
             if (cluster == null || downDone || upDone && up != null) {
                 giveBack(front.channel, data);
                 data.release();
@@ -503,6 +547,79 @@ final class Http2Relay {
             while ((m = waiting.poll()) != null) {
                 ReferenceCountUtil.release(m);
             }
+            if (h1Body != null) {
+                h1Body.release();
+                h1Body = null;
+            }
+            h1Headers = null;
+        }
+
+        /** A refused HTTP/1.1-bound stream: nothing more is read of it. */
+        private void resetUpstreamless() {
+            if (!downDone && front.channel.isActive()) {
+                front.channel.write(new DefaultHttp2ResetFrame(Http2Error.CANCEL).stream(down));
+            }
+        }
+
+        /** The whole stream as one HTTP/1.1 request to the cluster's endpoint; the answer comes back as the stream's frames. */
+        private void sendH1() {
+            Http2Headers headers = h1Headers;
+            ByteBuf body = h1Body != null ? h1Body : io.netty.buffer.Unpooled.EMPTY_BUFFER;
+            h1Headers = null;
+            h1Body = null;
+            io.netty.handler.codec.http.FullHttpRequest request;
+            try {
+                request = io.netty.handler.codec.http2.HttpConversionUtil.toFullHttpRequest(down.id(), headers, body, false);
+            } catch (io.netty.handler.codec.http2.Http2Exception e) {
+                body.release();
+                answer("400", "bad_request");
+                return;
+            }
+            for (var ext : io.netty.handler.codec.http2.HttpConversionUtil.ExtensionHeaderNames.values()) {
+                request.headers().remove(ext.text());
+            }
+            io.netty.handler.codec.http.HttpUtil.setContentLength(request, request.content().readableBytes());
+            cluster.endpoints().connected(endpoint);
+            Http1Bridge.send(front.channel.eventLoop(), front.shared.loops().channelType(), cluster, endpoint, request, h1Timeout, this::h1Outcome);
+        }
+
+        private void h1Outcome(Http1Bridge.Outcome outcome) {
+            upDone = true;
+            if (!released) {
+                released = true;
+                cluster.endpoints().released(endpoint);
+            }
+            if (outcome instanceof Http1Bridge.Failed failed) {
+                cluster.endpoints().failed(endpoint);
+                log.debug("event=h1_upstream_failed cluster={} endpoint={} cause={}", cluster.name(), endpoint, failed.reason());
+                answer("503", failed.connect() ? "upstream_connect_failure" : "upstream_reset");
+                front.channel.flush();
+                return;
+            }
+            var answered = (Http1Bridge.Answered) outcome;
+            if (downDone || !front.channel.isActive()) {
+                answered.body().release();
+                return;
+            }
+            status = answered.headers().status() == null ? "502" : answered.headers().status().toString();
+            if (status.startsWith("5")) {
+                cluster.endpoints().failed(endpoint);
+            } else {
+                cluster.endpoints().succeeded(endpoint);
+            }
+            boolean hasBody = answered.body().isReadable();
+            boolean hasTrailers = answered.trailers() != null;
+            responseEnded = true;
+            front.channel.write(new DefaultHttp2HeadersFrame(answered.headers(), !hasBody && !hasTrailers).stream(down));
+            if (hasBody) {
+                front.channel.write(new DefaultHttp2DataFrame(answered.body(), !hasTrailers).stream(down));
+            } else {
+                answered.body().release();
+            }
+            if (hasTrailers) {
+                front.channel.write(new DefaultHttp2HeadersFrame(answered.trailers(), true).stream(down));
+            }
+            front.channel.flush();
         }
 
         private void answer(String code, String reason) {

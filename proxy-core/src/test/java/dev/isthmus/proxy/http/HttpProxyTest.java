@@ -426,6 +426,32 @@ class HttpProxyTest {
     }
 
     @Test
+    void anHttp2CallerIsServedByAnHttp11AppThroughTheTranslation() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(201, "A", 0, hits);
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: a } }""", cluster("a", a));
+        var get = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-i", "-H", "x-isthmus-peer-identity: spiffe://forged/ns/x/sa/y",
+                "http://127.0.0.1:" + port + "/products").redirectErrorStream(true).start();
+        String out = new String(get.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(get.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+        assertTrue(out.startsWith("HTTP/2 201") && out.endsWith("A caller=null"), "an h2c caller, an HTTP/1.1 app, the forged caller header removed: " + out);
+        // a body over HTTP/2's initial 64 KiB window: the proxy gives the window back as it gathers the body
+        var post = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                "--data-binary", "@-", "http://127.0.0.1:" + port + "/orders").redirectErrorStream(true).start();
+        post.getOutputStream().write(new byte[300 * 1024]);
+        post.getOutputStream().close();
+        String posted = new String(post.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(post.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+        assertEquals("2 201", posted.strip());
+        assertEquals(2, hits.get());
+        assertEquals(2.0, requests("a", "201"));
+    }
+
+    @Test
     void curlSpeaksHttp11ThroughTheProxy() throws Exception {
         var hits = new AtomicInteger();
         int a = app(200, "A", 0, hits);

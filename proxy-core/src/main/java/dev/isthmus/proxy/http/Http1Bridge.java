@@ -1,0 +1,181 @@
+package dev.isthmus.proxy.http;
+
+import io.netty.bootstrap.Bootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoop;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpClientCodec;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http2.Http2Headers;
+import io.netty.handler.codec.http2.HttpConversionUtil;
+import io.netty.handler.ssl.SslHandler;
+import io.netty.util.concurrent.ScheduledFuture;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+/**
+ * HTTP/2 callers to HTTP/1.1 upstreams (Envoy's codec translation): a caller's stream, once whole
+ * (at most {@link HttpProxy#MAX_BODY} of body), becomes one HTTP/1.1 request on a kept-alive
+ * connection of the cluster's endpoint (pooled per event loop, cluster and endpoint), and the
+ * answer, whole, becomes the stream's HEADERS, DATA and trailers. Pseudo-headers map to the request
+ * line and {@code Host}; connection-specific headers are not carried either way.
+ */
+final class Http1Bridge {
+
+    private static final Map<EventLoop, Map<HttpProxy.PoolKey, ArrayDeque<Channel>>> IDLE = new ConcurrentHashMap<>();
+
+    private Http1Bridge() {
+    }
+
+    /** What became of one request. */
+    sealed interface Outcome permits Answered, Failed {
+    }
+
+    /**
+     * The upstream's answer, as HTTP/2 headers, body and trailers (null when there are none); the body
+     * is the receiver's to release. {@code keepAlive}: the connection may carry another request.
+     */
+    record Answered(Http2Headers headers, ByteBuf body, Http2Headers trailers, boolean keepAlive) implements Outcome {
+    }
+
+    /** No answer: {@code connect} is true when the connection could not be made. */
+    record Failed(boolean connect, String reason) implements Outcome {
+    }
+
+    /**
+     * Sends {@code request} (released here) to {@code endpoint} of {@code cluster}, on {@code loop},
+     * and gives the outcome to {@code done} on that loop.
+     */
+    static void send(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type, HttpProxy.Upstream cluster,
+            InetSocketAddress endpoint, FullHttpRequest request, Duration timeout, Consumer<Outcome> done) {
+        var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
+        ArrayDeque<Channel> idle = IDLE.computeIfAbsent(loop, l -> new HashMap<>()).computeIfAbsent(key, k -> new ArrayDeque<>());
+        Channel ch;
+        while ((ch = idle.poll()) != null) {
+            if (ch.isActive()) {
+                exchange(ch, idle, request, timeout, done);
+                return;
+            }
+        }
+        new Bootstrap().group(loop).channel(type)
+                .option(ChannelOption.TCP_NODELAY, true)
+                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) cluster.connectTimeout().toMillis())
+                .handler(new ChannelInitializer<>() {
+                    @Override
+                    protected void initChannel(Channel c) {
+                        if (cluster.tls() != null) {
+                            SslHandler ssl = cluster.tls().newHandler(c.alloc(), cluster.sni() != null ? cluster.sni() : endpoint.getHostString(),
+                                    endpoint.getPort());
+                            dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, cluster.sni());
+                            c.pipeline().addLast("tls", ssl);
+                        }
+                        c.pipeline().addLast(new HttpClientCodec());
+                        c.pipeline().addLast(new HttpObjectAggregator(HttpProxy.MAX_BODY));
+                        c.pipeline().addLast(Answer.NAME, new Answer());
+                    }
+                })
+                .connect(endpoint).addListener((ChannelFutureListener) f -> {
+                    if (f.isSuccess()) {
+                        exchange(f.channel(), idle, request, timeout, done);
+                    } else {
+                        request.release();
+                        done.accept(new Failed(true, String.valueOf(f.cause())));
+                    }
+                });
+    }
+
+    private static void exchange(Channel ch, ArrayDeque<Channel> idle, FullHttpRequest request, Duration timeout, Consumer<Outcome> done) {
+        var answer = (Answer) ch.pipeline().get(Answer.NAME);
+        boolean keepAlive = HttpUtil.isKeepAlive(request);
+        answer.begin(outcome -> {
+            if (outcome instanceof Answered a && keepAlive && a.keepAlive() && ch.isActive()) {
+                idle.add(ch);
+            } else {
+                ch.close();
+            }
+            done.accept(outcome);
+        }, timeout);
+        ch.writeAndFlush(request).addListener((ChannelFutureListener) f -> {
+            if (!f.isSuccess()) {
+                answer.fail("write failed: " + f.cause());
+                ch.close();
+            }
+        });
+    }
+
+    /** The handler of one pooled connection: the answer of the request in flight. */
+    private static final class Answer extends SimpleChannelInboundHandler<FullHttpResponse> {
+        static final String NAME = "h1-answer";
+        private Consumer<Outcome> waiting;
+        private ScheduledFuture<?> deadline;
+        private ChannelHandlerContext ctx;
+
+        @Override
+        public void handlerAdded(ChannelHandlerContext ctx) {
+            this.ctx = ctx;
+        }
+
+        void begin(Consumer<Outcome> done, Duration timeout) {
+            waiting = done;
+            if (!timeout.isZero()) {
+                deadline = ctx.executor().schedule(() -> {
+                    fail("no answer within " + timeout.toMillis() + " ms");
+                    ctx.close();
+                }, timeout.toMillis(), TimeUnit.MILLISECONDS);
+            }
+        }
+
+        void fail(String reason) {
+            complete(new Failed(false, reason));
+        }
+
+        private void complete(Outcome outcome) {
+            if (deadline != null) {
+                deadline.cancel(false);
+                deadline = null;
+            }
+            var w = waiting;
+            waiting = null;
+            if (w != null) {
+                w.accept(outcome);
+            } else if (outcome instanceof Http1Bridge.Answered a) {
+                a.body().release();
+            }
+        }
+
+        @Override
+        protected void channelRead0(ChannelHandlerContext ctx, FullHttpResponse res) {
+            Http2Headers headers = HttpConversionUtil.toHttp2Headers(res, false);
+            Http2Headers trailers = res.trailingHeaders().isEmpty() ? null : HttpConversionUtil.toHttp2Headers(res.trailingHeaders(), false);
+            headers.remove(HttpProxy.CALLER_HEADER);
+            headers.remove(HttpHeaderNames.CONTENT_LENGTH); // HTTP/2 frames the body itself; a wrong length would be refused
+            complete(new Http1Bridge.Answered(headers, res.content().retain(), trailers, HttpUtil.isKeepAlive(res)));
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            fail("connection closed before the answer");
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            fail(String.valueOf(cause));
+            ctx.close();
+        }
+    }
+}
