@@ -225,8 +225,15 @@ public final class HttpProxy implements AutoCloseable {
     /** The handshake deadline and counters of a caller's TLS. */
     private static SslHandler downstreamTls(SslHandler ssl, String name, MeterRegistry meters) {
         ssl.setHandshakeTimeoutMillis(10_000);
-        ssl.handshakeFuture().addListener(f -> Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
-                .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment());
+        ssl.handshakeFuture().addListener(f -> {
+            Counter.builder(ProxyMetrics.TLS_HANDSHAKES).tag(ProxyMetrics.LABEL_LISTENER, name)
+                    .tag("side", "downstream").tag("result", f.isSuccess() ? "success" : "failure").register(meters).increment();
+            if (f.isSuccess()) {
+                // what the caller and this listener agreed by ALPN (h2, http/1.1, or none offered)
+                Counter.builder("isthmus_tls_alpn").tag(ProxyMetrics.LABEL_LISTENER, name)
+                        .tag("protocol", ssl.applicationProtocol() == null ? "none" : ssl.applicationProtocol()).register(meters).increment();
+            }
+        });
         return ssl;
     }
 

@@ -35,16 +35,47 @@ public final class SpiffeSslContexts {
         return OpenSsl.isAvailable() ? SslProvider.OPENSSL : SslProvider.JDK;
     }
 
+    /** ALPN names: HTTP/2 and HTTP/1.1. */
+    public static final String H2 = "h2";
+    public static final String HTTP_1_1 = "http/1.1";
+
     /** A server context that requires a client certificate and accepts callers {@code peerAllowed} accepts. */
     public static SslContext server(Supplier<Optional<SvidClient.Svid>> svid, Predicate<String> peerAllowed) throws SSLException {
-        return SslContextBuilder.forServer(keyManagers(svid)).sslProvider(sslProvider()).protocols("TLSv1.3")
-                .trustManager(trustManagers(svid, peerAllowed)).clientAuth(ClientAuth.REQUIRE).build();
+        return server(svid, peerAllowed, new String[0]);
+    }
+
+    /**
+     * The same, selecting by ALPN among {@code alpn} (in the server's order of preference) when the
+     * client offers any; a client that offers none of them is still served (no ALPN extension back).
+     */
+    public static SslContext server(Supplier<Optional<SvidClient.Svid>> svid, Predicate<String> peerAllowed, String... alpn) throws SSLException {
+        return alpn(SslContextBuilder.forServer(keyManagers(svid)).sslProvider(sslProvider()).protocols("TLSv1.3")
+                .trustManager(trustManagers(svid, peerAllowed)).clientAuth(ClientAuth.REQUIRE), alpn).build();
     }
 
     /** A client context that presents the SVID and accepts only a server {@code peerAllowed} accepts. */
     public static SslContext client(Supplier<Optional<SvidClient.Svid>> svid, Predicate<String> peerAllowed) throws SSLException {
-        return SslContextBuilder.forClient().sslProvider(sslProvider()).protocols("TLSv1.3").keyManager(keyManagers(svid))
-                .trustManager(trustManagers(svid, peerAllowed)).build();
+        return client(svid, peerAllowed, new String[0]);
+    }
+
+    /** The same, offering {@code alpn} (e.g. {@link #H2} for a cluster that speaks HTTP/2, as Envoy does). */
+    public static SslContext client(Supplier<Optional<SvidClient.Svid>> svid, Predicate<String> peerAllowed, String... alpn) throws SSLException {
+        return alpn(SslContextBuilder.forClient().sslProvider(sslProvider()).protocols("TLSv1.3").keyManager(keyManagers(svid))
+                .trustManager(trustManagers(svid, peerAllowed)), alpn).build();
+    }
+
+    private static SslContextBuilder alpn(SslContextBuilder b, String... alpn) {
+        if (alpn.length == 0) {
+            return b;
+        }
+        return b.applicationProtocolConfig(new io.netty.handler.ssl.ApplicationProtocolConfig(io.netty.handler.ssl.ApplicationProtocolConfig.Protocol.ALPN,
+                io.netty.handler.ssl.ApplicationProtocolConfig.SelectorFailureBehavior.NO_ADVERTISE,
+                io.netty.handler.ssl.ApplicationProtocolConfig.SelectedListenerFailureBehavior.ACCEPT, alpn));
+    }
+
+    /** The protocol a finished handshake agreed by ALPN; empty when none was. */
+    public static Optional<String> negotiated(io.netty.handler.ssl.SslHandler ssl) {
+        return Optional.ofNullable(ssl.applicationProtocol());
     }
 
     /**

@@ -211,7 +211,8 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
                 httpUpstreams.put(c.name(), httpUpstream(c));
             }
             var proxy = dev.isthmus.proxy.http.HttpProxy.start(l.name(), loops, l.address(), l.http().get(), httpUpstreams::get,
-                    l.mtls() ? SpiffeSslContexts.server(identity, id -> true) : null, l.plaintextToo(), meters, java.time.Duration.ofSeconds(10),
+                    l.mtls() ? SpiffeSslContexts.server(identity, id -> true, SpiffeSslContexts.H2, SpiffeSslContexts.HTTP_1_1) : null, l.plaintextToo(),
+                    meters, java.time.Duration.ofSeconds(10),
                     java.time.Duration.ofSeconds(60), sourceCluster);
             return new Running(l, used, proxy, proxy.address());
         }
@@ -293,13 +294,20 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         if (!cluster.mtls()) {
             return TcpRelay.Tls.NONE;
         }
+        return new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, allowed(cluster)), cluster.sni().orElse(null));
+    }
+
+    /** The callee identities a cluster accepts: its expected SPIFFE IDs, or any the bundle vouches for when it names none. */
+    private static java.util.function.Predicate<String> allowed(ProxyConfig.ClusterSpec cluster) {
         var ids = Set.copyOf(cluster.expectedSpiffeIds());
-        return new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, id -> ids.isEmpty() || ids.contains(id)), cluster.sni().orElse(null));
+        return id -> ids.isEmpty() || ids.contains(id);
     }
 
     private dev.isthmus.proxy.http.HttpProxy.Upstream httpUpstream(ProxyConfig.ClusterSpec c) throws javax.net.ssl.SSLException {
         balancers.computeIfAbsent(c.name(), n -> new AtomicReference<>(new ClusterLoadBalancer(c)));
-        var t = tls(c);
+        // an HTTP cluster over mTLS offers its protocol by ALPN: h2 for HTTP/2 clusters, http/1.1 otherwise
+        var t = c.mtls() ? new TcpRelay.Tls(null, SpiffeSslContexts.client(identity, allowed(c), c.http2() ? SpiffeSslContexts.H2
+                : SpiffeSslContexts.HTTP_1_1), c.sni().orElse(null)) : tls(c);
         return new dev.isthmus.proxy.http.HttpProxy.Upstream(c.name(), selector(c.name()), t.upstream(), t.upstreamSni(), c.connectTimeout(),
                 breakers(c), c.http2());
     }

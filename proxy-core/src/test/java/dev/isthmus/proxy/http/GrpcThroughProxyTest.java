@@ -349,6 +349,8 @@ class GrpcThroughProxyTest {
             unaryAndStreaming(ordersId, "catalog");
             var inboundCount = meters.find("isthmus_requests").tags("listener", "inbound", "source_cluster", "us-east").counters();
             assertTrue(!inboundCount.isEmpty(), "the callee's proxy labels the requests with the caller's cluster");
+            var alpn = meters.find("isthmus_tls_alpn").tags("listener", "inbound", "protocol", "h2").counter();
+            assertTrue(alpn != null && alpn.count() >= 1, "the sidecars agreed on h2 by ALPN over their mTLS");
         } finally {
             callee.close();
         }
