@@ -17,7 +17,6 @@ import io.netty.handler.codec.http.HttpObjectAggregator;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http2.Http2Headers;
 import io.netty.handler.codec.http2.HttpConversionUtil;
-import io.netty.handler.ssl.SslHandler;
 import io.netty.util.concurrent.ScheduledFuture;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -78,12 +77,7 @@ final class Http1Bridge {
                 .handler(new ChannelInitializer<>() {
                     @Override
                     protected void initChannel(Channel c) {
-                        if (cluster.tls() != null) {
-                            SslHandler ssl = cluster.tls().newHandler(c.alloc(), cluster.sni() != null ? cluster.sni() : endpoint.getHostString(),
-                                    endpoint.getPort());
-                            dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, cluster.sni());
-                            c.pipeline().addLast("tls", ssl);
-                        }
+                        cluster.addTls(c, endpoint);
                         c.pipeline().addLast(new HttpClientCodec());
                         c.pipeline().addLast(new HttpObjectAggregator(HttpProxy.MAX_BODY));
                         c.pipeline().addLast(Answer.NAME, new Answer());

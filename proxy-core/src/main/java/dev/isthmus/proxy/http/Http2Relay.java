@@ -24,7 +24,6 @@ import io.netty.handler.codec.http2.Http2Headers;
 import io.netty.handler.codec.http2.Http2HeadersFrame;
 import io.netty.handler.codec.http2.Http2ResetFrame;
 import io.netty.handler.codec.http2.Http2Stream;
-import io.netty.handler.ssl.SslHandler;
 import io.netty.util.ReferenceCountUtil;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
@@ -119,21 +118,93 @@ final class Http2Relay {
         }
     }
 
+    /**
+     * One connection's side of the calls (the caller's or the upstream's): its calls by stream, what
+     * its reads wrote elsewhere, and what ends a call when one of its streams or the connection closes.
+     */
+    private static final class Streams {
+        final Map<Http2FrameStream, Call> calls = new IdentityHashMap<>();
+        final Flusher flusher = new Flusher();
+        private final java.util.function.Consumer<Call> closed;
+
+        Streams(java.util.function.Consumer<Call> closed) {
+            this.closed = closed;
+        }
+
+        /** A DATA frame of a stream without a call: its bytes go back to the window, the frame is dropped. */
+        void orphan(Channel ch, Http2DataFrame data) {
+            giveBack(ch, data);
+            data.release();
+        }
+
+        void readComplete(ChannelHandlerContext ctx) {
+            flusher.flush();
+            ctx.flush();
+        }
+
+        /** Ends the call of a stream that closed; false when {@code evt} is not such an event. */
+        boolean streamClosed(Object evt) {
+            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
+                Call call = calls.remove(e.stream());
+                if (call != null) {
+                    closed.accept(call);
+                }
+                return true;
+            }
+            return false;
+        }
+
+        void connectionClosed() {
+            for (Call call : new ArrayList<>(calls.values())) {
+                closed.accept(call);
+            }
+            calls.clear();
+            flusher.flush();
+        }
+    }
+
+    /** The handler of one HTTP/2 connection of the relay, after its frame codec: what both sides do alike. */
+    private abstract static class Side extends io.netty.handler.codec.http2.Http2ChannelDuplexHandler {
+        final Streams streams;
+
+        Side(java.util.function.Consumer<Call> closed) {
+            streams = new Streams(closed);
+        }
+
+        @Override
+        public void channelReadComplete(ChannelHandlerContext ctx) {
+            streams.readComplete(ctx);
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (!streams.streamClosed(evt)) {
+                ctx.fireUserEventTriggered(evt);
+            }
+        }
+
+        @Override
+        public void channelInactive(ChannelHandlerContext ctx) {
+            streams.connectionClosed();
+        }
+    }
+
     /** A caller's HTTP/2 connection: its streams, each a {@link Call}. */
-    private static final class Front extends ChannelInboundHandlerAdapter {
+    private static final class Front extends Side {
         private final HttpProxy.Shared shared;
         private final String caller;
-        private final Map<Http2FrameStream, Call> calls = new IdentityHashMap<>();
-        private final Flusher flusher = new Flusher();
+        private final Flusher flusher = streams.flusher;
+        private final Map<Http2FrameStream, Call> calls = streams.calls;
         private Channel channel;
 
         Front(HttpProxy.Shared shared, String caller) {
+            super(Call::downstreamClosed);
             this.shared = shared;
             this.caller = caller;
         }
 
         @Override
-        public void handlerAdded(ChannelHandlerContext ctx) {
+        protected void handlerAdded0(ChannelHandlerContext ctx) {
             channel = ctx.channel();
         }
 
@@ -151,8 +222,7 @@ final class Http2Relay {
             } else if (msg instanceof Http2DataFrame data) {
                 Call call = calls.get(data.stream());
                 if (call == null) {
-                    giveBack(ctx.channel(), data);
-                    data.release();
+                    streams.orphan(ctx.channel(), data);
                 } else {
                     call.dataToUpstream(data);
                 }
@@ -167,33 +237,6 @@ final class Http2Relay {
         }
 
         @Override
-        public void channelReadComplete(ChannelHandlerContext ctx) {
-            flusher.flush();
-            ctx.flush();
-        }
-
-        @Override
-        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
-                Call call = calls.remove(e.stream());
-                if (call != null) {
-                    call.downstreamClosed();
-                }
-                return;
-            }
-            ctx.fireUserEventTriggered(evt);
-        }
-
-        @Override
-        public void channelInactive(ChannelHandlerContext ctx) {
-            for (Call call : new ArrayList<>(calls.values())) {
-                call.downstreamClosed();
-            }
-            calls.clear();
-            flusher.flush();
-        }
-
-        @Override
         public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
             log.debug("event=h2_connection_closed listener={} cause={}", shared.listener(), cause.toString());
             ctx.close();
@@ -201,9 +244,13 @@ final class Http2Relay {
     }
 
     /** An upstream HTTP/2 connection: the calls riding on it, by their upstream stream. */
-    private static final class Back extends io.netty.handler.codec.http2.Http2ChannelDuplexHandler {
-        private final Map<Http2FrameStream, Call> calls = new IdentityHashMap<>();
-        private final Flusher flusher = new Flusher();
+    private static final class Back extends Side {
+        private final Flusher flusher = streams.flusher;
+        private final Map<Http2FrameStream, Call> calls = streams.calls;
+
+        Back() {
+            super(Call::upstreamClosed);
+        }
 
         @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
@@ -215,8 +262,7 @@ final class Http2Relay {
             } else if (msg instanceof Http2DataFrame data) {
                 Call call = calls.get(data.stream());
                 if (call == null) {
-                    giveBack(ctx.channel(), data);
-                    data.release();
+                    streams.orphan(ctx.channel(), data);
                 } else {
                     call.dataFromUpstream(data);
                 }
@@ -228,33 +274,6 @@ final class Http2Relay {
             } else {
                 ReferenceCountUtil.release(msg);
             }
-        }
-
-        @Override
-        public void channelReadComplete(ChannelHandlerContext ctx) {
-            flusher.flush();
-            ctx.flush();
-        }
-
-        @Override
-        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
-                Call call = calls.remove(e.stream());
-                if (call != null) {
-                    call.upstreamClosed();
-                }
-                return;
-            }
-            ctx.fireUserEventTriggered(evt);
-        }
-
-        @Override
-        public void channelInactive(ChannelHandlerContext ctx) {
-            for (Call call : new ArrayList<>(calls.values())) {
-                call.upstreamClosed();
-            }
-            calls.clear();
-            flusher.flush();
         }
 
         @Override
@@ -661,12 +680,7 @@ final class Http2Relay {
                 .handler(new ChannelInitializer<>() {
                     @Override
                     protected void initChannel(Channel ch) {
-                        if (cluster.tls() != null) {
-                            SslHandler ssl = cluster.tls().newHandler(ch.alloc(), cluster.sni() != null ? cluster.sni() : endpoint.getHostString(),
-                                    endpoint.getPort());
-                            dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, cluster.sni());
-                            ch.pipeline().addLast("tls", ssl);
-                        }
+                        cluster.addTls(ch, endpoint);
                         // streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec
                         ch.pipeline().addLast(Http2FrameCodecBuilder.forClient().encoderEnforceMaxConcurrentStreams(true).build());
                         ch.pipeline().addLast(new Back());

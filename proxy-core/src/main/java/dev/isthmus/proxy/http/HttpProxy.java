@@ -112,6 +112,20 @@ public final class HttpProxy implements AutoCloseable {
         public Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
             this(name, endpoints, tls, sni, connectTimeout, new CircuitBreakers(dev.isthmus.proxy.config.xds.ProxyConfig.Limits.DEFAULT), false);
         }
+
+        /**
+         * Puts the cluster's TLS (when it has any) first on a new connection to {@code endpoint}: the
+         * cluster's SNI, else the endpoint's host, and a 10 s handshake deadline.
+         */
+        void addTls(Channel ch, InetSocketAddress endpoint) {
+            if (tls == null) {
+                return;
+            }
+            SslHandler ssl = tls.newHandler(ch.alloc(), sni != null ? sni : endpoint.getHostString(), endpoint.getPort());
+            ssl.setHandshakeTimeoutMillis(10_000);
+            dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, sni);
+            ch.pipeline().addLast("tls", ssl);
+        }
     }
 
     /** Names the circuit breaker that refused a request (with a 503). */
@@ -721,13 +735,7 @@ public final class HttpProxy implements AutoCloseable {
                     .handler(new ChannelInitializer<>() {
                         @Override
                         protected void initChannel(Channel ch) {
-                            if (upstream.tls() != null) {
-                                SslHandler ssl = upstream.tls().newHandler(ch.alloc(), upstream.sni() != null ? upstream.sni() : target.getHostString(),
-                                        target.getPort());
-                                ssl.setHandshakeTimeoutMillis(10_000);
-                                dev.isthmus.proxy.identity.SpiffeSslContexts.serverName(ssl, upstream.sni());
-                                ch.pipeline().addLast("tls", ssl);
-                            }
+                            upstream.addTls(ch, target);
                             ch.pipeline().addLast("codec", new HttpClientCodec(4096, 16 * 1024, 8192));
                             ch.pipeline().addLast("backend", new Backend());
                         }
