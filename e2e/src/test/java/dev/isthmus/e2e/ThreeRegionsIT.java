@@ -56,24 +56,35 @@ class ThreeRegionsIT {
         return total;
     }
 
+    static final String US_EAST_ORDERS = "\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\"";
+
+    /**
+     * Calls until an answer is {@code ok} and from eu-west's catalogue (60 s at most: until the
+     * registries, the gateways' routes and the policy's failover order are everywhere), then 20 more
+     * that must all be, from eu-west (first in the FailoverPolicy), seeing us-east's order-processing
+     * as the caller (its verified identity from us-east's trust domain) and containing {@code alsoIn}.
+     */
+    static String servedByEuWestsCatalogue(java.util.concurrent.Callable<String> call, String ok, String alsoIn) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        String body = call.call();
+        while (!body.contains(ok) || !body.contains("\"region\":\"eu-west\"")) {
+            assertTrue(System.nanoTime() < deadline, "order-processing in us-east never reached the catalogue in eu-west: " + body);
+            Thread.sleep(500);
+            body = call.call();
+        }
+        for (int i = 0; i < 20; i++) {
+            body = call.call();
+            assertTrue(body.contains(ok) && body.contains(alsoIn), body);
+            assertTrue(body.contains("\"region\":\"eu-west\""), "eu-west first, as the FailoverPolicy says: " + body);
+            assertTrue(body.contains(US_EAST_ORDERS), "the catalogue sees the caller's verified identity from us-east: " + body);
+        }
+        return body;
+    }
+
     @Test
     @Order(1)
     void orderProcessingInUsEastIsServedByTheCatalogueInEuWestThroughItsGateway() throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        String body = checkout("us-east");
-        // until the registries, the gateways' routes and the policy's failover order are everywhere
-        while (!body.contains("\"upstreamStatus\":200") || !body.contains("\"region\":\"eu-west\"")) {
-            assertTrue(System.nanoTime() < deadline, "order-processing in us-east never reached the catalogue in eu-west: " + body);
-            Thread.sleep(500);
-            body = checkout("us-east");
-        }
-        for (int i = 0; i < 20; i++) {
-            body = checkout("us-east");
-            assertTrue(body.contains("\"upstreamStatus\":200"), body);
-            assertTrue(body.contains("\"region\":\"eu-west\""), "eu-west first, as the FailoverPolicy says: " + body);
-            assertTrue(body.contains("\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\""),
-                    "the catalogue sees the caller's verified identity from us-east's trust domain: " + body);
-        }
+        servedByEuWestsCatalogue(() -> checkout("us-east"), "\"upstreamStatus\":200", "\"service\":\"product-catalog\"");
         // the sidecar keeps its mTLS connections to the gateway open and reuses them: count flows, not calls
         assertTrue(gatewayConnections("eu-west") > 0, "the calls went through eu-west's east-west gateway");
     }
@@ -81,21 +92,8 @@ class ThreeRegionsIT {
     @Test
     @Order(1)
     void orderProcessingInUsEastCallsTheCatalogueInEuWestOverGrpcThroughItsGateway() throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        String body = checkoutOverGrpc("us-east");
-        while (!body.contains("\"upstreamStatus\":\"OK\"") || !body.contains("\"region\":\"eu-west\"")) {
-            assertTrue(System.nanoTime() < deadline, "order-processing in us-east never reached the catalogue's gRPC port in eu-west: " + body);
-            Thread.sleep(500);
-            body = checkoutOverGrpc("us-east");
-        }
-        for (int i = 0; i < 20; i++) {
-            body = checkoutOverGrpc("us-east");
-            assertTrue(body.contains("\"upstreamProtocol\":\"grpc\"") && body.contains("\"upstreamStatus\":\"OK\""), body);
-            assertTrue(body.contains("\"region\":\"eu-west\""), "eu-west first, as the FailoverPolicy says: " + body);
-            assertTrue(body.contains("\"caller\":\"spiffe://us-east.acme.isthmus/ns/shop/sa/order-processing\""),
-                    "the catalogue's gRPC method sees the caller's verified identity from us-east's trust domain: " + body);
-            assertTrue(body.contains("\"sku\":\"tee-001\""), "the gRPC answer's message: " + body);
-        }
+        String body = servedByEuWestsCatalogue(() -> checkoutOverGrpc("us-east"), "\"upstreamStatus\":\"OK\"", "\"sku\":\"tee-001\"");
+        assertTrue(body.contains("\"upstreamProtocol\":\"grpc\""), body);
         System.out.println("[grpc] " + body);
         assertTrue(gatewayConnections("eu-west", "outbound_.9090_.") > 0, "the gRPC calls went through eu-west's gateway under the gRPC port's SNI");
     }
