@@ -70,19 +70,23 @@ final class LoadCommand implements Callable<Integer> {
         load.start();
         long start = load.startedAt();
         int second = 0;
+        var totals = new ShopLoad.Totals();
         try {
             while (duration == 0 || second < duration) {
                 // a second is printed once its answers are in (one second later, or at the timeout for the slow ones)
                 Thread.sleep(Math.max(0, (start + (second + 2) * 1_000_000_000L - System.nanoTime()) / 1_000_000));
-                print(format, topology.regions(), second + 1, ShopLoad.window(load.samples(), start + second * 1_000_000_000L,
-                        start + (second + 1) * 1_000_000_000L));
+                long to = start + (second + 1) * 1_000_000_000L;
+                var done = load.drainSentBefore(to); // what is reported leaves the load: memory stays flat however long it runs
+                totals.addAll(done);
+                print(format, topology.regions(), second + 1, ShopLoad.window(done, start + second * 1_000_000_000L, to));
                 second++;
             }
         } catch (InterruptedException stopped) {
             // Ctrl-C: the totals follow
         }
         load.close();
-        var all = ShopLoad.window(load.samples(), start, Long.MAX_VALUE);
+        totals.addAll(load.drainSentBefore(Long.MAX_VALUE));
+        var all = totals.window();
         System.out.println();
         print(format, topology.regions(), 0, all);
         System.out.printf("total: %d requests, %d failed (%.2f%%)%n", all.requests(), all.failed(),

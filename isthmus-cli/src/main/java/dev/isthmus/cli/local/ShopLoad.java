@@ -51,6 +51,7 @@ public final class ShopLoad implements AutoCloseable {
     private final ScheduledExecutorService ticker = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().daemon().name("shop-load").unstarted(r));
     private final ConcurrentLinkedQueue<Sample> samples = new ConcurrentLinkedQueue<>();
+    private final java.util.concurrent.atomic.AtomicLong answered = new java.util.concurrent.atomic.AtomicLong();
     private long started;
     private volatile long sent;
 
@@ -98,7 +99,10 @@ public final class ShopLoad implements AutoCloseable {
             sent++;
             long at = System.nanoTime();
             http.sendAsync(HttpRequest.newBuilder(target).timeout(timeout).build(), HttpResponse.BodyHandlers.ofString())
-                    .whenComplete((res, error) -> samples.add(sample(at, res, error)));
+                    .whenComplete((res, error) -> {
+                        samples.add(sample(at, res, error));
+                        answered.incrementAndGet();
+                    });
         }
     }
 
@@ -117,6 +121,72 @@ public final class ShopLoad implements AutoCloseable {
     /** The samples answered so far, in no particular order. */
     public List<Sample> samples() {
         return new ArrayList<>(samples);
+    }
+
+    /**
+     * Takes out the samples answered so far that were sent before {@code before} (nanoTime): a long
+     * run keeps only what it has not reported yet, not every sample since the start.
+     */
+    public List<Sample> drainSentBefore(long before) {
+        var out = new ArrayList<Sample>();
+        for (var it = samples.iterator(); it.hasNext(); ) {
+            Sample s = it.next();
+            if (s.sentAt() < before) {
+                out.add(s);
+                it.remove();
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Totals over any number of samples in constant memory: counts, and latencies in buckets 1% wide
+     * (so percentiles are within 1%).
+     */
+    public static final class Totals {
+        private static final double STEP = Math.log(1.01);
+        private final TreeMap<String, Integer> byRegion = new TreeMap<>();
+        private final TreeMap<Integer, Long> buckets = new TreeMap<>();
+        private int requests;
+        private int failed;
+
+        public void add(Sample s) {
+            requests++;
+            if (s.failed()) {
+                failed++;
+            } else {
+                byRegion.merge(s.servedBy(), 1, Integer::sum);
+            }
+            buckets.merge(bucket(s.latencyNanos()), 1L, Long::sum);
+        }
+
+        public void addAll(List<Sample> samples) {
+            samples.forEach(this::add);
+        }
+
+        private static int bucket(long nanos) {
+            return nanos <= 1000 ? 0 : (int) Math.ceil(Math.log(nanos / 1000.0) / STEP);
+        }
+
+        /** The upper bound of the bucket that holds the p-th percentile, in ms. */
+        double percentile(int p) {
+            if (requests == 0) {
+                return 0;
+            }
+            long rank = Math.max(1, (long) Math.ceil(p / 100.0 * requests));
+            long seen = 0;
+            for (var e : buckets.entrySet()) {
+                seen += e.getValue();
+                if (seen >= rank) {
+                    return Math.exp(e.getKey() * STEP) / 1000.0;
+                }
+            }
+            return Math.exp(buckets.lastKey() * STEP) / 1000.0;
+        }
+
+        public Window window() {
+            return new Window(requests, new TreeMap<>(byRegion), failed, percentile(50), percentile(99));
+        }
     }
 
     /** When the load started (nanoTime). */
@@ -163,7 +233,7 @@ public final class ShopLoad implements AutoCloseable {
         synchronized (this) {
             expected = sent;
         }
-        while (samples.size() < expected && System.nanoTime() < deadline) {
+        while (answered.get() < expected && System.nanoTime() < deadline) {
             try {
                 Thread.sleep(20);
             } catch (InterruptedException e) {
