@@ -492,6 +492,9 @@ final class Http2Relay {
             }
             responseEnded |= frame.isEndStream();
             front.channel.write(new DefaultHttp2HeadersFrame(frame.headers(), frame.isEndStream(), frame.padding()).stream(down));
+            if (responseEnded) {
+                count(); // answered in full: counted now, not when the caller's stream has closed (after the write)
+            }
             back.flusher.mark(front.channel);
         }
 
@@ -504,6 +507,9 @@ final class Http2Relay {
             int bytes = data.initialFlowControlledBytes();
             Http2FrameStream upstream = up;
             responseEnded |= data.isEndStream();
+            if (responseEnded) {
+                count();
+            }
             front.channel.write(new DefaultHttp2DataFrame(data.content(), data.isEndStream(), data.padding()).stream(down))
                     .addListener((ChannelFutureListener) f -> {
                         if (bytes > 0 && upstream.state() != Http2Stream.State.CLOSED && backChannel.isActive()) {
@@ -638,6 +644,7 @@ final class Http2Relay {
             if (hasTrailers) {
                 front.channel.write(new DefaultHttp2HeadersFrame(answered.trailers(), true).stream(down));
             }
+            count();
             front.channel.flush();
         }
 
