@@ -78,6 +78,30 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         return spec;
     }
 
+    /**
+     * The load balancer of the cluster's new spec, keeping what this one knows of the endpoints that
+     * stay (by address): requests in flight, consecutive failures, ejections and their end, as Envoy
+     * keeps its per-host state across an update. A change of weights, priorities or other endpoints
+     * thus does not bring an ejected endpoint back early, nor forget the load on the others.
+     */
+    public synchronized ClusterLoadBalancer next(ProxyConfig.ClusterSpec nextSpec) {
+        var next = new ClusterLoadBalancer(nextSpec, random, clock, nextSpec.outlier().consecutiveFailures(), nextSpec.outlier().baseEjection());
+        next.carryOver(byAddress);
+        return next;
+    }
+
+    private synchronized void carryOver(Map<InetSocketAddress, Slot> before) {
+        before.forEach((address, old) -> {
+            Slot now = byAddress.get(address);
+            if (now != null) {
+                now.active = old.active;
+                now.failures = old.failures;
+                now.ejectedUntil = old.ejectedUntil;
+                now.ejections = old.ejections;
+            }
+        });
+    }
+
     private boolean usable(Slot s, Instant now) {
         return s.endpoint.healthy() && !now.isBefore(s.ejectedUntil);
     }

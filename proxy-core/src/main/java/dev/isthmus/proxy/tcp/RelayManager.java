@@ -166,7 +166,7 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             if (ref == null) {
                 balancers.put(c.name(), new AtomicReference<>(new ClusterLoadBalancer(c)));
             } else if (!ref.get().spec().equals(c)) {
-                ref.set(new ClusterLoadBalancer(c));
+                ref.set(ref.get().next(c)); // the endpoints that stay keep their load and outlier state
             }
             if (httpUpstreams.containsKey(c.name())) {
                 try {

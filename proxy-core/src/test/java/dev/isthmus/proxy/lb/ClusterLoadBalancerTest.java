@@ -113,6 +113,27 @@ class ClusterLoadBalancerTest {
     }
 
     @Test
+    void aNewSpecKeepsTheOutlierStateAndLoadOfTheEndpointsThatStay() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.LEAST_REQUEST, ep(1, 0, 1, true), ep(2, 0, 1, true)),
+                new SplittableRandom(1), Clock.systemUTC(), 3, Duration.ofSeconds(30));
+        for (int i = 0; i < 3; i++) {
+            lb.failed(a(1));
+        }
+        for (int i = 0; i < 5; i++) {
+            lb.connected(a(2));
+        }
+        assertTrue(lb.ejected(a(1)));
+        // the registry adds an endpoint: a new spec, a new load balancer
+        var next = lb.next(cluster(ProxyConfig.LbPolicy.LEAST_REQUEST, ep(1, 0, 1, true), ep(2, 0, 1, true), ep(3, 0, 1, true)));
+        assertTrue(next.ejected(a(1)), "the ejection outlives the update");
+        assertEquals(Map.of(3, 40), count(next, 40), "a(1) is ejected and a(2) still carries 5 requests: the least-loaded new endpoint takes them");
+        for (int i = 0; i < 5; i++) {
+            next.released(a(2)); // the requests that were in flight before the update end
+        }
+        assertEquals(1.0, count(next, 400).getOrDefault(2, 0) / 200.0, 0.25, "a(2) is back to an even share once they ended");
+    }
+
+    @Test
     void consecutiveConnectFailuresEjectAnEndpointUntilTheEjectionEnds() {
         var now = new Instant[] {Instant.parse("2026-11-26T12:00:00Z")};
         var clock = new Clock() {
