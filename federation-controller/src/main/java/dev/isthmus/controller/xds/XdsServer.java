@@ -1,6 +1,7 @@
 package dev.isthmus.controller.xds;
 
 import com.google.protobuf.Message;
+import com.google.protobuf.Value;
 import dev.isthmus.api.names.PeerState;
 import dev.isthmus.api.registry.Endpoint;
 import dev.isthmus.controller.config.ControllerConfig;
@@ -304,41 +305,32 @@ public class XdsServer {
         String listenersVersion = "";
         if (p.type.equals("sidecar")) {
             var meta = p.node.getMetadata().getFieldsMap();
+            // the sidecar's inbound listeners: its first service port's, then one per further port
+            var inbounds = new java.util.ArrayList<ProxyResources.Inbound>();
             var inboundAt = meta.containsKey(INBOUND_KEY) ? ProxyResources.hostPort(meta.get(INBOUND_KEY).getStringValue()) : null;
             var appAt = meta.containsKey(APP_KEY) ? ProxyResources.hostPort(meta.get(APP_KEY).getStringValue()) : null;
             if (inboundAt != null && appAt != null) {
-                String protocol = meta.containsKey(APP_PROTOCOL_KEY) ? meta.get(APP_PROTOCOL_KEY).getStringValue() : "http";
-                var inbound = ProxyResources.inbound(lastInputs, p.node.getCluster(), inboundAt, appAt, ProxyResources.speaksHttp2(protocol));
-                listeners = new java.util.ArrayList<>(List.of(inbound.listener()));
-                listenersVersion = version(listeners);
-                clusters = new java.util.ArrayList<>(clusters);
-                clusters.add(inbound.app());
-                clustersVersion = clustersVersion + "-" + version(List.of(inbound.app()));
+                inbounds.add(ProxyResources.inbound(lastInputs, p.node.getCluster(), inboundAt, appAt, ProxyResources.speaksHttp2(
+                        meta.containsKey(APP_PROTOCOL_KEY) ? meta.get(APP_PROTOCOL_KEY).getStringValue() : "http")));
                 var ports = meta.get(PORTS_KEY);
-                if (ports != null && ports.hasListValue()) {
-                    var extraListeners = new java.util.ArrayList<Listener>();
-                    var extraClusters = new java.util.ArrayList<io.envoyproxy.envoy.config.cluster.v3.Cluster>();
-                    for (var v : ports.getListValue().getValuesList()) {
-                        var f = v.getStructValue().getFieldsMap();
-                        int servicePort = f.containsKey("service_port") ? (int) f.get("service_port").getNumberValue() : 0;
-                        var portInbound = f.containsKey("inbound") ? ProxyResources.hostPort(f.get("inbound").getStringValue()) : null;
-                        var portApp = f.containsKey("app") ? ProxyResources.hostPort(f.get("app").getStringValue()) : null;
-                        if (servicePort < 1 || servicePort > 65535 || portInbound == null || portApp == null) {
-                            continue;
-                        }
-                        String portProtocol = f.containsKey("protocol") ? f.get("protocol").getStringValue() : "http";
-                        var more = ProxyResources.inbound(lastInputs, p.node.getCluster(), "inbound|" + servicePort, portInbound, portApp,
-                                ProxyResources.speaksHttp2(portProtocol));
-                        extraListeners.add(more.listener());
-                        extraClusters.add(more.app());
-                    }
-                    if (!extraListeners.isEmpty()) {
-                        listeners.addAll(extraListeners);
-                        listenersVersion = version(listeners);
-                        clusters.addAll(extraClusters);
-                        clustersVersion = clustersVersion + "-" + version(extraClusters);
+                for (var v : ports != null && ports.hasListValue() ? ports.getListValue().getValuesList() : List.<Value>of()) {
+                    var f = v.getStructValue().getFieldsMap();
+                    int servicePort = f.containsKey("service_port") ? (int) f.get("service_port").getNumberValue() : 0;
+                    var portInbound = f.containsKey("inbound") ? ProxyResources.hostPort(f.get("inbound").getStringValue()) : null;
+                    var portApp = f.containsKey("app") ? ProxyResources.hostPort(f.get("app").getStringValue()) : null;
+                    if (servicePort >= 1 && servicePort <= 65535 && portInbound != null && portApp != null) {
+                        inbounds.add(ProxyResources.inbound(lastInputs, p.node.getCluster(), "inbound|" + servicePort, portInbound, portApp,
+                                ProxyResources.speaksHttp2(f.containsKey("protocol") ? f.get("protocol").getStringValue() : "http")));
                     }
                 }
+            }
+            if (!inbounds.isEmpty()) {
+                listeners = inbounds.stream().map(ProxyResources.Inbound::listener).toList();
+                listenersVersion = version(listeners);
+                var apps = inbounds.stream().map(ProxyResources.Inbound::app).toList();
+                clusters = new java.util.ArrayList<>(clusters);
+                clusters.addAll(apps);
+                clustersVersion = clustersVersion + "-" + version(apps);
             }
             var field = p.node.getMetadata().getFieldsMap().get(OUTBOUND_KEY);
             var address = field == null ? null : ProxyResources.hostPort(field.getStringValue());
