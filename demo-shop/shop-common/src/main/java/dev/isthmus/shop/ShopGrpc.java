@@ -26,7 +26,6 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
 
 /**
  * The shop's gRPC: unary methods whose messages are JSON documents (gRPC carries any codec; the
@@ -119,8 +118,9 @@ public final class ShopGrpc {
         channels.values().forEach(ManagedChannel::shutdownNow);
     }
 
-    static Function<Status.Code, Integer> httpStatus() {
-        return code -> switch (code) {
+    /** The HTTP status a failed call becomes in the caller's answer. */
+    static int httpStatus(Status.Code code) {
+        return switch (code) {
             case UNAVAILABLE -> 503;
             case DEADLINE_EXCEEDED -> 504;
             default -> 502;

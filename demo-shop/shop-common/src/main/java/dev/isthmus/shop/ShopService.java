@@ -112,7 +112,7 @@ public final class ShopService {
             String body = grpc.call(proxy, authority, fullMethod, request);
             return new Answer(200, Map.of("upstream", upstream, "upstreamProtocol", "grpc", "upstreamStatus", "OK", "upstreamBody", new Json.Raw(body)));
         } catch (io.grpc.StatusRuntimeException e) {
-            return new Answer(ShopGrpc.httpStatus().apply(e.getStatus().getCode()), Map.of("upstream", upstream, "upstreamProtocol", "grpc",
+            return new Answer(ShopGrpc.httpStatus(e.getStatus().getCode()), Map.of("upstream", upstream, "upstreamProtocol", "grpc",
                     "upstreamStatus", e.getStatus().getCode().name(), "error", upstream + " gRPC " + fullMethod + ": " + e.getStatus()));
         }
     }
