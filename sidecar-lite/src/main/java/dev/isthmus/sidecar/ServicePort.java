@@ -78,15 +78,11 @@ public record ServicePort(int servicePort, String protocol, InetSocketAddress ap
             }
             var sp = new ServicePort(port, protocol, app, inbound);
             if (taken.contains(inbound) || out.stream().anyMatch(o -> o.inbound().equals(sp.inbound()))) {
-                throw new Settings.SettingsException(where + ": inbound address " + words[w(words, "inbound=")].substring(8)
+                throw new Settings.SettingsException(where + ": inbound address " + inbound.getHostString() + ":" + inbound.getPort()
                         + " is used by another listener");
             }
             out.add(sp);
         }
         return out;
-    }
-
-    private static int w(String[] words, String prefix) {
-        return words[1].startsWith(prefix) ? 1 : 2;
     }
 }
