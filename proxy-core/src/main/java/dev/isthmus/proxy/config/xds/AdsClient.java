@@ -1,5 +1,7 @@
 package dev.isthmus.proxy.config.xds;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonParser;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Message;
@@ -304,12 +306,13 @@ public final class AdsClient implements AutoCloseable {
             return;
         }
         try {
-            var tree = new com.fasterxml.jackson.databind.ObjectMapper().readTree(lastGoodFile.toFile());
+            var tree = JsonParser.parseString(Files.readString(lastGoodFile)).getAsJsonObject();
             var parser = JsonFormat.parser().usingTypeRegistry(XdsTranslator.TYPES);
             var loaded = new LinkedHashMap<String, List<? extends Message>>();
             for (String type : TYPES) {
                 var list = new ArrayList<Message>();
-                for (var node : tree.path(type)) {
+                var nodes = tree.has(type) ? tree.getAsJsonArray(type) : new JsonArray();
+                for (var node : nodes) {
                     Message.Builder b = type.equals(LISTENER) ? Listener.newBuilder() : type.equals(CLUSTER) ? Cluster.newBuilder()
                             : ClusterLoadAssignment.newBuilder();
                     parser.merge(node.toString(), b);
@@ -320,7 +323,9 @@ public final class AdsClient implements AutoCloseable {
                 }
             }
             var v = new LinkedHashMap<String, String>();
-            tree.path("versions").fields().forEachRemaining(e -> v.put(e.getKey(), e.getValue().asText()));
+            if (tree.has("versions")) {
+                tree.getAsJsonObject("versions").entrySet().forEach(e -> v.put(e.getKey(), e.getValue().getAsString()));
+            }
             ProxyConfig config = translate("last-good:" + v, loaded);
             applier.apply(config);
             current.putAll(loaded);

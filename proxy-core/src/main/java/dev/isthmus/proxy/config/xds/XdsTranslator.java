@@ -1,7 +1,5 @@
 package dev.isthmus.proxy.config.xds;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.util.JsonFormat;
@@ -79,9 +77,9 @@ public final class XdsTranslator {
     public static Bootstrap parseBootstrap(String text, String source) throws ConfigException {
         String json;
         try {
-            json = new ObjectMapper().writeValueAsString(new YAMLMapper().readTree(text));
-        } catch (IOException e) {
-            throw new ConfigException(List.of(source + ": not YAML or JSON: " + (e instanceof com.fasterxml.jackson.core.JsonProcessingException j ? j.getOriginalMessage() + (j.getLocation() == null ? "" : " at line " + j.getLocation().getLineNr() + ", column " + j.getLocation().getColumnNr()) : e.getMessage())));
+            json = YamlJson.toJson(text);
+        } catch (YamlJson.YamlError e) {
+            throw new ConfigException(List.of(source + ": not YAML or JSON: " + e.getMessage()));
         }
         var builder = Bootstrap.newBuilder();
         try {

@@ -1,0 +1,109 @@
+package dev.isthmus.proxy.config.xds;
+
+import dev.isthmus.proxy.JsonText;
+import java.math.BigInteger;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Pattern;
+import org.yaml.snakeyaml.DumperOptions;
+import org.yaml.snakeyaml.LoaderOptions;
+import org.yaml.snakeyaml.Yaml;
+import org.yaml.snakeyaml.constructor.SafeConstructor;
+import org.yaml.snakeyaml.error.MarkedYAMLException;
+import org.yaml.snakeyaml.error.YAMLException;
+import org.yaml.snakeyaml.nodes.Tag;
+import org.yaml.snakeyaml.representer.Representer;
+import org.yaml.snakeyaml.resolver.Resolver;
+
+/**
+ * YAML (or JSON, which YAML contains) to JSON text, for protobuf's JSON parser: the bootstrap file's
+ * reader. Plain scalars are typed as YAML 1.2's core schema types them, as Envoy's own YAML loader
+ * does: only {@code true}/{@code false} are booleans ({@code on}, {@code yes} stay strings), numbers
+ * and {@code null} as usual, and no timestamps. Anchors, aliases and merge keys work; alias
+ * expansion is bounded by snakeyaml's defaults.
+ *
+ * <p>Written on snakeyaml alone (not a JSON object mapper) so that a sidecar loads as few classes as
+ * it can: each loaded class is resident memory in every sidecar.
+ */
+final class YamlJson {
+
+    private static final Pattern BOOL = Pattern.compile("^(?:true|True|TRUE|false|False|FALSE)$");
+
+    private YamlJson() {
+    }
+
+    /** The error says where (line and column, 1-based) and what. */
+    static final class YamlError extends Exception {
+        YamlError(String message) {
+            super(message);
+        }
+    }
+
+    static String toJson(String yaml) throws YamlError {
+        Object tree;
+        try {
+            var options = new LoaderOptions();
+            options.setAllowDuplicateKeys(false); // a key given twice is a mistake to report, not one to pick a winner for
+            tree = new Yaml(new SafeConstructor(options), new Representer(new DumperOptions()), new DumperOptions(), options, new CoreSchema()).load(yaml);
+        } catch (MarkedYAMLException e) {
+            var mark = e.getProblemMark() != null ? e.getProblemMark() : e.getContextMark();
+            String where = mark == null ? "" : " at line " + (mark.getLine() + 1) + ", column " + (mark.getColumn() + 1);
+            String what = e.getProblem() != null ? e.getProblem() : e.getContext();
+            throw new YamlError(what + where);
+        } catch (YAMLException e) {
+            throw new YamlError(e.getMessage());
+        }
+        var out = new StringBuilder(yaml.length() + 64);
+        write(tree, out);
+        return out.toString();
+    }
+
+    private static void write(Object v, StringBuilder out) {
+        if (v == null) {
+            out.append("null");
+        } else if (v instanceof Map<?, ?> map) {
+            out.append('{');
+            boolean first = true;
+            for (var e : map.entrySet()) {
+                out.append(first ? "" : ",");
+                out.append(JsonText.quote(String.valueOf(e.getKey())));
+                out.append(':');
+                write(e.getValue(), out);
+                first = false;
+            }
+            out.append('}');
+        } else if (v instanceof List<?> list) {
+            out.append('[');
+            for (int i = 0; i < list.size(); i++) {
+                out.append(i == 0 ? "" : ",");
+                write(list.get(i), out);
+            }
+            out.append(']');
+        } else if (v instanceof Boolean || v instanceof Integer || v instanceof Long || v instanceof BigInteger) {
+            out.append(v);
+        } else if (v instanceof Double d) {
+            if (d.isNaN() || d.isInfinite()) {
+                out.append(JsonText.quote(d.toString())); // protobuf's JSON form: "NaN", "Infinity", "-Infinity"
+            } else {
+                out.append(d);
+            }
+        } else if (v instanceof byte[] bytes) {
+            out.append(JsonText.quote(java.util.Base64.getEncoder().encodeToString(bytes))); // !!binary: protobuf's JSON bytes are base64
+        } else {
+            out.append(JsonText.quote(v.toString()));
+        }
+    }
+
+    /** YAML 1.2 core schema for plain scalars: no yes/no/on/off booleans, no timestamps. */
+    private static final class CoreSchema extends Resolver {
+        @Override
+        protected void addImplicitResolvers() {
+            addImplicitResolver(Tag.BOOL, BOOL, "tTfF");
+            addImplicitResolver(Tag.INT, INT, "-+0123456789");
+            addImplicitResolver(Tag.FLOAT, FLOAT, "-+.0123456789");
+            addImplicitResolver(Tag.MERGE, MERGE, "<");
+            addImplicitResolver(Tag.NULL, NULL, "~nN\0");
+            addImplicitResolver(Tag.NULL, EMPTY, null);
+        }
+    }
+}
