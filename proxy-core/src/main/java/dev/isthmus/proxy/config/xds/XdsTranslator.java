@@ -1,7 +1,10 @@
 package dev.isthmus.proxy.config.xds;
 
+import com.google.gson.JsonElement;
+import com.google.gson.JsonParser;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.protobuf.Message;
 import com.google.protobuf.util.JsonFormat;
 import io.envoyproxy.envoy.config.bootstrap.v3.Bootstrap;
 import io.envoyproxy.envoy.config.cluster.v3.Cluster;
@@ -68,19 +71,81 @@ public final class XdsTranslator {
 
     /** Reads an Envoy bootstrap file (YAML, or JSON) and translates its {@code static_resources}. */
     public static ProxyConfig fromBootstrapFile(Path file) throws ConfigException, IOException {
-        Bootstrap b = parseBootstrap(Files.readString(file), file.toString());
-        var s = b.getStaticResources();
-        return translate("static:" + file.getFileName(), s.getListenersList(), s.getClustersList(), List.of());
+        String source = file.toString();
+        String json = json(Files.readString(file), source);
+        var listeners = new ArrayList<Listener>();
+        var clusters = new ArrayList<Cluster>();
+        if (!staticResourcesOnly(json, source, listeners, clusters)) {
+            var s = parseBootstrapJson(json, source).getStaticResources();
+            listeners.addAll(s.getListenersList());
+            clusters.addAll(s.getClustersList());
+        }
+        return translate("static:" + file.getFileName(), listeners, clusters, List.of());
+    }
+
+    /**
+     * A bootstrap with nothing but {@code static_resources.listeners} and {@code .clusters} (as the
+     * sidecar's are) is read one Listener and one Cluster at a time, without Envoy's
+     * {@code Bootstrap} message: that message's descriptors (admin, stats, tracing, overload,
+     * runtime...) would stay loaded for the process's life, about 5 MB of a sidecar's resident
+     * memory, for fields the proxy does not read. Any other field: false, and the whole file is read
+     * as a {@code Bootstrap} (which also refuses misspelt fields).
+     */
+    private static boolean staticResourcesOnly(String json, String source, List<Listener> listeners, List<Cluster> clusters)
+            throws ConfigException {
+        JsonElement root = JsonParser.parseString(json);
+        if (!root.isJsonObject() || root.getAsJsonObject().size() != 1) {
+            return false;
+        }
+        var top = root.getAsJsonObject();
+        JsonElement resources = top.has("static_resources") ? top.get("static_resources") : top.get("staticResources");
+        if (resources == null || !resources.isJsonObject()) {
+            return false;
+        }
+        for (var e : resources.getAsJsonObject().entrySet()) {
+            if (!(e.getKey().equals("listeners") || e.getKey().equals("clusters")) || !e.getValue().isJsonArray()) {
+                return false;
+            }
+        }
+        var parser = JsonFormat.parser().usingTypeRegistry(TYPES);
+        var errors = new ArrayList<String>();
+        for (String list : List.of("listeners", "clusters")) {
+            var items = resources.getAsJsonObject().getAsJsonArray(list);
+            for (int i = 0; items != null && i < items.size(); i++) {
+                Message.Builder b = list.equals("listeners") ? Listener.newBuilder() : Cluster.newBuilder();
+                try {
+                    parser.merge(items.get(i).toString(), b);
+                    if (b instanceof Listener.Builder l) {
+                        listeners.add(l.build());
+                    } else {
+                        clusters.add(((Cluster.Builder) b).build());
+                    }
+                } catch (InvalidProtocolBufferException e) {
+                    errors.add(source + ": static_resources." + list + "[" + i + "]: not an Envoy v3 " + b.getDescriptorForType().getName() + ": "
+                            + e.getMessage());
+                }
+            }
+        }
+        if (!errors.isEmpty()) {
+            throw new ConfigException(errors);
+        }
+        return true;
     }
 
     /** Parses bootstrap text (YAML is a superset of JSON, so both are read the same way). */
     public static Bootstrap parseBootstrap(String text, String source) throws ConfigException {
-        String json;
+        return parseBootstrapJson(json(text, source), source);
+    }
+
+    private static String json(String text, String source) throws ConfigException {
         try {
-            json = YamlJson.toJson(text);
+            return YamlJson.toJson(text);
         } catch (YamlJson.YamlError e) {
             throw new ConfigException(List.of(source + ": not YAML or JSON: " + e.getMessage()));
         }
+    }
+
+    private static Bootstrap parseBootstrapJson(String json, String source) throws ConfigException {
         var builder = Bootstrap.newBuilder();
         try {
             JsonFormat.parser().usingTypeRegistry(TYPES).merge(json, builder);

@@ -45,6 +45,25 @@ class XdsTranslatorTest {
         assertEquals(140, cluster.overprovisioningFactor());
     }
 
+    @Test
+    void aBootstrapWithOtherFieldsReadsTheSameAndMisspeltFieldsAreRefusedWhereTheyAre() throws Exception {
+        Path lean = Files.createTempFile("bootstrap", ".yaml");
+        Files.writeString(lean, sample());
+        Path full = Files.createTempFile("bootstrap", ".yaml");
+        Files.writeString(full, "node: { id: orders-1, cluster: shop/order-processing }\n" + sample());
+        ProxyConfig a = XdsTranslator.fromBootstrapFile(lean);
+        ProxyConfig b = XdsTranslator.fromBootstrapFile(full);
+        assertEquals(a.listeners(), b.listeners());
+        assertEquals(a.clusters(), b.clusters());
+        Files.writeString(lean, sample().replace("stat_prefix: product-catalog", "stat_prefx: product-catalog"));
+        var e = assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.fromBootstrapFile(lean));
+        assertTrue(e.getMessage().contains(lean + ": static_resources.listeners[0]: not an Envoy v3 Listener") && e.getMessage().contains("stat_prefx"),
+                e.getMessage());
+        Files.writeString(full, "nod: { id: orders-1 }\n" + sample());
+        e = assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.fromBootstrapFile(full));
+        assertTrue(e.getMessage().contains("not an Envoy v3 bootstrap") && e.getMessage().contains("nod"), e.getMessage());
+    }
+
     static String refusal(String yaml) {
         return String.join("\n", assertThrows(XdsTranslator.ConfigException.class, () -> translate(yaml)).errors());
     }
