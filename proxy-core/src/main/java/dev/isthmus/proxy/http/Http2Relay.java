@@ -314,6 +314,11 @@ final class Http2Relay {
         private Http2Headers h1Headers;
         private io.netty.buffer.CompositeByteBuf h1Body;
         private java.time.Duration h1Timeout = java.time.Duration.ZERO;
+        /** The route's timeout, from the caller's end of stream to the upstream's (zero: none). */
+        private java.time.Duration timeout = java.time.Duration.ZERO;
+        private io.netty.util.concurrent.ScheduledFuture<?> timer;
+        /** Holds one of the cluster's {@code max_requests} slots. */
+        private boolean holdsRequest;
 
         Call(Front front, Http2FrameStream down) {
             this.front = front;
@@ -343,6 +348,12 @@ final class Http2Relay {
                 answer("502", "no_healthy_upstream");
                 return;
             }
+            String breaker = cluster.breakers().tryRequest();
+            if (breaker != null) {
+                overloaded(breaker);
+                return;
+            }
+            holdsRequest = true;
             h1 = !cluster.http2();
             var picked = cluster.endpoints().pick(Set.of());
             if (picked.isEmpty()) {
@@ -370,9 +381,18 @@ final class Http2Relay {
                 }
                 return;
             }
+            timeout = route.get().timeout();
+            var connecting = connection(front.channel.eventLoop(), shared.loops().channelType(), endpoint, cluster);
+            if (connecting == null) {
+                overloaded("max_connections");
+                return;
+            }
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
-            connection(front.channel.eventLoop(), shared.loops().channelType(), endpoint, cluster).addListener((ChannelFutureListener) f -> {
-                if (downDone) {
+            if (headers.isEndStream()) {
+                requestEnded();
+            }
+            connecting.addListener((ChannelFutureListener) f -> {
+                if (downDone || counted) { // the caller went away, or was answered (timeout) while connecting
                     drop();
                     return;
                 }
@@ -433,6 +453,9 @@ final class Http2Relay {
                 }
                 return;
             }
+            if (trailers.isEndStream()) {
+                requestEnded();
+            }
             if (up == null) {
                 waiting.add(trailers);
             } else if (!upDone) {
@@ -468,6 +491,9 @@ final class Http2Relay {
                 giveBack(front.channel, data);
                 data.release();
                 return;
+            }
+            if (data.isEndStream()) {
+                requestEnded();
             }
             if (up == null) {
                 waiting.add(data); // held (with its buffer) until the upstream stream exists
@@ -650,6 +676,7 @@ final class Http2Relay {
 
         private void answer(String code, String reason) {
             status = code;
+            responseEnded = true;
             drop();
             if (!downDone && front.channel.isActive()) {
                 var headers = new DefaultHttp2Headers().status(code).set(HttpProxy.REASON_HEADER, reason);
@@ -659,7 +686,60 @@ final class Http2Relay {
             count();
         }
 
+        /**
+         * The caller's stream has ended: the route's timeout starts, as Envoy's does, so a
+         * streaming call that is still sending is not cut (a server-streaming answer is, like Envoy's,
+         * unless its route's timeout is 0).
+         */
+        private void requestEnded() {
+            if (!timeout.isZero() && timer == null && !counted) {
+                timer = front.channel.eventLoop().schedule(this::timedOut, timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+            }
+        }
+
+        /** No complete answer within the route's timeout: 504 if nothing was answered yet, else the stream is reset. */
+        private void timedOut() {
+            timer = null;
+            if (counted || downDone) {
+                return;
+            }
+            if (status.equals("0")) {
+                answer("504", "upstream_timeout");
+            } else {
+                responseEnded = true;
+                resetDownstream(Http2Error.CANCEL.code());
+                count();
+            }
+            // after the caller's answer: the upstream stream's close must not answer it again
+            if (up != null && !upDone && backChannel.isActive()) {
+                backChannel.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.CANCEL).stream(up));
+            }
+            front.channel.flush();
+        }
+
+        /** A circuit breaker of the cluster is open: 503, the breaker named in a header, as for HTTP/1.1. */
+        private void overloaded(String breaker) {
+            status = "503";
+            responseEnded = true;
+            drop();
+            if (!downDone && front.channel.isActive()) {
+                var headers = new DefaultHttp2Headers().status(status).set(HttpProxy.REASON_HEADER, "overloaded").set(HttpProxy.OVERLOADED_HEADER, breaker);
+                front.channel.write(new DefaultHttp2HeadersFrame(headers, true).stream(down));
+                front.flusher.mark(front.channel);
+            }
+            count();
+        }
+
+        /** Counted once, when the call has its answer or ends; its timer and its request slot end with it. */
         void count() {
+            if (timer != null) {
+                timer.cancel(false);
+                timer = null;
+            }
+            if (holdsRequest) {
+                holdsRequest = false;
+                cluster.breakers().endRequest();
+            }
             if (!counted) {
                 counted = true;
                 front.shared.count(cluster == null ? "none" : cluster.name(), Integer.parseInt(status), start, front.caller,
@@ -672,6 +752,7 @@ final class Http2Relay {
      * The multiplexed HTTP/2 connection of {@code cluster} to an endpoint on this event loop, made when
      * there is none. Per cluster, not per address: clusters that share an address (the subsets of a
      * service behind one east-west gateway) differ in their TLS SNI, so in where the gateway sends them.
+     * Null when the cluster's {@code max_connections} breaker is open and a new connection is needed.
      */
     private static io.netty.channel.ChannelFuture connection(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type,
             InetSocketAddress endpoint, HttpProxy.Upstream cluster) {
@@ -681,6 +762,10 @@ final class Http2Relay {
         if (existing != null && existing.isActive()) {
             return existing.newSucceededFuture();
         }
+        if (cluster.breakers().tryConnection() != null) {
+            return null;
+        }
+        var breakers = cluster.breakers();
         var connect = new Bootstrap().group(loop).channel(type)
                 .option(ChannelOption.TCP_NODELAY, true)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) cluster.connectTimeout().toMillis())
@@ -694,7 +779,10 @@ final class Http2Relay {
                     }
                 }).connect(endpoint);
         byEndpoint.put(key, connect.channel());
-        connect.channel().closeFuture().addListener(f -> byEndpoint.remove(key, connect.channel()));
+        connect.channel().closeFuture().addListener(f -> {
+            byEndpoint.remove(key, connect.channel());
+            breakers.endConnection();
+        });
         return connect;
     }
 }

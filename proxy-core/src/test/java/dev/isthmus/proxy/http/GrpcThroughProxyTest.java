@@ -52,6 +52,9 @@ class GrpcThroughProxyTest {
     };
     static final MethodDescriptor<String, String> UNARY = MethodDescriptor.<String, String>newBuilder(TEXT, TEXT)
             .setType(MethodDescriptor.MethodType.UNARY).setFullMethodName("test.Echo/Say").build();
+    /** Answered only when the test says so ({@link #hanging}). */
+    static final MethodDescriptor<String, String> HANG = MethodDescriptor.<String, String>newBuilder(TEXT, TEXT)
+            .setType(MethodDescriptor.MethodType.UNARY).setFullMethodName("test.Echo/Hang").build();
     static final MethodDescriptor<String, String> CHAT = MethodDescriptor.<String, String>newBuilder(TEXT, TEXT)
             .setType(MethodDescriptor.MethodType.BIDI_STREAMING).setFullMethodName("test.Echo/Chat").build();
 
@@ -61,6 +64,7 @@ class GrpcThroughProxyTest {
     private RelayManager manager;
     private ManagedChannel channel;
     private final AtomicReference<String> seenCaller = new AtomicReference<>("unset");
+    private final LinkedBlockingQueue<StreamObserver<String>> hanging = new LinkedBlockingQueue<>();
 
     @AfterEach
     void stop() {
@@ -95,6 +99,7 @@ class GrpcThroughProxyTest {
                     out.onNext("hello " + req);
                     out.onCompleted();
                 }))
+                .addMethod(HANG, ServerCalls.asyncUnaryCall((String req, StreamObserver<String> out) -> hanging.add(out)))
                 .addMethod(CHAT, ServerCalls.asyncBidiStreamingCall((StreamObserver<String> out) -> new StreamObserver<String>() {
                     @Override
                     public void onNext(String value) {
@@ -139,6 +144,11 @@ class GrpcThroughProxyTest {
     }
 
     int startProxy() throws Exception {
+        return startProxy("", "");
+    }
+
+    /** @param routeOptions more fields of the route's {@code route} ({@code , timeout: 1s}); {@code clusterOptions} lines of the cluster's */
+    int startProxy(String routeOptions, String clusterOptions) throws Exception {
         int backend = startServer();
         int port = dev.isthmus.proxy.Loopback.freePort();
         String yaml = """
@@ -155,11 +165,12 @@ class GrpcThroughProxyTest {
                           route_config:
                             name: grpc
                             virtual_hosts:
-                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/test.Echo/" }, route: { cluster: echo } } ] }
+                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/test.Echo/" }, route: { cluster: echo %s } } ] }
                   clusters:
                   - name: echo
                     type: STATIC
                     connect_timeout: 1s
+                %s
                     typed_extension_protocol_options:
                       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
                         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
@@ -169,7 +180,7 @@ class GrpcThroughProxyTest {
                       endpoints:
                       - lb_endpoints:
                         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } }
-                """.formatted(port, backend);
+                """.formatted(port, routeOptions, clusterOptions, backend);
         var b = XdsTranslator.parseBootstrap(yaml, "grpc.yaml");
         manager = new RelayManager(loops, meters, null);
         manager.apply(XdsTranslator.translate("t", b.getStaticResources().getListenersList(), b.getStaticResources().getClustersList(), List.of()));
@@ -229,6 +240,80 @@ class GrpcThroughProxyTest {
             Thread.sleep(50); // a stream is counted when its channel closes, just after the client saw the end
         }
         assertTrue(ok.getAsDouble() >= 3, "counted: " + ok.getAsDouble());
+    }
+
+    /**
+     * The route's timeout starts when the caller's stream ends (Envoy's rule): a unary call the server
+     * leaves unanswered is answered 504 by the proxy, while a bidirectional stream that lasts longer
+     * than the timeout, but is still sending, is not cut.
+     */
+    @Test
+    void theRouteTimeoutAnswersAStalledCallButDoesNotCutAStreamStillSending() throws Exception {
+        int port = startProxy(", timeout: 0.4s", "");
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        long start = System.nanoTime();
+        var e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class,
+                () -> ClientCalls.blockingUnaryCall(channel, HANG, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS), "x"));
+        long ms = (System.nanoTime() - start) / 1_000_000;
+        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), e.toString()); // grpc-java's reading of HTTP 504
+        assertTrue(e.getStatus().getDescription().contains("504") && e.getMessage().contains("upstream_timeout"), e.toString());
+        assertTrue(ms >= 350 && ms < 5000, "answered after " + ms + " ms");
+
+        var answers = new LinkedBlockingQueue<String>();
+        var done = new java.util.concurrent.CountDownLatch(1);
+        var requests = ClientCalls.asyncBidiStreamingCall(channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS)),
+                new StreamObserver<String>() {
+                    @Override
+                    public void onNext(String value) {
+                        answers.add(value);
+                    }
+
+                    @Override
+                    public void onError(Throwable t) {
+                        answers.add("error " + t);
+                    }
+
+                    @Override
+                    public void onCompleted() {
+                        done.countDown();
+                    }
+                });
+        for (int i = 0; i < 4; i++) { // 4 x 300 ms: three times the route's timeout
+            requests.onNext("m" + i);
+            assertEquals("echo m" + i, answers.poll(5, TimeUnit.SECONDS));
+            Thread.sleep(300);
+        }
+        requests.onCompleted();
+        assertTrue(done.await(5, TimeUnit.SECONDS), "the stream ends normally: " + answers);
+    }
+
+    /**
+     * {@code max_requests} counts HTTP/2 streams in flight: with 1, a second call while one hangs is
+     * answered 503 naming the breaker; once the first is answered, calls go through again.
+     */
+    @Test
+    void theMaxRequestsBreakerRefusesStreamsOverTheLimitAndFreesItsSlot() throws Exception {
+        int port = startProxy("", "    circuit_breakers: { thresholds: [ { max_requests: 1 } ] }");
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        var first = ClientCalls.futureUnaryCall(channel.newCall(HANG, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS)), "first");
+        var server = hanging.poll(5, TimeUnit.SECONDS);
+        assertTrue(server != null, "the first call reached the server");
+        var e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class,
+                () -> ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "second"));
+        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), e.toString());
+        assertTrue(e.getMessage().contains("503") && e.getMessage().contains("max_requests"), e.toString());
+        server.onNext("answered");
+        server.onCompleted();
+        assertEquals("answered", first.get(5, TimeUnit.SECONDS));
+        String third = null;
+        for (int i = 0; i < 50 && third == null; i++) { // the slot is given back as the first stream's answer ends
+            try {
+                third = ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "third");
+            } catch (StatusRuntimeException refused) {
+                Thread.sleep(20);
+            }
+        }
+        assertEquals("hello third", third);
     }
 
     @Test
