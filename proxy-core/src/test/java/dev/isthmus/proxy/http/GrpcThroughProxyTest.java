@@ -209,23 +209,7 @@ class GrpcThroughProxyTest {
         var answers = new LinkedBlockingQueue<String>();
         var done = new java.util.concurrent.CountDownLatch(1);
         var call = channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS));
-        var requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<String>() {
-            @Override
-            public void onNext(String value) {
-                answers.add(value);
-            }
-
-            @Override
-            public void onError(Throwable t) {
-                answers.add("error " + t);
-                done.countDown();
-            }
-
-            @Override
-            public void onCompleted() {
-                done.countDown();
-            }
-        });
+        var requests = ClientCalls.asyncBidiStreamingCall(call, collecting(answers, done));
         for (int i = 0; i < 5; i++) {
             requests.onNext("m" + i);
             assertEquals("echo m" + i, answers.poll(5, TimeUnit.SECONDS), "each message is answered while the stream stays open");
@@ -262,29 +246,35 @@ class GrpcThroughProxyTest {
         var answers = new LinkedBlockingQueue<String>();
         var done = new java.util.concurrent.CountDownLatch(1);
         var requests = ClientCalls.asyncBidiStreamingCall(channel.newCall(CHAT, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS)),
-                new StreamObserver<String>() {
-                    @Override
-                    public void onNext(String value) {
-                        answers.add(value);
-                    }
-
-                    @Override
-                    public void onError(Throwable t) {
-                        answers.add("error " + t);
-                    }
-
-                    @Override
-                    public void onCompleted() {
-                        done.countDown();
-                    }
-                });
+                collecting(answers, done));
         for (int i = 0; i < 4; i++) { // 4 x 300 ms: three times the route's timeout
             requests.onNext("m" + i);
             assertEquals("echo m" + i, answers.poll(5, TimeUnit.SECONDS));
             Thread.sleep(300);
         }
         requests.onCompleted();
-        assertTrue(done.await(5, TimeUnit.SECONDS), "the stream ends normally: " + answers);
+        assertTrue(done.await(5, TimeUnit.SECONDS) && answers.isEmpty(), "the stream ends normally: " + answers);
+    }
+
+    /** A call's answers into {@code answers} (an error as {@code "error ..."}); {@code done} counts down when it ends either way. */
+    static StreamObserver<String> collecting(LinkedBlockingQueue<String> answers, java.util.concurrent.CountDownLatch done) {
+        return new StreamObserver<>() {
+            @Override
+            public void onNext(String value) {
+                answers.add(value);
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                answers.add("error " + t);
+                done.countDown();
+            }
+
+            @Override
+            public void onCompleted() {
+                done.countDown();
+            }
+        };
     }
 
     /**
