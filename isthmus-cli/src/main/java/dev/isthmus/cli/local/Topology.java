@@ -402,9 +402,16 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
                 "tls://" + HOST + ":" + gatewayPort(region), List.of(gatewayPort(region), port(region, GATEWAY_ADMIN)), 3);
     }
 
-    /** A JVM command line; the {@code local-federation.*} properties mark the process as ours. */
+    /**
+     * A JVM command line; the {@code local-federation.*} properties mark the process as ours. Small
+     * heaps, C1 only, and the native heap trimmed every second: without it, memory the JIT freed
+     * after a burst of load stays resident (measured on a sidecar under wrk: 6 MB with C1 only,
+     * 25 MB with C2). The experimental unlock is for JDK 21, where the trim option is still
+     * experimental; from JDK 22 it is a product option.
+     */
     private List<String> java(String region, String name, String heap, Path jar) {
         return List.of(javaCommand, "-Xmx" + heap, "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=1000",
                 "-Dlocal-federation.component=" + region + "/" + name, "-Dlocal-federation.state=" + stateDir,
                 "-jar", jar.toString());
     }
