@@ -1,5 +1,6 @@
 package dev.isthmus.proxy.http;
 
+import dev.isthmus.proxy.config.xds.ProxyConfig;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
@@ -319,6 +320,11 @@ final class Http2Relay {
         private io.netty.util.concurrent.ScheduledFuture<?> timer;
         /** Holds one of the cluster's {@code max_requests} slots. */
         private boolean holdsRequest;
+        /** Retry slots held (connect failures retried on another endpoint). */
+        private int heldRetries;
+        private ProxyConfig.RetrySpec retry = ProxyConfig.RetrySpec.NONE;
+        /** The endpoints whose connection failed, made at the first failure. */
+        private Set<InetSocketAddress> tried;
 
         Call(Front front, Http2FrameStream down) {
             this.front = front;
@@ -382,24 +388,29 @@ final class Http2Relay {
                 return;
             }
             timeout = route.get().timeout();
-            var connecting = connection(front.channel.eventLoop(), shared.loops().channelType(), endpoint, cluster);
-            if (connecting == null) {
-                overloaded("max_connections");
-                return;
-            }
+            retry = route.get().retry();
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
             if (headers.isEndStream()) {
                 requestEnded();
             }
+            connectUpstream();
+        }
+
+        /** The stream to {@link #endpoint}, over the cluster's connection there (made if there is none); the caller's frames wait until then. */
+        private void connectUpstream() {
+            var connecting = connection(front.channel.eventLoop(), front.shared.loops().channelType(), endpoint, cluster);
+            if (connecting == null) {
+                overloaded("max_connections");
+                return;
+            }
+            InetSocketAddress target = endpoint;
             connecting.addListener((ChannelFutureListener) f -> {
                 if (downDone || counted) { // the caller went away, or was answered (timeout) while connecting
                     drop();
                     return;
                 }
                 if (!f.isSuccess()) {
-                    cluster.endpoints().failed(endpoint);
-                    answer("503", "upstream_connect_failure");
-                    front.channel.flush();
+                    connectFailed(target, f.cause());
                     return;
                 }
                 backChannel = f.channel();
@@ -418,6 +429,47 @@ final class Http2Relay {
                 }
                 backChannel.flush();
             });
+        }
+
+        /**
+         * No connection to the endpoint: it is ejected (at once when nothing listens there), and the
+         * stream goes to another endpoint if the route retries connect failures (its retry_on has
+         * connect-failure, reset, 5xx or gateway-error) and the retry budget allows. Any method is
+         * retried here: nothing of the stream has left the proxy yet, its frames are still held.
+         */
+        private void connectFailed(InetSocketAddress target, Throwable cause) {
+            if (dev.isthmus.proxy.tcp.UpstreamSelector.definitive(cause)) {
+                cluster.endpoints().refused(target);
+            } else {
+                cluster.endpoints().failed(target);
+            }
+            log.debug("event=h2_upstream_connect_failed cluster={} endpoint={} cause={}", cluster.name(), target, cause.toString());
+            if (tried == null) {
+                tried = new java.util.HashSet<>(4);
+            }
+            tried.add(target);
+            var on = retry.retryOn();
+            boolean wanted = on.contains("connect-failure") || on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
+            if (wanted && tried.size() <= retry.numRetries()) {
+                var next = cluster.endpoints().pick(tried);
+                if (next.isPresent()) {
+                    String refused = cluster.breakers().tryRetry();
+                    if (refused == null) {
+                        heldRetries++;
+                        endpoint = next.get();
+                        io.micrometer.core.instrument.Counter.builder(dev.isthmus.proxy.ProxyMetrics.UPSTREAM_RETRIES)
+                                .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters()).increment();
+                        connectUpstream();
+                        front.channel.flush();
+                        return;
+                    }
+                    io.micrometer.core.instrument.Counter.builder("isthmus_retries_refused")
+                            .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_LISTENER, front.shared.listener())
+                            .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_REASON, refused).register(front.shared.meters()).increment();
+                }
+            }
+            answer("503", "upstream_connect_failure");
+            front.channel.flush();
         }
 
         /** Writes a frame of the caller's to the upstream stream; its DATA goes back to the caller's window once written. */
@@ -739,6 +791,9 @@ final class Http2Relay {
             if (holdsRequest) {
                 holdsRequest = false;
                 cluster.breakers().endRequest();
+            }
+            for (; heldRetries > 0; heldRetries--) {
+                cluster.breakers().endRetry();
             }
             if (!counted) {
                 counted = true;

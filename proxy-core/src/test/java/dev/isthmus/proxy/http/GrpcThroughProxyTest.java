@@ -306,6 +306,62 @@ class GrpcThroughProxyTest {
         assertEquals("hello third", third);
     }
 
+    /**
+     * A stream whose first endpoint refuses the connection goes to the next one when the route
+     * retries connect failures (gRPC's POST too: nothing had left the proxy); without a retry policy
+     * the caller gets 503 upstream_connect_failure. Both clusters: a dead endpoint at priority 0, the
+     * server at priority 1.
+     */
+    @Test
+    void aRefusedConnectionIsRetriedOnTheNextEndpointWhenTheRouteSaysSo() throws Exception {
+        int backend = startServer();
+        int dead = dev.isthmus.proxy.Loopback.freePort();
+        int retrying = dev.isthmus.proxy.Loopback.freePort();
+        int plain = dev.isthmus.proxy.Loopback.freePort();
+        String listener = """
+                  - name: %1$s
+                    address: { socket_address: { address: 127.0.0.1, port_value: %2$d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: %1$s
+                          route_config:
+                            name: %1$s
+                            virtual_hosts:
+                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: %1$s %3$s } } ] }
+                """;
+        String cluster = """
+                  - name: %1$s
+                    type: STATIC
+                    connect_timeout: 1s
+                %2$s    load_assignment:
+                      cluster_name: %1$s
+                      endpoints:
+                      - priority: 0
+                        lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %3$d } } } } ]
+                      - priority: 1
+                        lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %4$d } } } } ]
+                """;
+        String yaml = "static_resources:\n  listeners:\n"
+                + listener.formatted("retrying", retrying, ", retry_policy: { retry_on: connect-failure, num_retries: 2 }")
+                + listener.formatted("plain", plain, "")
+                + "  clusters:\n" + cluster.formatted("retrying", H2_CLUSTER_OPTIONS, dead, backend) + cluster.formatted("plain", H2_CLUSTER_OPTIONS, dead, backend);
+        manager = new RelayManager(loops, meters, null);
+        manager.apply(config(yaml));
+
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", plain).usePlaintext().build();
+        var e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class,
+                () -> ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "plain"));
+        assertTrue(e.getMessage().contains("503") && e.getMessage().contains("upstream_connect_failure"), e.toString());
+        channel.shutdownNow();
+
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", retrying).usePlaintext().build();
+        assertEquals("hello retried", ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "retried"));
+        assertEquals(1.0, meters.get(dev.isthmus.proxy.ProxyMetrics.UPSTREAM_RETRIES).tag("listener", "retrying").counter().count());
+    }
+
     @Test
     void aRapidResetFloodClosesThatConnectionAndOthersAreServed() throws Exception {
         int port = startProxy();
