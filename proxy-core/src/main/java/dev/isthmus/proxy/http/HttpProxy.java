@@ -663,7 +663,9 @@ public final class HttpProxy implements AutoCloseable {
                 case "connect-failure", "reset" -> on.contains(condition) || on.contains("5xx") || on.contains("gateway-error");
                 default -> on.contains("5xx") || on.contains("gateway-error") && status >= 502 && status <= 504;
             };
-            if (!(wanted && attempts <= route.retry().numRetries() && IDEMPOTENT.contains(request.method()) && !done && front.channel.isActive())) {
+            // a connect failure is retried whatever the method: nothing of the request reached the upstream
+            boolean safe = condition.equals("connect-failure") || IDEMPOTENT.contains(request.method());
+            if (!(wanted && attempts <= route.retry().numRetries() && safe && !done && front.channel.isActive())) {
                 return false;
             }
             String open = upstream.breakers().tryRetry();

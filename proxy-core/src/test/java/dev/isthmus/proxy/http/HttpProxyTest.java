@@ -257,6 +257,26 @@ class HttpProxyTest {
         assertTrue(meters.get("isthmus_upstream_connect_retries").counter().count() > 0);
     }
 
+    /** Nothing of a request reaches an endpoint that refuses the connection: a POST is retried then too. */
+    @Test
+    void aPostIsRetriedOnAnotherEndpointWhenTheConnectionIsRefused() throws Exception {
+        var good = new AtomicInteger();
+        int healthy = app(200, "up", 0, good);
+        int dead = dev.isthmus.proxy.Loopback.freePort();
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - match: { prefix: "/" }
+                              route: { cluster: c, retry_policy: { retry_on: "connect-failure", num_retries: 1 } }""", cluster("c", dead, healthy));
+        for (int i = 0; i < 4; i++) {
+            var res = post(port, "/orders");
+            assertEquals(200, res.statusCode(), "POST " + i + ": " + res.body());
+        }
+        assertEquals(4, good.get());
+        assertEquals(1.0, meters.get("isthmus_upstream_connect_retries").counter().count(), "the refused endpoint was tried once, then ejected");
+    }
+
     @Test
     void aSlowUpstreamIsCutAtTheRouteTimeout() throws Exception {
         var hits = new AtomicInteger();
