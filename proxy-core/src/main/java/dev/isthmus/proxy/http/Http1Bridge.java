@@ -52,8 +52,11 @@ final class Http1Bridge {
     record Answered(Http2Headers headers, ByteBuf body, Http2Headers trailers, boolean keepAlive) implements Outcome {
     }
 
-    /** No answer: {@code connect} is true when the connection could not be made. */
-    record Failed(boolean connect, String reason) implements Outcome {
+    /**
+     * No answer: {@code connect} when the connection could not be made ({@code cause} says why),
+     * {@code timedOut} when the route's timeout passed first.
+     */
+    record Failed(boolean connect, boolean timedOut, Throwable cause, String reason) implements Outcome {
     }
 
     /**
@@ -88,7 +91,7 @@ final class Http1Bridge {
                         exchange(f.channel(), idle, request, timeout, done);
                     } else {
                         request.release();
-                        done.accept(new Failed(true, String.valueOf(f.cause())));
+                        done.accept(new Failed(true, false, f.cause(), String.valueOf(f.cause())));
                     }
                 });
     }
@@ -128,14 +131,14 @@ final class Http1Bridge {
             waiting = done;
             if (!timeout.isZero()) {
                 deadline = ctx.executor().schedule(() -> {
-                    fail("no answer within " + timeout.toMillis() + " ms");
+                    complete(new Failed(false, true, null, "no answer within " + timeout.toMillis() + " ms"));
                     ctx.close();
                 }, timeout.toMillis(), TimeUnit.MILLISECONDS);
             }
         }
 
         void fail(String reason) {
-            complete(new Failed(false, reason));
+            complete(new Failed(false, false, null, reason));
         }
 
         private void complete(Outcome outcome) {

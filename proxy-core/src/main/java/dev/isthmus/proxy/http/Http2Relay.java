@@ -314,6 +314,8 @@ final class Http2Relay {
         private boolean h1;
         private Http2Headers h1Headers;
         private io.netty.buffer.CompositeByteBuf h1Body;
+        /** The translated request, kept until it is answered. */
+        private io.netty.handler.codec.http.FullHttpRequest h1Request;
         private java.time.Duration h1Timeout = java.time.Duration.ZERO;
         /** The route's timeout, from the caller's end of stream to the upstream's (zero: none). */
         private java.time.Duration timeout = java.time.Duration.ZERO;
@@ -378,6 +380,7 @@ final class Http2Relay {
             if (!front.caller.isEmpty()) {
                 out.set(HttpProxy.CALLER_HEADER, front.caller);
             }
+            retry = route.get().retry();
             if (h1) {
                 out.remove("te");
                 h1Headers = out;
@@ -388,7 +391,6 @@ final class Http2Relay {
                 return;
             }
             timeout = route.get().timeout();
-            retry = route.get().retry();
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
             if (headers.isEndStream()) {
                 requestEnded();
@@ -438,16 +440,36 @@ final class Http2Relay {
          * retried here: nothing of the stream has left the proxy yet, its frames are still held.
          */
         private void connectFailed(InetSocketAddress target, Throwable cause) {
+            ejectAfterConnectFailure(target, cause);
+            if (nextEndpoint()) {
+                connectUpstream();
+                front.channel.flush();
+                return;
+            }
+            answer("503", "upstream_connect_failure");
+            front.channel.flush();
+        }
+
+        /** A connect failure: the endpoint is ejected (at once when nothing listens there) and not tried again for this stream. */
+        private void ejectAfterConnectFailure(InetSocketAddress target, Throwable cause) {
             if (dev.isthmus.proxy.tcp.UpstreamSelector.definitive(cause)) {
                 cluster.endpoints().refused(target);
             } else {
                 cluster.endpoints().failed(target);
             }
-            log.debug("event=h2_upstream_connect_failed cluster={} endpoint={} cause={}", cluster.name(), target, cause.toString());
+            log.debug("event=h2_upstream_connect_failed cluster={} endpoint={} cause={}", cluster.name(), target, String.valueOf(cause));
             if (tried == null) {
                 tried = new java.util.HashSet<>(4);
             }
             tried.add(target);
+        }
+
+        /**
+         * After connect failures: true, with {@link #endpoint} set to another endpoint, when the
+         * route retries connect failures, {@code num_retries} is not used up, the retry budget
+         * allows, and an endpoint not tried yet is left.
+         */
+        private boolean nextEndpoint() {
             var on = retry.retryOn();
             boolean wanted = on.contains("connect-failure") || on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
             if (wanted && tried.size() <= retry.numRetries()) {
@@ -459,17 +481,14 @@ final class Http2Relay {
                         endpoint = next.get();
                         io.micrometer.core.instrument.Counter.builder(dev.isthmus.proxy.ProxyMetrics.UPSTREAM_RETRIES)
                                 .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters()).increment();
-                        connectUpstream();
-                        front.channel.flush();
-                        return;
+                        return true;
                     }
                     io.micrometer.core.instrument.Counter.builder("isthmus_retries_refused")
                             .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_LISTENER, front.shared.listener())
                             .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_REASON, refused).register(front.shared.meters()).increment();
                 }
             }
-            answer("503", "upstream_connect_failure");
-            front.channel.flush();
+            return false;
         }
 
         /** Writes a frame of the caller's to the upstream stream; its DATA goes back to the caller's window once written. */
@@ -654,6 +673,10 @@ final class Http2Relay {
                 h1Body.release();
                 h1Body = null;
             }
+            if (h1Request != null) {
+                h1Request.release();
+                h1Request = null;
+            }
             h1Headers = null;
         }
 
@@ -682,8 +705,17 @@ final class Http2Relay {
                 request.headers().remove(ext.text());
             }
             io.netty.handler.codec.http.HttpUtil.setContentLength(request, request.content().readableBytes());
+            h1Request = request;
+            sendH1ToEndpoint();
+        }
+
+        /** Sends {@link #h1Request} (a reference of its own: ours stays, to send it elsewhere after a connect failure). */
+        private void sendH1ToEndpoint() {
             cluster.endpoints().connected(endpoint);
-            Http1Bridge.send(front.channel.eventLoop(), front.shared.loops().channelType(), cluster, endpoint, request, h1Timeout, this::h1Outcome);
+            released = false;
+            upDone = false;
+            Http1Bridge.send(front.channel.eventLoop(), front.shared.loops().channelType(), cluster, endpoint, h1Request.retain(), h1Timeout,
+                    this::h1Outcome);
         }
 
         private void h1Outcome(Http1Bridge.Outcome outcome) {
@@ -693,13 +725,26 @@ final class Http2Relay {
                 cluster.endpoints().released(endpoint);
             }
             if (outcome instanceof Http1Bridge.Failed failed) {
-                cluster.endpoints().failed(endpoint);
+                if (failed.connect()) {
+                    ejectAfterConnectFailure(endpoint, failed.cause());
+                    if (!downDone && nextEndpoint()) {
+                        sendH1ToEndpoint();
+                        return;
+                    }
+                } else {
+                    cluster.endpoints().failed(endpoint);
+                }
                 log.debug("event=h1_upstream_failed cluster={} endpoint={} cause={}", cluster.name(), endpoint, failed.reason());
-                answer("503", failed.connect() ? "upstream_connect_failure" : "upstream_reset");
+                answer(failed.timedOut() ? "504" : "503",
+                        failed.timedOut() ? "upstream_timeout" : failed.connect() ? "upstream_connect_failure" : "upstream_reset");
                 front.channel.flush();
                 return;
             }
             var answered = (Http1Bridge.Answered) outcome;
+            if (h1Request != null) {
+                h1Request.release();
+                h1Request = null;
+            }
             if (downDone || !front.channel.isActive()) {
                 answered.body().release();
                 return;

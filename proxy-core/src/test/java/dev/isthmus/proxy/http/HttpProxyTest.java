@@ -471,6 +471,38 @@ class HttpProxyTest {
         assertEquals(2.0, requests("a", "201"));
     }
 
+    /**
+     * The translation to HTTP/1.1 has the HTTP/2 relay's resilience: a refused connection is retried
+     * on the next endpoint (a POST too), and the route's timeout answers 504.
+     */
+    @Test
+    void anHttp2CallerToAnHttp11AppIsRetriedAfterARefusedConnectionAndTimedOut() throws Exception {
+        var hits = new AtomicInteger();
+        int healthy = app(200, "up", 0, hits);
+        int slow = app(200, "slow", 3000, new AtomicInteger());
+        int dead = dev.isthmus.proxy.Loopback.freePort();
+        int port = start("""
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/slow" }, route: { cluster: s, timeout: 0.3s } }
+                            - { match: { prefix: "/" }, route: { cluster: a, retry_policy: { retry_on: connect-failure, num_retries: 1 } } }""",
+                cluster("a", dead, healthy) + cluster("s", slow));
+        for (int i = 0; i < 3; i++) {
+            var post = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                    "--data-binary", "order", "http://127.0.0.1:" + port + "/orders").redirectErrorStream(true).start();
+            String posted = new String(post.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            assertTrue(post.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+            assertEquals("2 200", posted.strip(), "POST " + i);
+        }
+        assertEquals(3, hits.get());
+        assertEquals(1.0, meters.get("isthmus_upstream_connect_retries").counter().count(), "the refused endpoint was tried once");
+        var timed = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-i", "http://127.0.0.1:" + port + "/slow").redirectErrorStream(true).start();
+        String out = new String(timed.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(timed.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+        assertTrue(out.startsWith("HTTP/2 504") && out.contains("x-isthmus-reason: upstream_timeout"), out);
+    }
+
     @Test
     void curlSpeaksHttp11ThroughTheProxy() throws Exception {
         var hits = new AtomicInteger();
