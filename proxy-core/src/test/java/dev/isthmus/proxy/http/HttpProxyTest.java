@@ -65,6 +65,16 @@ class HttpProxyTest {
     }
 
 
+    /** A virtual host for every host whose one route sends every path to {@code route} (the route's fields). */
+    static String everythingTo(String route) {
+        return """
+                          - name: all
+                            domains: [ "*" ]
+                            routes:
+                            - match: { prefix: "/" }
+                              route: { %s }""".formatted(route);
+    }
+
     static String cluster(String name, int... ports) {
         var eps = new StringBuilder();
         for (int p : ports) {
@@ -238,12 +248,7 @@ class HttpProxyTest {
         int failing = app(503, "down", 0, bad);
         int healthy = app(200, "up", 0, good);
         int dead = dev.isthmus.proxy.Loopback.freePort();
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - match: { prefix: "/" }
-                              route: { cluster: c, retry_policy: { retry_on: "5xx", num_retries: 2 } }""", cluster("c", failing, healthy, dead));
+        int port = start(everythingTo("cluster: c, retry_policy: { retry_on: \"5xx\", num_retries: 2 }"), cluster("c", failing, healthy, dead));
         for (int i = 0; i < 30; i++) {
             var res = get(port, "/catalog");
             assertEquals(200, res.statusCode(), "GET " + i + " answered by the healthy endpoint after retries: " + res.body());
@@ -263,12 +268,7 @@ class HttpProxyTest {
         var good = new AtomicInteger();
         int healthy = app(200, "up", 0, good);
         int dead = dev.isthmus.proxy.Loopback.freePort();
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - match: { prefix: "/" }
-                              route: { cluster: c, retry_policy: { retry_on: "connect-failure", num_retries: 1 } }""", cluster("c", dead, healthy));
+        int port = start(everythingTo("cluster: c, retry_policy: { retry_on: \"connect-failure\", num_retries: 1 }"), cluster("c", dead, healthy));
         for (int i = 0; i < 4; i++) {
             var res = post(port, "/orders");
             assertEquals(200, res.statusCode(), "POST " + i + ": " + res.body());
