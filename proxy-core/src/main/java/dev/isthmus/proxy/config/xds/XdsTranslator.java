@@ -87,7 +87,7 @@ public final class XdsTranslator {
      * A bootstrap with nothing but {@code static_resources.listeners} and {@code .clusters} (as the
      * sidecar's are) is read one Listener and one Cluster at a time, without Envoy's
      * {@code Bootstrap} message: that message's descriptors (admin, stats, tracing, overload,
-     * runtime...) would stay loaded for the process's life, about 5 MB of a sidecar's resident
+     * runtime...) would stay loaded for the process's life, about 4 MB of a sidecar's resident
      * memory, for fields the proxy does not read. Any other field: false, and the whole file is read
      * as a {@code Bootstrap} (which also refuses misspelt fields).
      */

@@ -17,10 +17,10 @@ import org.yaml.snakeyaml.resolver.Resolver;
 
 /**
  * YAML (or JSON, which YAML contains) to JSON text, for protobuf's JSON parser: the bootstrap file's
- * reader. Plain scalars are typed as YAML 1.2's core schema types them, as Envoy's own YAML loader
- * does: only {@code true}/{@code false} are booleans ({@code on}, {@code yes} stay strings), numbers
- * and {@code null} as usual, and no timestamps. Anchors, aliases and merge keys work; alias
- * expansion is bounded by snakeyaml's defaults.
+ * reader. Booleans are YAML 1.2's, as Envoy's own YAML loader reads them: only {@code true} and
+ * {@code false} ({@code on}, {@code yes} stay strings); there are no timestamps; numbers and
+ * {@code null} in snakeyaml's forms. Anchors, aliases and merge keys work; alias expansion is
+ * bounded by snakeyaml's defaults.
  *
  * <p>Written on snakeyaml alone (not a JSON object mapper) so that a sidecar loads as few classes as
  * it can: each loaded class is resident memory in every sidecar.
@@ -94,7 +94,7 @@ final class YamlJson {
         }
     }
 
-    /** YAML 1.2 core schema for plain scalars: no yes/no/on/off booleans, no timestamps. */
+    /** snakeyaml's resolver without YAML 1.1's yes/no/on/off booleans and without timestamps. */
     private static final class CoreSchema extends Resolver {
         @Override
         protected void addImplicitResolvers() {
