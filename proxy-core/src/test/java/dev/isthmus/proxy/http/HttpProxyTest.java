@@ -297,11 +297,7 @@ class HttpProxyTest {
     void badRequestsAreRefusedAndOtherConnectionsAreUnharmed() throws Exception {
         var hits = new AtomicInteger();
         int a = app(200, "A", 0, hits);
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - { match: { prefix: "/" }, route: { cluster: a } }""", cluster("a", a));
+        int port = start(everythingTo("cluster: a"), cluster("a", a));
         assertTrue(raw(port, "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
                 .startsWith("HTTP/1.1 400"), "Content-Length with Transfer-Encoding (smuggling) is refused");
         assertTrue(raw(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "a".repeat(20_000) + "\r\n\r\n").startsWith("HTTP/1.1 431"),
@@ -323,11 +319,7 @@ class HttpProxyTest {
     void theRequestBreakerAnswers503NamingItAndTheAppSeesNoMoreThanTheLimit() throws Exception {
         var hits = new AtomicInteger();
         int slow = app(200, "slow", 800, hits);
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - { match: { prefix: "/" }, route: { cluster: c } }""",
+        int port = start(everythingTo("cluster: c"),
                 cluster("c", slow).replace("    connect_timeout: 0.5s\n", "    connect_timeout: 0.5s\n    circuit_breakers: { thresholds: [ { max_requests: 2 } ] }\n"));
         var futures = new ArrayList<java.util.concurrent.CompletableFuture<HttpResponse<String>>>();
         for (int i = 0; i < 6; i++) {
@@ -398,11 +390,7 @@ class HttpProxyTest {
     @Test
     void aWebSocketUpgradeIsCarriedBothWays() throws Exception {
         int ws = webSocketEcho();
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - { match: { prefix: "/" }, route: { cluster: ws } }""", cluster("ws", ws));
+        int port = start(everythingTo("cluster: ws"), cluster("ws", ws));
         var received = new java.util.concurrent.LinkedBlockingQueue<String>();
         var socket = client.newWebSocketBuilder().buildAsync(URI.create("ws://127.0.0.1:" + port + "/ws"), new java.net.http.WebSocket.Listener() {
             @Override
@@ -426,11 +414,7 @@ class HttpProxyTest {
         var good = new AtomicInteger();
         int failing = app(500, "broken", 0, bad);
         int healthy = app(200, "fine", 0, good);
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - { match: { prefix: "/" }, route: { cluster: c } }""",
+        int port = start(everythingTo("cluster: c"),
                 cluster("c", failing, healthy).replace("    connect_timeout: 0.5s\n",
                         "    connect_timeout: 0.5s\n    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 1s, max_ejection_percent: 50 }\n"));
         for (int i = 0; i < 20; i++) {
@@ -449,11 +433,7 @@ class HttpProxyTest {
     void anHttp2CallerIsServedByAnHttp11AppThroughTheTranslation() throws Exception {
         var hits = new AtomicInteger();
         int a = app(201, "A", 0, hits);
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - { match: { prefix: "/" }, route: { cluster: a } }""", cluster("a", a));
+        int port = start(everythingTo("cluster: a"), cluster("a", a));
         var get = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-i", "-H", "x-isthmus-peer-identity: spiffe://forged/ns/x/sa/y",
                 "http://127.0.0.1:" + port + "/products").redirectErrorStream(true).start();
         String out = new String(get.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
@@ -507,11 +487,7 @@ class HttpProxyTest {
     void curlSpeaksHttp11ThroughTheProxy() throws Exception {
         var hits = new AtomicInteger();
         int a = app(200, "A", 0, hits);
-        int port = start("""
-                          - name: all
-                            domains: [ "*" ]
-                            routes:
-                            - { match: { prefix: "/" }, route: { cluster: a } }""", cluster("a", a));
+        int port = start(everythingTo("cluster: a"), cluster("a", a));
         var p = new ProcessBuilder("curl", "-s", "--http1.1", "-i", "http://127.0.0.1:" + port + "/products").redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         assertTrue(p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
