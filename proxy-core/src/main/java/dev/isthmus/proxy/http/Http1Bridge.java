@@ -1,12 +1,9 @@
 package dev.isthmus.proxy.http;
 
-import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInitializer;
-import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
 import io.netty.channel.SimpleChannelInboundHandler;
 import io.netty.handler.codec.http.FullHttpRequest;
@@ -74,19 +71,9 @@ final class Http1Bridge {
                 return;
             }
         }
-        new Bootstrap().group(loop).channel(type)
-                .option(ChannelOption.TCP_NODELAY, true)
-                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) cluster.connectTimeout().toMillis())
-                .handler(new ChannelInitializer<>() {
-                    @Override
-                    protected void initChannel(Channel c) {
-                        cluster.addTls(c, endpoint);
-                        c.pipeline().addLast(new HttpClientCodec());
-                        c.pipeline().addLast(new HttpObjectAggregator(HttpProxy.MAX_BODY));
-                        c.pipeline().addLast(Answer.NAME, new Answer());
-                    }
-                })
-                .connect(endpoint).addListener((ChannelFutureListener) f -> {
+        cluster.connect(loop, type, endpoint,
+                p -> p.addLast(new HttpClientCodec()).addLast(new HttpObjectAggregator(HttpProxy.MAX_BODY)).addLast(Answer.NAME, new Answer()))
+                .addListener((ChannelFutureListener) f -> {
                     if (f.isSuccess()) {
                         exchange(f.channel(), idle, request, timeout, done);
                     } else {

@@ -1,14 +1,11 @@
 package dev.isthmus.proxy.http;
 
 import dev.isthmus.proxy.config.xds.ProxyConfig;
-import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.channel.ChannelInitializer;
-import io.netty.channel.ChannelOption;
 import io.netty.channel.EventLoop;
 import io.netty.handler.codec.ByteToMessageDecoder;
 import io.netty.handler.codec.http2.DefaultHttp2DataFrame;
@@ -866,18 +863,9 @@ final class Http2Relay {
             return null;
         }
         var breakers = cluster.breakers();
-        var connect = new Bootstrap().group(loop).channel(type)
-                .option(ChannelOption.TCP_NODELAY, true)
-                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) cluster.connectTimeout().toMillis())
-                .handler(new ChannelInitializer<>() {
-                    @Override
-                    protected void initChannel(Channel ch) {
-                        cluster.addTls(ch, endpoint);
-                        // streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec
-                        ch.pipeline().addLast(Http2FrameCodecBuilder.forClient().encoderEnforceMaxConcurrentStreams(true).build());
-                        ch.pipeline().addLast(new Back());
-                    }
-                }).connect(endpoint);
+        // streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec
+        var connect = cluster.connect(loop, type, endpoint,
+                p -> p.addLast(Http2FrameCodecBuilder.forClient().encoderEnforceMaxConcurrentStreams(true).build()).addLast(new Back()));
         byEndpoint.put(key, connect.channel());
         connect.channel().closeFuture().addListener(f -> {
             byEndpoint.remove(key, connect.channel());

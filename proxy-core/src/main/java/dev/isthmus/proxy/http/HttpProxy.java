@@ -97,7 +97,6 @@ public final class HttpProxy implements AutoCloseable {
     private static final List<String> HOP_BY_HOP = List.of("connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
             "proxy-authorization", "proxy-authenticate");
 
-    /** An upstream cluster as the HTTP proxy uses it. */
     /**
      * What an idle upstream connection can be reused for: its cluster and endpoint. Not the address
      * alone: the subsets of a service in another region share one address (that region's east-west
@@ -107,6 +106,7 @@ public final class HttpProxy implements AutoCloseable {
     record PoolKey(String cluster, InetSocketAddress address) {
     }
 
+    /** An upstream cluster as the HTTP proxy uses it. */
     public record Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout, CircuitBreakers breakers,
             boolean http2) {
         public Upstream(String name, UpstreamSelector endpoints, SslContext tls, String sni, Duration connectTimeout) {
@@ -117,6 +117,26 @@ public final class HttpProxy implements AutoCloseable {
          * Puts the cluster's TLS (when it has any) first on a new connection to {@code endpoint}: the
          * cluster's SNI, else the endpoint's host, and a 10 s handshake deadline.
          */
+        /**
+         * A new connection to {@code endpoint}, as every HTTP upstream connection is made: no Nagle,
+         * the cluster's connect timeout, its TLS first ({@link #addTls}), then {@code protocol}'s
+         * handlers.
+         */
+        io.netty.channel.ChannelFuture connect(io.netty.channel.EventLoop loop, Class<? extends Channel> type, InetSocketAddress endpoint,
+                java.util.function.Consumer<io.netty.channel.ChannelPipeline> protocol) {
+            return new Bootstrap().group(loop).channel(type)
+                    .option(ChannelOption.TCP_NODELAY, true)
+                    .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) connectTimeout.toMillis())
+                    .handler(new ChannelInitializer<>() {
+                        @Override
+                        protected void initChannel(Channel ch) {
+                            addTls(ch, endpoint);
+                            protocol.accept(ch.pipeline());
+                        }
+                    })
+                    .connect(endpoint);
+        }
+
         void addTls(Channel ch, InetSocketAddress endpoint) {
             if (tls == null) {
                 return;
@@ -731,18 +751,9 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             var breakers = upstream.breakers();
-            new Bootstrap().group(loop()).channel(front.shared.loops().channelType())
-                    .option(ChannelOption.TCP_NODELAY, true)
-                    .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) upstream.connectTimeout().toMillis())
-                    .handler(new ChannelInitializer<>() {
-                        @Override
-                        protected void initChannel(Channel ch) {
-                            upstream.addTls(ch, target);
-                            ch.pipeline().addLast("codec", new HttpClientCodec(4096, 16 * 1024, 8192));
-                            ch.pipeline().addLast("backend", new Backend());
-                        }
-                    })
-                    .connect(target).addListener((ChannelFutureListener) f -> {
+            upstream.connect(loop(), front.shared.loops().channelType(), target,
+                    p -> p.addLast("codec", new HttpClientCodec(4096, 16 * 1024, 8192)).addLast("backend", new Backend()))
+                    .addListener((ChannelFutureListener) f -> {
                         f.channel().closeFuture().addListener(c -> breakers.endConnection());
                         if (!f.isSuccess()) {
                             connectFailed(target, f.cause());
