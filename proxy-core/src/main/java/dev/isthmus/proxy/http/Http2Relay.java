@@ -366,14 +366,17 @@ final class Http2Relay {
                 return;
             }
             endpoint = picked.get();
-            var out = new DefaultHttp2Headers();
-            for (var e : h) {
-                String k = e.getKey().toString().toLowerCase(java.util.Locale.ROOT);
-                if (CONNECTION_SPECIFIC.contains(k) || k.equals(HttpProxy.CALLER_HEADER) || k.equals("te") && !e.getValue().toString().equals("trailers")) {
-                    continue;
-                }
-                out.add(e.getKey(), e.getValue());
+            // the caller's headers go upstream as they came (names are lowercase: the codec validates
+            // them), less what must not be passed on; no copy, no per-header strings
+            Http2Headers out = h;
+            for (String hopByHop : CONNECTION_SPECIFIC) {
+                out.remove(hopByHop);
             }
+            CharSequence te = out.get("te");
+            if (te != null && !"trailers".contentEquals(te)) {
+                out.remove("te");
+            }
+            out.remove(HttpProxy.CALLER_HEADER);
             if (!front.caller.isEmpty()) {
                 out.set(HttpProxy.CALLER_HEADER, front.caller);
             }
