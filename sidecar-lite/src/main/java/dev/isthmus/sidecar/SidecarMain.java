@@ -58,7 +58,7 @@ public final class SidecarMain {
     static String svidDump(SvidClient client) {
         return client.current().map(c -> ",\"svid\":{\"spiffe_id\":\"" + c.spiffeId() + "\",\"serial\":\""
                 + c.certificate().getSerialNumber().toString(16) + "\",\"not_after\":\"" + c.notAfter() + "\",\"trust_roots\":"
-                + c.trustRoots().size() + "}").orElse(",\"svid\":{\"error\":\"" + client.lastError().replace("\\", "\\\\").replace("\"", "'") + "\"}");
+                + c.trustRoots().size() + ",\"trust_domains\":" + jsonList(List.copyOf(new java.util.TreeSet<>(c.bundle().keySet()))) + "}").orElse(",\"svid\":{\"error\":\"" + client.lastError().replace("\\", "\\\\").replace("\"", "'") + "\"}");
     }
 
     /** The listeners the xDS resources (bootstrap or ADS) run, for /config_dump. */
@@ -296,7 +296,7 @@ public final class SidecarMain {
                 + "\",\"listeners\":[{\"name\":\"inbound\",\"protocol\":\"" + inboundProtocol + "\",\"address\":\"" + inboundBound
                 + "\",\"upstream\":\"" + app + "\"}"
                 + upstreamDump;
-        java.util.function.Supplier<String> dump = () -> head + xdsListeners(manager) + "]"
+        java.util.function.Supplier<String> dump = () -> head + xdsListeners(manager) + "],\"endpoints\":" + manager.endpointsJson()
                 + ads.map(c -> ",\"xds\":{\"applied\":\"" + c.appliedVersion().replace("\"", "'") + "\",\"last_error\":\""
                         + c.lastError().replace("\\", "/").replace("\"", "'") + "\"}").orElse("");
         // With inbound-protocol=xds the inbound listener exists once the controller's config runs.

@@ -283,6 +283,33 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         return s == null ? "" : s.endpoint.locality().region();
     }
 
+    /**
+     * Each endpoint as this load balancer sees it now, in priority order, as a JSON array for the
+     * admin port's {@code /config_dump} (Envoy's {@code /clusters} in short): address, region,
+     * priority, weight, health from the assignment, consecutive failures, ejections so far and the
+     * milliseconds left of the current one, requests or connections in flight.
+     */
+    public synchronized String json() {
+        Instant now = clock.instant();
+        var out = new StringBuilder("[");
+        for (var level : levels.values()) {
+            for (Slot s : level) {
+                if (out.length() > 1) {
+                    out.append(',');
+                }
+                var a = s.endpoint.address();
+                out.append("{\"address\":").append(dev.isthmus.proxy.JsonText.quote(a.getHostString() + ":" + a.getPort()))
+                        .append(",\"region\":").append(dev.isthmus.proxy.JsonText.quote(s.endpoint.locality().region()))
+                        .append(",\"priority\":").append(s.endpoint.priority()).append(",\"weight\":").append(s.endpoint.weight())
+                        .append(",\"healthy\":").append(s.endpoint.healthy()).append(",\"consecutive_failures\":").append(s.failures)
+                        .append(",\"ejections\":").append(s.ejections).append(",\"ejected_ms\":")
+                        .append(now.isBefore(s.ejectedUntil) ? Duration.between(now, s.ejectedUntil).toMillis() : 0)
+                        .append(",\"active\":").append(s.active).append('}');
+            }
+        }
+        return out.append(']').toString();
+    }
+
     /** Active connections to {@code address}. */
     public synchronized int active(InetSocketAddress address) {
         Slot s = byAddress.get(address);

@@ -239,6 +239,21 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
         return cb;
     }
 
+    /**
+     * Every cluster's endpoints with their load-balancing state ({@link ClusterLoadBalancer#json}),
+     * as a JSON object by cluster name, for {@code /config_dump}.
+     */
+    public synchronized String endpointsJson() {
+        var out = new StringBuilder("{");
+        for (var e : new java.util.TreeMap<>(balancers).entrySet()) {
+            if (out.length() > 1) {
+                out.append(',');
+            }
+            out.append(dev.isthmus.proxy.JsonText.quote(e.getKey())).append(':').append(e.getValue().get().json());
+        }
+        return out.append('}').toString();
+    }
+
     private UpstreamSelector selector(String cluster) {
         var ref = balancers.get(cluster);
         var cb = breakers.computeIfAbsent(cluster, n -> newBreakers(n, ref.get().spec().limits()));

@@ -113,6 +113,23 @@ class ClusterLoadBalancerTest {
     }
 
     @Test
+    void theAdminViewShowsEachEndpointsPriorityHealthAndEjection() {
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN,
+                new ProxyConfig.EndpointSpec(a(1), new ProxyConfig.Locality("eu-west", "", ""), 0, 3, true), ep(2, 1, 1, false)),
+                new SplittableRandom(1), Clock.systemUTC(), 5, Duration.ofSeconds(30));
+        lb.failed(a(1));
+        lb.connected(a(1));
+        assertEquals("[{\"address\":\"127.0.0.1:1\",\"region\":\"eu-west\",\"priority\":0,\"weight\":3,\"healthy\":true,"
+                + "\"consecutive_failures\":1,\"ejections\":0,\"ejected_ms\":0,\"active\":1},{\"address\":\"127.0.0.1:2\",\"region\":\"\","
+                + "\"priority\":1,\"weight\":1,\"healthy\":false,\"consecutive_failures\":0,\"ejections\":0,\"ejected_ms\":0,\"active\":0}]", lb.json());
+        lb.refused(a(1));
+        String ejected = lb.json();
+        assertTrue(ejected.contains("\"ejections\":1,\"ejected_ms\":"), ejected);
+        long left = Long.parseLong(ejected.replaceAll(".*?\"ejected_ms\":(\\d+).*", "$1"));
+        assertTrue(left > 25_000 && left <= 30_000, "the time left of the 30 s ejection: " + ejected);
+    }
+
+    @Test
     void aNewSpecKeepsTheOutlierStateAndLoadOfTheEndpointsThatStay() {
         var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.LEAST_REQUEST, ep(1, 0, 1, true), ep(2, 0, 1, true)),
                 new SplittableRandom(1), Clock.systemUTC(), 3, Duration.ofSeconds(30));
