@@ -87,6 +87,19 @@ class ThreeRegionsIT {
         servedByEuWestsCatalogue(() -> checkout("us-east"), "\"upstreamStatus\":200", "\"service\":\"product-catalog\"");
         // the sidecar keeps its mTLS connections to the gateway open and reuses them: count flows, not calls
         assertTrue(gatewayConnections("eu-west") > 0, "the calls went through eu-west's east-west gateway");
+        // what the sidecar's load balancer holds: the FailoverPolicy's order as priorities, one gateway per region, nothing ejected
+        var dump = new com.fasterxml.jackson.databind.ObjectMapper().readTree(Http.get("http://127.0.0.1:"
+                + FED.topology().sidecarAdminPort("us-east", "order-processing") + "/config_dump").body());
+        var endpoints = dump.path("endpoints").path("outbound|80|v1|product-catalog.shop.svc.cluster.local");
+        assertEquals(2, endpoints.size(), dump.path("endpoints").toString());
+        for (int i = 0; i < 2; i++) {
+            var e = endpoints.get(i);
+            assertEquals(List.of("eu-west", "ap-south").get(i), e.path("region").asText(), endpoints.toString());
+            assertEquals(i, e.path("priority").asInt(), endpoints.toString());
+            assertEquals(FED.topology().gatewayPort(List.of("eu-west", "ap-south").get(i)),
+                    Integer.parseInt(e.path("address").asText().replaceAll(".*:", "")), endpoints.toString());
+            assertEquals(0, e.path("ejected_ms").asLong(), endpoints.toString());
+        }
     }
 
     @Test

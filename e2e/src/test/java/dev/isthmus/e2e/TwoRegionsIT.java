@@ -101,7 +101,8 @@ class TwoRegionsIT {
             String dump = Http.await("http://127.0.0.1:" + admin + "/config_dump", Duration.ofSeconds(15), b -> b.contains("\"serial\""));
             assertTrue(dump.contains("\"spiffe_id\":\"spiffe://" + region + ".acme.isthmus/ns/shop/sa/product-catalog\""), dump);
             // The other region's root arrives through the controllers (signed, over NATS) and the bundle watch.
-            Http.await("http://127.0.0.1:" + admin + "/config_dump", Duration.ofSeconds(30), b -> b.contains("\"trust_roots\":2"));
+            Http.await("http://127.0.0.1:" + admin + "/config_dump", Duration.ofSeconds(30),
+                    b -> b.contains("\"trust_roots\":2,\"trust_domains\":[\"eu-west.acme.isthmus\",\"us-east.acme.isthmus\"]"));
         }
         String metrics = Http.get("http://127.0.0.1:" + FED.topology().trustBridgePort("eu-west") + "/q/metrics").body();
         assertTrue(metrics.lines().anyMatch(l -> l.startsWith("isthmus_svid_issued_total") && !l.endsWith(" 0.0")), "issued counter");

@@ -171,6 +171,46 @@ public final class LocalFederation {
             }
         }
         progress.accept("ready   federation: " + topology.regions().size() + " regions Active on every controller");
+        awaitTrustFederated(deadline);
+        progress.accept("ready   trust: every sidecar holds the roots of the " + topology.regions().size() + " regions' trust domains");
+    }
+
+    /**
+     * Waits until every sidecar's {@code /config_dump} lists every region's trust domain: the roots
+     * travel from each trust bridge through the controllers (signed, over NATS) to the other
+     * regions' trust bridges and on to their sidecars' bundle watch. Before that, a call to another
+     * region fails its mTLS handshake, and the caller's outlier detection counts the failure against
+     * that region (seen in e2e: a region ejected for 30 s right after start).
+     */
+    void awaitTrustFederated(Instant deadline) throws LocalFederationException, InterruptedException {
+        var wanted = new java.util.TreeSet<String>();
+        topology.regions().forEach(r -> wanted.add(r + "." + topology.federation() + ".isthmus"));
+        for (String region : topology.regions()) {
+            for (String deployment : Topology.SHOP_DEPLOYMENTS) {
+                if (!topology.runs(region, deployment)) {
+                    continue;
+                }
+                var admin = new ControllerClient(URI.create("http://" + Topology.HOST + ":" + topology.sidecarAdminPort(region, deployment)), null);
+                String last = "";
+                while (true) {
+                    try {
+                        var held = new java.util.TreeSet<String>();
+                        admin.get("/config_dump").path("svid").path("trust_domains").forEach(d -> held.add(d.asText()));
+                        if (held.containsAll(wanted)) {
+                            break;
+                        }
+                        last = "holds " + held;
+                    } catch (ControllerClient.ApiException e) {
+                        last = e.getMessage();
+                    }
+                    if (Instant.now().isAfter(deadline)) {
+                        throw new LocalFederationException("the sidecar of " + region + "/" + deployment + " did not get the roots of every trust domain "
+                                + wanted + " in time; it " + last);
+                    }
+                    Thread.sleep(100);
+                }
+            }
+        }
     }
 
     /** Makes a random credential file (owner-only) unless one exists; the processes of a region read it. */
@@ -476,7 +516,8 @@ public final class LocalFederation {
 
     /**
      * A region going dark: SIGKILL to every process of {@code region} at once (nats-server,
-     * controller, trust bridge, gateway, apps and sidecars), as a power cut would. Returns how many.
+     * controller, trust bridge, gateway, apps and sidecars), as a power cut would. Returns how many,
+     * once every one has exited.
      */
     public int killRegion(String region) {
         var live = new ArrayList<ProcessHandle>();
