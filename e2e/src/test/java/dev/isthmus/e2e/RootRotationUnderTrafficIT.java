@@ -203,9 +203,13 @@ class RootRotationUnderTrafficIT {
                     longLived.reasons.add(e.toString());
                 }
             }));
-            Thread.sleep(2000);
-            assertTrue(toEu.ok.get() > 10 && toUs.ok.get() > 10, "traffic flows before the rotation: " + toEu.ok + " / " + toUs.ok
-                    + " " + toEu.reasons + toUs.reasons);
+            // each call is a new mTLS handshake: on a busy machine ten take a few seconds (a fixed 2 s wait saw 11 and 10)
+            Instant flowing = Instant.now().plusSeconds(30);
+            while ((toEu.ok.get() <= 10 || toUs.ok.get() <= 10) && Instant.now().isBefore(flowing) && toEu.failed.get() + toUs.failed.get() == 0) {
+                Thread.sleep(100);
+            }
+            assertTrue(toEu.ok.get() > 10 && toUs.ok.get() > 10 && toEu.failed.get() + toUs.failed.get() == 0, "traffic flows before the rotation: "
+                    + toEu.ok + " / " + toUs.ok + " " + toEu.reasons + toUs.reasons);
 
             String admin = Files.readString(FED.topology().adminTokenFile("us-east")).strip();
             var rotate = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + FED.topology().trustBridgePort("us-east")
