@@ -53,7 +53,9 @@ public final class PolicyValidator {
     }
 
     static final Set<String> KINDS = Set.of("TrafficPolicy", "FailoverPolicy", "AuthorizationPolicy", "MeshPolicy");
-    static final Set<String> RETRY_ON = Set.of("connect-failure", "reset", "5xx", "gateway-error");
+    /** Envoy's retry_on conditions the proxies understand (the gRPC ones apply to gRPC calls' trailers-only answers). */
+    static final Set<String> RETRY_ON = Set.of("connect-failure", "reset", "5xx", "gateway-error", "refused-stream", "cancelled", "deadline-exceeded",
+            "internal", "resource-exhausted", "unavailable");
     static final Set<String> METHODS = Set.of("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE");
     private static final Pattern DURATION = Pattern.compile("([0-9]+)(ms|s|m|h)");
     private static final Pattern SUBSET = Pattern.compile("[A-Za-z0-9.-]{1,63}");

@@ -70,6 +70,17 @@ class PolicyValidatorTest {
     }
 
     @Test
+    void retryConditionsAreEnvoysIncludingGrpcStatusesAndOthersAreRefused() {
+        var r = validate("a.yaml", CANARY.replace("- destinations:", "- retries: { attempts: 2, on: [unavailable, refused-stream, reset] }\n    destinations:"));
+        assertTrue(r.ok(), errors(r).toString());
+        assertEquals(List.of("unavailable", "refused-stream", "reset"),
+                r.bundle().trafficFor("shop/product-catalog").orElseThrow().routes().get(0).retries().orElseThrow().on());
+        r = validate("a.yaml", CANARY.replace("- destinations:", "- retries: { attempts: 2, on: [reset, unavailible] }\n    destinations:"));
+        assertFalse(r.ok());
+        assertTrue(errors(r).get(0).startsWith("a.yaml:9: spec.routes[0].retries.on[1]: must be one of [5xx, cancelled, connect-failure, "), errors(r).toString());
+    }
+
+    @Test
     void duplicateNamesAndTwoPoliciesForOneServiceAreRefused() {
         var r = PolicyValidator.validate(Map.of("a.yaml", CANARY, "b.yaml", CANARY), null);
         assertEquals(List.of("b.yaml:3: metadata.name: TrafficPolicy 'canary' is already defined at a.yaml:1"), errors(r));

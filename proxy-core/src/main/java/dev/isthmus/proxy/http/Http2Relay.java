@@ -60,6 +60,12 @@ final class Http2Relay {
     private static final Logger log = LoggerFactory.getLogger(Http2Relay.class);
     private static final byte[] PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
     private static final Set<String> CONNECTION_SPECIFIC = Set.of("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade");
+    private static final Set<String> IDEMPOTENT = Set.of("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE");
+    /**
+     * How much of a request is kept to send it again after its upstream stream failed (reset, 5xx, a
+     * retriable gRPC status); a longer request is not retried once sent (Envoy's per-request buffer).
+     */
+    static final int RETRY_BUFFER_BYTES = 64 * 1024;
     private static final Map<EventLoop, Map<HttpProxy.PoolKey, Channel>> CONNECTIONS = new ConcurrentHashMap<>();
 
     private Http2Relay() {
@@ -267,7 +273,7 @@ final class Http2Relay {
             } else if (msg instanceof Http2ResetFrame reset) {
                 Call call = calls.get(reset.stream());
                 if (call != null) {
-                    call.resetDownstream(reset.errorCode());
+                    call.upstreamReset(reset.errorCode());
                 }
             } else {
                 ReferenceCountUtil.release(msg);
@@ -322,8 +328,18 @@ final class Http2Relay {
         /** Retry slots held (connect failures retried on another endpoint). */
         private int heldRetries;
         private ProxyConfig.RetrySpec retry = ProxyConfig.RetrySpec.NONE;
-        /** The endpoints whose connection failed, made at the first failure. */
+        /** The endpoints whose connection or stream failed, made at the first failure. */
         private Set<InetSocketAddress> tried;
+        /**
+         * The request's frames as sent upstream, kept to send them again elsewhere until the answer's
+         * headers come; null when the route retries nothing that happens after sending, or the request
+         * outgrew {@link #RETRY_BUFFER_BYTES}.
+         */
+        private ArrayList<Object> sent;
+        private int sentBytes;
+        private boolean idempotent;
+        /** Frames written to the current upstream stream. */
+        private int framesUp;
 
         Call(Front front, Http2FrameStream down) {
             this.front = front;
@@ -381,6 +397,7 @@ final class Http2Relay {
                 out.set(HttpProxy.CALLER_HEADER, front.caller);
             }
             retry = route.get().retry();
+            idempotent = h.method() != null && IDEMPOTENT.contains(h.method().toString());
             if (h1) {
                 out.remove("te");
                 h1Headers = out;
@@ -391,6 +408,9 @@ final class Http2Relay {
                 return;
             }
             timeout = route.get().timeout();
+            if (retry.numRetries() > 0 && retry.retryOn().stream().anyMatch(c -> !c.equals("connect-failure"))) {
+                sent = new ArrayList<>(4);
+            }
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
             if (headers.isEndStream()) {
                 requestEnded();
@@ -424,6 +444,8 @@ final class Http2Relay {
                 }
                 up = back.newStream();
                 back.calls.put(up, this);
+                released = false;
+                framesUp = 0;
                 cluster.endpoints().connected(endpoint);
                 Object m;
                 while ((m = waiting.poll()) != null) {
@@ -441,7 +463,7 @@ final class Http2Relay {
          */
         private void connectFailed(InetSocketAddress target, Throwable cause) {
             ejectAfterConnectFailure(target, cause);
-            if (nextEndpoint()) {
+            if (nextEndpoint(retriesConnectFailures())) {
                 connectUpstream();
                 front.channel.flush();
                 return;
@@ -464,14 +486,17 @@ final class Http2Relay {
             tried.add(target);
         }
 
-        /**
-         * After connect failures: true, with {@link #endpoint} set to another endpoint, when the
-         * route retries connect failures, {@code num_retries} is not used up, the retry budget
-         * allows, and an endpoint not tried yet is left.
-         */
-        private boolean nextEndpoint() {
+        private boolean retriesConnectFailures() {
             var on = retry.retryOn();
-            boolean wanted = on.contains("connect-failure") || on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
+            return on.contains("connect-failure") || on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
+        }
+
+        /**
+         * After a failure: true, with {@link #endpoint} set to another endpoint, when the route
+         * retries it ({@code wanted}), {@code num_retries} is not used up, the retry budget allows,
+         * and an endpoint not tried yet is left.
+         */
+        private boolean nextEndpoint(boolean wanted) {
             if (wanted && tried.size() <= retry.numRetries()) {
                 var next = cluster.endpoints().pick(tried);
                 if (next.isPresent()) {
@@ -491,11 +516,30 @@ final class Http2Relay {
             return false;
         }
 
-        /** Writes a frame of the caller's to the upstream stream; its DATA goes back to the caller's window once written. */
+        /**
+         * Writes a frame of the caller's to the upstream stream; its DATA goes back to the caller's
+         * window once written (a frame sent again after a retry was given back the first time). A copy
+         * is kept for a retry while the request fits {@link #RETRY_BUFFER_BYTES}.
+         */
         private void write(Object frame) {
             if (frame instanceof DefaultHttp2HeadersFrame h) {
-                backChannel.write(h.stream(up)).addListener(this::upstreamWriteFailed);
+                if (sent != null) {
+                    sent.add(new DefaultHttp2HeadersFrame(h.headers(), h.isEndStream(), h.padding()));
+                }
+                var stream = up;
+                String lost = framesUp++ == 0 ? "refused-stream" : "reset"; // its first frame lost: nothing of it reached the upstream
+                backChannel.write(h.stream(up)).addListener(f -> upstreamWriteFailed(f, stream, lost));
             } else if (frame instanceof Http2DataFrame d) {
+                if (sent != null) {
+                    sentBytes += d.content().readableBytes();
+                    if (sentBytes > RETRY_BUFFER_BYTES) {
+                        dropSent();
+                    } else {
+                        sent.add(new DefaultHttp2DataFrame(d.content().retainedDuplicate(), d.isEndStream(), d.padding()));
+                    }
+                }
+                var stream = up;
+                framesUp++;
                 var copy = new DefaultHttp2DataFrame(d.content(), d.isEndStream(), d.padding()).stream(up);
                 int bytes = d.initialFlowControlledBytes();
                 backChannel.write(copy).addListener((ChannelFutureListener) f -> {
@@ -504,17 +548,27 @@ final class Http2Relay {
                             front.channel.writeAndFlush(new DefaultHttp2WindowUpdateFrame(bytes).stream(down));
                         }
                     } else {
-                        upstreamWriteFailed(f);
+                        upstreamWriteFailed(f, stream, "reset");
                     }
                 });
             }
         }
 
-        private void upstreamWriteFailed(io.netty.util.concurrent.Future<? super Void> f) {
-            if (!f.isSuccess()) {
-                log.debug("event=h2_upstream_write_failed cause={}", String.valueOf(f.cause()));
-                resetDownstream(Http2Error.REFUSED_STREAM.code());
+        /**
+         * A frame could not be written to {@code stream} (its connection closed under it): before any
+         * answer the request may go elsewhere, as a refused stream when its first frame was lost
+         * (nothing reached the upstream), as a reset otherwise; else the caller's stream is reset.
+         * Later failures of the same stream are ignored.
+         */
+        private void upstreamWriteFailed(io.netty.util.concurrent.Future<? super Void> f, Http2FrameStream stream, String condition) {
+            if (f.isSuccess() || stream != up) {
+                return;
             }
+            log.debug("event=h2_upstream_write_failed cause={}", String.valueOf(f.cause()));
+            if (status.equals("0") && retryStream(condition, 0)) {
+                return;
+            }
+            resetDownstream(Http2Error.REFUSED_STREAM.code());
         }
 
         void toUpstream(DefaultHttp2HeadersFrame trailers) {
@@ -582,6 +636,13 @@ final class Http2Relay {
                 } else {
                     cluster.endpoints().succeeded(endpoint);
                 }
+                if (sent != null && !status.startsWith("1")) {
+                    String condition = status.startsWith("5") ? "5xx" : frame.isEndStream() ? grpcCondition(frame.headers()) : null;
+                    if (condition != null && retryStream(condition, Integer.parseInt(status))) {
+                        return;
+                    }
+                    dropSent(); // answered: nothing will be sent again
+                }
             }
             frame.headers().remove(HttpProxy.CALLER_HEADER);
             if (downDone) {
@@ -623,6 +684,113 @@ final class Http2Relay {
             drop();
         }
 
+        /** The upstream reset its stream: before any answer it may be sent elsewhere, else the reset goes on to the caller. */
+        void upstreamReset(long errorCode) {
+            if (status.equals("0") && sent != null) {
+                if (retryStream(errorCode == Http2Error.REFUSED_STREAM.code() ? "refused-stream" : "reset", 0)) {
+                    return;
+                }
+                dropSent();
+            }
+            resetDownstream(errorCode);
+        }
+
+        /** The retry_on name of a trailers-only answer's gRPC status, or null when it has none or another. */
+        private static String grpcCondition(Http2Headers headers) {
+            CharSequence code = headers.get("grpc-status");
+            if (code == null) {
+                return null;
+            }
+            for (var e : ProxyConfig.RetrySpec.GRPC_CONDITIONS.entrySet()) {
+                if (e.getValue().toString().contentEquals(code)) {
+                    return e.getKey();
+                }
+            }
+            return null;
+        }
+
+        /**
+         * Sends the request again on another endpoint after its stream failed there before an answer
+         * reached the caller: {@code condition} is {@code reset} (the stream or its connection lost),
+         * {@code refused-stream}, {@code 5xx} (with the status {@code code}) or a gRPC status name. As in
+         * Envoy, {@code 5xx} and {@code gateway-error} also cover resets, and {@code reset} covers
+         * refused streams. Resets and 5xx answers are retried for idempotent methods only; a refused
+         * stream (RFC 9113: not processed) and a gRPC status the route names, for any method. True
+         * when the request is on its way elsewhere; the failed stream is then cancelled and forgotten.
+         */
+        private boolean retryStream(String condition, int code) {
+            if (sent == null || downDone || counted || !front.channel.isActive()) {
+                return false;
+            }
+            InetSocketAddress failedAt = endpoint;
+            if (!retriedElsewhere(condition, code)) {
+                return false;
+            }
+            log.debug("event=h2_stream_retried cluster={} endpoint={} condition={} next={}", cluster.name(), failedAt, condition, endpoint);
+            if (!released) {
+                released = true;
+                cluster.endpoints().released(failedAt);
+            }
+            if (back != null) {
+                back.calls.remove(up);
+                if (up.state() != Http2Stream.State.CLOSED && backChannel.isActive()) {
+                    backChannel.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.CANCEL).stream(up));
+                }
+            }
+            up = null;
+            back = null;
+            backChannel = null;
+            upDone = false;
+            status = "0";
+            waiting.addAll(sent); // copies: their bytes went back to the caller's window the first time
+            sent.clear();
+            sentBytes = 0;
+            connectUpstream();
+            return true;
+        }
+
+        /**
+         * Whether the route retries {@code condition} for this request, and then, with the failed
+         * endpoint counted as tried, whether another endpoint is left within {@code num_retries} and the
+         * retry budget ({@link #endpoint} is then that one).
+         */
+        private boolean retriedElsewhere(String condition, int code) {
+            var on = retry.retryOn();
+            boolean anyReset = on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
+            boolean wanted = switch (condition) {
+                case "reset" -> anyReset;
+                case "refused-stream" -> anyReset || on.contains("refused-stream");
+                case "5xx" -> on.contains("5xx") || on.contains("gateway-error") && code >= 502 && code <= 504;
+                default -> on.contains(condition);
+            };
+            boolean safe = idempotent || !condition.equals("reset") && !condition.equals("5xx");
+            if (!wanted || !safe) {
+                return false;
+            }
+            if (tried == null) {
+                tried = new java.util.HashSet<>(4);
+            }
+            tried.add(endpoint);
+            return nextEndpoint(true);
+        }
+
+        /** The translated HTTP/1.1 request again on another endpoint after a reset or a 5xx answer, as streams are ({@link #retryStream}). */
+        private boolean h1RetriedElsewhere(String condition, int code) {
+            if (h1Request == null || downDone || counted || !retriedElsewhere(condition, code)) {
+                return false;
+            }
+            status = "0";
+            sendH1ToEndpoint();
+            return true;
+        }
+
+        private void dropSent() {
+            if (sent != null) {
+                sent.forEach(ReferenceCountUtil::release);
+                sent = null;
+            }
+        }
+
         void resetDownstream(long errorCode) {
             if (!downDone && front.channel.isActive()) {
                 front.channel.write(new DefaultHttp2ResetFrame(errorCode).stream(down));
@@ -645,6 +813,9 @@ final class Http2Relay {
 
         /** The upstream stream is closed (done, reset, or its connection lost). */
         void upstreamClosed() {
+            if (status.equals("0") && !responseEnded && sent != null && retryStream("reset", 0)) {
+                return;
+            }
             upDone = true;
             if (!released && endpoint != null) {
                 released = true;
@@ -665,6 +836,7 @@ final class Http2Relay {
         }
 
         private void drop() {
+            dropSent();
             Object m;
             while ((m = waiting.poll()) != null) {
                 ReferenceCountUtil.release(m);
@@ -727,12 +899,15 @@ final class Http2Relay {
             if (outcome instanceof Http1Bridge.Failed failed) {
                 if (failed.connect()) {
                     ejectAfterConnectFailure(endpoint, failed.cause());
-                    if (!downDone && nextEndpoint()) {
+                    if (!downDone && nextEndpoint(retriesConnectFailures())) {
                         sendH1ToEndpoint();
                         return;
                     }
                 } else {
                     cluster.endpoints().failed(endpoint);
+                    if (!failed.timedOut() && h1RetriedElsewhere("reset", 0)) {
+                        return;
+                    }
                 }
                 log.debug("event=h1_upstream_failed cluster={} endpoint={} cause={}", cluster.name(), endpoint, failed.reason());
                 answer(failed.timedOut() ? "504" : "503",
@@ -741,6 +916,16 @@ final class Http2Relay {
                 return;
             }
             var answered = (Http1Bridge.Answered) outcome;
+            String answeredStatus = answered.headers().status() == null ? "502" : answered.headers().status().toString();
+            if (answeredStatus.startsWith("5")) {
+                cluster.endpoints().failed(endpoint);
+                if (h1RetriedElsewhere("5xx", Integer.parseInt(answeredStatus))) {
+                    answered.body().release();
+                    return;
+                }
+            } else {
+                cluster.endpoints().succeeded(endpoint);
+            }
             if (h1Request != null) {
                 h1Request.release();
                 h1Request = null;
@@ -749,12 +934,7 @@ final class Http2Relay {
                 answered.body().release();
                 return;
             }
-            status = answered.headers().status() == null ? "502" : answered.headers().status().toString();
-            if (status.startsWith("5")) {
-                cluster.endpoints().failed(endpoint);
-            } else {
-                cluster.endpoints().succeeded(endpoint);
-            }
+            status = answeredStatus;
             boolean hasBody = answered.body().isReadable();
             boolean hasTrailers = answered.trailers() != null;
             responseEnded = true;

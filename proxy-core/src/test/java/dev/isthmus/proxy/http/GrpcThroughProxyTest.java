@@ -66,8 +66,13 @@ class GrpcThroughProxyTest {
     private final AtomicReference<String> seenCaller = new AtomicReference<>("unset");
     private final LinkedBlockingQueue<StreamObserver<String>> hanging = new LinkedBlockingQueue<>();
 
+    private final List<AutoCloseable> others = new java.util.ArrayList<>();
+
     @AfterEach
-    void stop() {
+    void stop() throws Exception {
+        for (var o : others) {
+            o.close();
+        }
         if (channel != null) {
             channel.shutdownNow();
         }
@@ -504,5 +509,163 @@ class GrpcThroughProxyTest {
         assertTrue(p.waitFor(10, TimeUnit.SECONDS));
         assertTrue(out.startsWith("HTTP/2 200"), out);
         assertTrue(out.contains("hello curl"), out);
+    }
+
+    /** A listener whose one route goes to the cluster of its name and retries {@code retryOn} (2 retries). */
+    static String retryingProxy(String name, int port, String retryOn) {
+        return """
+                  - name: %1$s
+                    address: { socket_address: { address: 127.0.0.1, port_value: %2$d } }
+                    filter_chains:
+                    - filters:
+                      - name: envoy.filters.network.http_connection_manager
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                          stat_prefix: %1$s
+                          route_config:
+                            name: %1$s
+                            virtual_hosts:
+                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: %1$s, retry_policy: { retry_on: "%3$s", num_retries: 2 } } } ] }
+                """.formatted(name, port, retryOn);
+    }
+
+    /** An HTTP/2 cluster of {@code first} at priority 0 and {@code second} at priority 1. */
+    static String twoLevelCluster(String name, int first, int second) {
+        return """
+                  - name: %1$s
+                    type: STATIC
+                    connect_timeout: 1s
+                %2$s    load_assignment:
+                      cluster_name: %1$s
+                      endpoints:
+                      - priority: 0
+                        lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %3$d } } } } ]
+                      - priority: 1
+                        lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %4$d } } } } ]
+                """.formatted(name, H2_CLUSTER_OPTIONS, first, second);
+    }
+
+    String unary(int port, String message) {
+        if (channel != null) {
+            channel.shutdownNow();
+        }
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        return ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), message);
+    }
+
+    double retries(String listener) {
+        var c = meters.find(dev.isthmus.proxy.ProxyMetrics.UPSTREAM_RETRIES).tag("listener", listener).counter();
+        return c == null ? 0 : c.count();
+    }
+
+    /**
+     * After the stream was sent: a trailers-only gRPC answer whose status the route names
+     * ({@code unavailable}) and a stream the upstream refuses (RST_STREAM REFUSED_STREAM) go to the
+     * next endpoint, for gRPC's POST too; a status the route does not name reaches the caller. At
+     * priority 0 a gRPC server that answers every call UNAVAILABLE, or an HTTP/2 server that refuses
+     * every stream; at priority 1 the echo server.
+     */
+    @Test
+    void aRetriableGrpcStatusOrARefusedStreamIsRetriedOnTheNextEndpoint() throws Exception {
+        int backend = startServer();
+        var unavailable = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0)).addService(ServerServiceDefinition.builder("test.Echo")
+                .addMethod(UNARY, ServerCalls.asyncUnaryCall((String req, StreamObserver<String> out) -> out.onError(
+                        Status.UNAVAILABLE.withDescription("draining").asRuntimeException()))).build()).build().start();
+        others.add(unavailable::shutdownNow);
+        var refusing = new io.netty.bootstrap.ServerBootstrap().group(loops.workers()).channel(loops.serverChannelType())
+                .childHandler(new io.netty.channel.ChannelInitializer<io.netty.channel.Channel>() {
+                    @Override
+                    protected void initChannel(io.netty.channel.Channel ch) {
+                        ch.pipeline().addLast(io.netty.handler.codec.http2.Http2FrameCodecBuilder.forServer().build(),
+                                new io.netty.channel.ChannelInboundHandlerAdapter() {
+                                    @Override
+                                    public void channelRead(io.netty.channel.ChannelHandlerContext ctx, Object msg) {
+                                        if (msg instanceof io.netty.handler.codec.http2.Http2HeadersFrame h && h.headers().method() != null) {
+                                            ctx.writeAndFlush(new io.netty.handler.codec.http2.DefaultHttp2ResetFrame(
+                                                    io.netty.handler.codec.http2.Http2Error.REFUSED_STREAM).stream(h.stream()));
+                                        }
+                                        io.netty.util.ReferenceCountUtil.release(msg);
+                                    }
+                                });
+                    }
+                }).bind("127.0.0.1", 0).sync().channel();
+        others.add(() -> refusing.close().sync());
+        int refusingPort = ((InetSocketAddress) refusing.localAddress()).getPort();
+        int onUnavailable = dev.isthmus.proxy.Loopback.freePort();
+        int on5xx = dev.isthmus.proxy.Loopback.freePort();
+        int onRefused = dev.isthmus.proxy.Loopback.freePort();
+        int onConnectFailure = dev.isthmus.proxy.Loopback.freePort();
+        String yaml = "static_resources:\n  listeners:\n"
+                + retryingProxy("unavailable", onUnavailable, "unavailable") + retryingProxy("fivexx", on5xx, "5xx")
+                + retryingProxy("refused", onRefused, "refused-stream") + retryingProxy("connectonly", onConnectFailure, "connect-failure")
+                + "  clusters:\n" + twoLevelCluster("unavailable", unavailable.getPort(), backend) + twoLevelCluster("fivexx", unavailable.getPort(), backend)
+                + twoLevelCluster("refused", refusingPort, backend) + twoLevelCluster("connectonly", refusingPort, backend);
+        manager = new RelayManager(loops, meters, null);
+        manager.apply(config(yaml));
+
+        assertEquals("hello again", unary(onUnavailable, "again"), "UNAVAILABLE at priority 0, retried at priority 1");
+        assertEquals(1.0, retries("unavailable"));
+        var e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class, () -> unary(on5xx, "x"));
+        assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), "5xx does not cover a gRPC status: " + e);
+        assertEquals("draining", e.getStatus().getDescription(), "the upstream's own status, passed through");
+        assertEquals(0.0, retries("fivexx"));
+
+        assertEquals("hello refused", unary(onRefused, "refused"), "a refused stream is retried whatever the method");
+        assertEquals(1.0, retries("refused"));
+        e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class, () -> unary(onConnectFailure, "x"));
+        assertEquals(0.0, retries("connectonly"), "connect-failure alone does not retry a refused stream: " + e);
+    }
+
+    /**
+     * A stream whose upstream connection is lost before the answer (the endpoint closes it once the
+     * request has arrived) is retried with {@code reset} for idempotent methods only: curl's GET over
+     * h2c gets the echo server's answer, gRPC's POST gets 503 upstream_reset.
+     */
+    @Test
+    void aStreamLostBeforeItsAnswerIsRetriedForIdempotentMethodsOnly() throws Exception {
+        int backend = startServer();
+        var closing = new java.net.ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+        others.add(closing);
+        Thread.ofVirtual().start(() -> {
+            while (!closing.isClosed()) {
+                try {
+                    var socket = closing.accept();
+                    Thread.ofVirtual().start(() -> {
+                        try (socket) {
+                            socket.setSoTimeout(200);
+                            var in = socket.getInputStream();
+                            byte[] buf = new byte[4096];
+                            int total = 0;
+                            try {
+                                for (int n; (n = in.read(buf)) > 0;) {
+                                    total += n; // the preface, SETTINGS, then the stream's HEADERS: read until quiet
+                                }
+                            } catch (java.net.SocketTimeoutException quiet) {
+                                // all there is
+                            }
+                        } catch (java.io.IOException ignored) {
+                            // closed: what this endpoint does
+                        }
+                    });
+                } catch (java.io.IOException stopped) {
+                    return;
+                }
+            }
+        });
+        int port = dev.isthmus.proxy.Loopback.freePort();
+        manager = new RelayManager(loops, meters, null);
+        manager.apply(config("static_resources:\n  listeners:\n" + retryingProxy("reset", port, "reset") + "  clusters:\n"
+                + twoLevelCluster("reset", closing.getLocalPort(), backend)));
+
+        var e = org.junit.jupiter.api.Assertions.assertThrows(StatusRuntimeException.class, () -> unary(port, "post"));
+        assertTrue(e.getMessage().contains("503") && e.getMessage().contains("upstream_reset"), "POST is not retried after a reset: " + e);
+        assertEquals(0.0, retries("reset"));
+
+        var p = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-D", "-", "http://127.0.0.1:" + port + "/test.Echo/Say")
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.ISO_8859_1);
+        assertTrue(p.waitFor(10, TimeUnit.SECONDS));
+        assertTrue(out.startsWith("HTTP/2 ") && !out.contains("upstream_reset"), "GET went on to the echo server: " + out);
+        assertEquals(1.0, retries("reset"));
     }
 }

@@ -181,11 +181,19 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
     }
 
     /**
-     * When to retry: {@code retryOn} holds Envoy's conditions ({@code connect-failure}, {@code reset},
-     * {@code 5xx}, {@code gateway-error}); retries happen only for idempotent methods.
+     * When to retry: {@code retryOn} holds Envoy's conditions ({@link #CONDITIONS}): {@code connect-failure},
+     * {@code reset}, {@code 5xx} and {@code gateway-error} retry idempotent methods only, except a connect
+     * failure (nothing was sent); {@code refused-stream} (the upstream refused an HTTP/2 stream unprocessed)
+     * and the gRPC statuses ({@link #GRPC_CONDITIONS}, in a trailers-only answer) retry any method.
      */
     public record RetrySpec(java.util.Set<String> retryOn, int numRetries) {
         public static final RetrySpec NONE = new RetrySpec(java.util.Set.of(), 0);
+        /** Envoy's {@code x-envoy-retry-grpc-on} names and the gRPC status codes they stand for. */
+        public static final java.util.Map<String, Integer> GRPC_CONDITIONS = java.util.Map.of("cancelled", 1, "deadline-exceeded", 4,
+                "resource-exhausted", 8, "internal", 13, "unavailable", 14);
+        /** Every condition understood, in the order the error messages list them. */
+        public static final List<String> CONDITIONS = List.of("connect-failure", "reset", "5xx", "gateway-error", "refused-stream", "cancelled",
+                "deadline-exceeded", "internal", "resource-exhausted", "unavailable");
     }
 
     public enum LbPolicy { ROUND_ROBIN, LEAST_REQUEST }

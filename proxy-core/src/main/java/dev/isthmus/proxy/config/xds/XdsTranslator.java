@@ -422,8 +422,9 @@ public final class XdsTranslator {
                         if (c.isEmpty()) {
                             continue;
                         }
-                        if (!List.of("connect-failure", "reset", "5xx", "gateway-error").contains(c)) {
-                            errors.add(rpath + ".route.retry_policy.retry_on: '" + c + "' is not supported (connect-failure, reset, 5xx, gateway-error)");
+                        if (!ProxyConfig.RetrySpec.CONDITIONS.contains(c)) {
+                            errors.add(rpath + ".route.retry_policy.retry_on: '" + c + "' is not supported (" + String.join(", ",
+                                    ProxyConfig.RetrySpec.CONDITIONS) + ")");
                         }
                         on.add(c);
                     }
