@@ -483,6 +483,27 @@ class HttpProxyTest {
         assertTrue(out.startsWith("HTTP/2 504") && out.contains("x-isthmus-reason: upstream_timeout"), out);
     }
 
+    /** Through the translation too, a 5xx answer is retried on another endpoint for a GET, not for a POST. */
+    @Test
+    void anHttp2CallersGetToAnHttp11AppIsRetriedAfterA5xxAndItsPostIsNot() throws Exception {
+        var bad = new AtomicInteger();
+        int failing = app(503, "down", 0, bad);
+        int healthy = app(200, "up", 0, new AtomicInteger());
+        int port = start(everythingTo("cluster: c, retry_policy: { retry_on: \"5xx\", num_retries: 2 }"), cluster("c", failing, healthy));
+        var codes = new ArrayList<String>();
+        for (String method : List.of("GET", "POST")) {
+            for (int i = 0; i < 6; i++) {
+                var p = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+                        "http://127.0.0.1:" + port + "/catalog").redirectErrorStream(true).start();
+                codes.add(method + " " + new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip());
+                assertTrue(p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+            }
+        }
+        assertTrue(bad.get() > 0, "the failing endpoint was really tried");
+        assertEquals(List.of("GET 200"), codes.subList(0, 6).stream().distinct().toList(), codes.toString());
+        assertTrue(codes.contains("POST 503"), "a POST is not retried: " + codes);
+    }
+
     @Test
     void curlSpeaksHttp11ThroughTheProxy() throws Exception {
         var hits = new AtomicInteger();
