@@ -668,4 +668,48 @@ class GrpcThroughProxyTest {
         assertTrue(out.startsWith("HTTP/2 ") && !out.contains("upstream_reset"), "GET went on to the echo server: " + out);
         assertEquals(1.0, retries("reset"));
     }
+
+    double upstreamConnections() {
+        return meters.get("isthmus_circuit_breaker_in_use").tag("cluster", "echo").tag("kind", "connections").gauge().value();
+    }
+
+    /**
+     * A burst of calls before the upstream connection is up shares that one connection (before, each
+     * stream that found it still connecting opened another, kept until the server closed it); the
+     * connection, once without streams for the idle time, is closed, and the next call opens one.
+     */
+    @Test
+    void aBurstSharesOneUpstreamConnectionWhichClosesWhenIdle() throws Exception {
+        long idleBefore = Http2Relay.idleNanos;
+        Http2Relay.idleNanos = TimeUnit.MILLISECONDS.toNanos(600);
+        try {
+            int port = startProxy();
+            channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+            var answers = new java.util.ArrayList<com.google.common.util.concurrent.ListenableFuture<String>>();
+            for (int i = 0; i < 5; i++) {
+                answers.add(ClientCalls.futureUnaryCall(channel.newCall(HANG, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS)), "wait " + i));
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (hanging.size() < 5 && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            assertEquals(5, hanging.size(), "every call reached the server");
+            assertEquals(1.0, upstreamConnections(), "over one connection");
+            for (StreamObserver<String> out : hanging) {
+                out.onNext("done");
+                out.onCompleted();
+            }
+            for (var a : answers) {
+                assertEquals("done", a.get(5, TimeUnit.SECONDS));
+            }
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (upstreamConnections() > 0 && System.nanoTime() < deadline) {
+                Thread.sleep(50);
+            }
+            assertEquals(0.0, upstreamConnections(), "connections without streams closed after the idle time");
+            assertEquals("hello again", ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "again"));
+        } finally {
+            Http2Relay.idleNanos = idleBefore;
+        }
+    }
 }
