@@ -323,36 +323,8 @@ class GrpcThroughProxyTest {
         int dead = dev.isthmus.proxy.Loopback.freePort();
         int retrying = dev.isthmus.proxy.Loopback.freePort();
         int plain = dev.isthmus.proxy.Loopback.freePort();
-        String listener = """
-                  - name: %1$s
-                    address: { socket_address: { address: 127.0.0.1, port_value: %2$d } }
-                    filter_chains:
-                    - filters:
-                      - name: envoy.filters.network.http_connection_manager
-                        typed_config:
-                          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                          stat_prefix: %1$s
-                          route_config:
-                            name: %1$s
-                            virtual_hosts:
-                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: %1$s %3$s } } ] }
-                """;
-        String cluster = """
-                  - name: %1$s
-                    type: STATIC
-                    connect_timeout: 1s
-                %2$s    load_assignment:
-                      cluster_name: %1$s
-                      endpoints:
-                      - priority: 0
-                        lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %3$d } } } } ]
-                      - priority: 1
-                        lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %4$d } } } } ]
-                """;
-        String yaml = "static_resources:\n  listeners:\n"
-                + listener.formatted("retrying", retrying, ", retry_policy: { retry_on: connect-failure, num_retries: 2 }")
-                + listener.formatted("plain", plain, "")
-                + "  clusters:\n" + cluster.formatted("retrying", H2_CLUSTER_OPTIONS, dead, backend) + cluster.formatted("plain", H2_CLUSTER_OPTIONS, dead, backend);
+        String yaml = "static_resources:\n  listeners:\n" + retryingProxy("retrying", retrying, "connect-failure") + listener("plain", plain, "")
+                + "  clusters:\n" + twoLevelCluster("retrying", dead, backend) + twoLevelCluster("plain", dead, backend);
         manager = new RelayManager(loops, meters, null);
         manager.apply(config(yaml));
 
@@ -513,6 +485,11 @@ class GrpcThroughProxyTest {
 
     /** A listener whose one route goes to the cluster of its name and retries {@code retryOn} (2 retries). */
     static String retryingProxy(String name, int port, String retryOn) {
+        return listener(name, port, ", retry_policy: { retry_on: \"%s\", num_retries: 2 }".formatted(retryOn));
+    }
+
+    /** A listener whose one route goes to the cluster of its name, with {@code routeOptions} (", timeout: 1s"). */
+    static String listener(String name, int port, String routeOptions) {
         return """
                   - name: %1$s
                     address: { socket_address: { address: 127.0.0.1, port_value: %2$d } }
@@ -525,8 +502,8 @@ class GrpcThroughProxyTest {
                           route_config:
                             name: %1$s
                             virtual_hosts:
-                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: %1$s, retry_policy: { retry_on: "%3$s", num_retries: 2 } } } ] }
-                """.formatted(name, port, retryOn);
+                            - { name: all, domains: [ "*" ], routes: [ { match: { prefix: "/" }, route: { cluster: %1$s %3$s } } ] }
+                """.formatted(name, port, routeOptions);
     }
 
     /** An HTTP/2 cluster of {@code first} at priority 0 and {@code second} at priority 1. */
