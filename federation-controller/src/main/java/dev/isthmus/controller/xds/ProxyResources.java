@@ -488,8 +488,13 @@ public final class ProxyResources {
      * {@code :port}, and for the default port 80 also without). A service with
      * a TrafficPolicy gets its routes (matches, weighted subsets and clusters, timeouts, retries);
      * others one route to the whole service with a 15 s timeout and 2 retries on
-     * {@code connect-failure,reset} (only idempotent requests are retried).
+     * {@code connect-failure,reset,refused-stream,unavailable}, as Istio's default retries: a reset
+     * only for idempotent requests; a connect failure, a refused HTTP/2 stream and a gRPC
+     * UNAVAILABLE answer (the server did not take the call) whatever the method.
      */
+    /** The retry conditions of a service's route when no TrafficPolicy sets its own. */
+    public static final String DEFAULT_RETRY_ON = "connect-failure,reset,refused-stream,unavailable";
+
     public static Listener outboundListener(String host, int port, String callerNamespace, ClusterSet clusters, Policies.Bundle policy) {
         return outboundListener(host, port, outboundRoutes(callerNamespace, clusters, policy));
     }
@@ -545,7 +550,7 @@ public final class ProxyResources {
                         .setRoute(RouteAction.newBuilder().setCluster(c.getName())
                                 .setTimeout(com.google.protobuf.Duration.newBuilder().setSeconds(15))
                                 .setRetryPolicy(io.envoyproxy.envoy.config.route.v3.RetryPolicy.newBuilder()
-                                        .setRetryOn("connect-failure,reset").setNumRetries(UInt32Value.of(2)))));
+                                        .setRetryOn(DEFAULT_RETRY_ON).setNumRetries(UInt32Value.of(2)))));
             }
             route.addVirtualHosts(vhost);
         }

@@ -95,6 +95,8 @@ class ProxyResourcesTest {
         assertTrue(catalog.domains().containsAll(List.of("product-catalog.shop.svc.cluster.local", "product-catalog.shop")));
         assertEquals("outbound|80||product-catalog.shop.svc.cluster.local", catalog.routes().get(0).clusters().get(0).cluster());
         assertEquals(2, catalog.routes().get(0).retry().numRetries());
+        assertEquals(java.util.Set.of("connect-failure", "reset", "refused-stream", "unavailable"), catalog.routes().get(0).retry().retryOn(),
+                "Istio's default retries, which the sidecar's translator accepts");
     }
 
     /** product-catalog's gRPC API on service port 9090, beside its HTTP port 80: its own endpoints (another sidecar port). */
