@@ -60,7 +60,6 @@ final class Http2Relay {
     private static final Logger log = LoggerFactory.getLogger(Http2Relay.class);
     private static final byte[] PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
     private static final Set<String> CONNECTION_SPECIFIC = Set.of("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade");
-    private static final Set<String> IDEMPOTENT = Set.of("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE");
     /**
      * How much of a request is kept to send it again after its upstream stream failed (reset, 5xx, a
      * retriable gRPC status); a longer request is not retried once sent (Envoy's per-request buffer).
@@ -408,7 +407,7 @@ final class Http2Relay {
                 out.set(HttpProxy.CALLER_HEADER, front.caller);
             }
             retry = route.get().retry();
-            idempotent = h.method() != null && IDEMPOTENT.contains(h.method().toString());
+            idempotent = h.method() != null && HttpProxy.IDEMPOTENT.contains(io.netty.handler.codec.http.HttpMethod.valueOf(h.method().toString()));
             if (h1) {
                 out.remove("te");
                 h1Headers = out;
@@ -419,7 +418,7 @@ final class Http2Relay {
                 return;
             }
             timeout = route.get().timeout();
-            if (retry.numRetries() > 0 && retry.retryOn().stream().anyMatch(c -> !c.equals("connect-failure"))) {
+            if (retry.retriesAfterSending()) {
                 sent = new ArrayList<>(4);
             }
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
@@ -479,7 +478,7 @@ final class Http2Relay {
          */
         private void connectFailed(InetSocketAddress target, Throwable cause) {
             ejectAfterConnectFailure(target, cause);
-            if (nextEndpoint(retriesConnectFailures())) {
+            if (nextEndpoint(retry.retries("connect-failure", 0))) {
                 connectUpstream();
                 front.channel.flush();
                 return;
@@ -500,11 +499,6 @@ final class Http2Relay {
                 tried = new java.util.HashSet<>(4);
             }
             tried.add(target);
-        }
-
-        private boolean retriesConnectFailures() {
-            var on = retry.retryOn();
-            return on.contains("connect-failure") || on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
         }
 
         /**
@@ -771,16 +765,7 @@ final class Http2Relay {
          * retry budget ({@link #endpoint} is then that one).
          */
         private boolean retriedElsewhere(String condition, int code) {
-            var on = retry.retryOn();
-            boolean anyReset = on.contains("reset") || on.contains("5xx") || on.contains("gateway-error");
-            boolean wanted = switch (condition) {
-                case "reset" -> anyReset;
-                case "refused-stream" -> anyReset || on.contains("refused-stream");
-                case "5xx" -> on.contains("5xx") || on.contains("gateway-error") && code >= 502 && code <= 504;
-                default -> on.contains(condition);
-            };
-            boolean safe = idempotent || !condition.equals("reset") && !condition.equals("5xx");
-            if (!wanted || !safe) {
+            if (!retry.retries(condition, code) || !(idempotent || ProxyConfig.RetrySpec.anyMethod(condition))) {
                 return false;
             }
             if (tried == null) {
@@ -915,7 +900,7 @@ final class Http2Relay {
             if (outcome instanceof Http1Bridge.Failed failed) {
                 if (failed.connect()) {
                     ejectAfterConnectFailure(endpoint, failed.cause());
-                    if (!downDone && nextEndpoint(retriesConnectFailures())) {
+                    if (!downDone && nextEndpoint(retry.retries("connect-failure", 0))) {
                         sendH1ToEndpoint();
                         return;
                     }

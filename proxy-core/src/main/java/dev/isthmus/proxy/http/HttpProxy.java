@@ -673,19 +673,13 @@ public final class HttpProxy implements AutoCloseable {
         }
 
         /**
-         * Envoy's conditions: {@code connect-failure}; {@code reset} (closed before the answer);
-         * {@code 5xx} (any 5xx answer, and also connect failures and resets); {@code gateway-error}
-         * (502, 503, 504, and also connect failures and resets). {@code status} is 0 for the first two.
+         * Whether to try another endpoint after {@code condition} ({@code connect-failure},
+         * {@code reset} or {@code 5xx} with its {@code status}), by the route's retry policy
+         * ({@link ProxyConfig.RetrySpec#retries}), the method, the attempts left and the retry budget.
          */
         private boolean mayRetry(String condition, int status) {
-            var on = route.retry().retryOn();
-            boolean wanted = switch (condition) {
-                case "connect-failure", "reset" -> on.contains(condition) || on.contains("5xx") || on.contains("gateway-error");
-                default -> on.contains("5xx") || on.contains("gateway-error") && status >= 502 && status <= 504;
-            };
-            // a connect failure is retried whatever the method: nothing of the request reached the upstream
-            boolean safe = condition.equals("connect-failure") || IDEMPOTENT.contains(request.method());
-            if (!(wanted && attempts <= route.retry().numRetries() && safe && !done && front.channel.isActive())) {
+            boolean safe = ProxyConfig.RetrySpec.anyMethod(condition) || IDEMPOTENT.contains(request.method());
+            if (!(route.retry().retries(condition, status) && attempts <= route.retry().numRetries() && safe && !done && front.channel.isActive())) {
                 return false;
             }
             String open = upstream.breakers().tryRetry();

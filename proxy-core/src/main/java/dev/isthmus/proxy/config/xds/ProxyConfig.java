@@ -194,6 +194,37 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
         /** Every condition understood, in the order the error messages list them. */
         public static final List<String> CONDITIONS = List.of("connect-failure", "reset", "5xx", "gateway-error", "refused-stream", "cancelled",
                 "deadline-exceeded", "internal", "resource-exhausted", "unavailable");
+
+        /**
+         * Whether this policy retries what happened: {@code connect-failure}, {@code reset} (closed
+         * before the answer), {@code refused-stream}, {@code 5xx} (an answer with {@code status}) or a
+         * gRPC status name. As in Envoy, {@code reset}, {@code 5xx} and {@code gateway-error} also cover
+         * connect failures, resets and refused streams; {@code gateway-error} covers the answers 502-504.
+         * The request's method is {@link #anyMethod}'s matter.
+         */
+        public boolean retries(String condition, int status) {
+            boolean anyReset = retryOn.contains("reset") || retryOn.contains("5xx") || retryOn.contains("gateway-error");
+            return switch (condition) {
+                case "connect-failure", "refused-stream" -> anyReset || retryOn.contains(condition);
+                case "reset" -> anyReset;
+                case "5xx" -> retryOn.contains("5xx") || retryOn.contains("gateway-error") && status >= 502 && status <= 504;
+                default -> retryOn.contains(condition);
+            };
+        }
+
+        /**
+         * Whether {@code condition} is retried whatever the request's method: a connect failure and a
+         * refused stream (nothing of the request was processed), a gRPC status the route names. A reset
+         * and a 5xx answer are retried for idempotent methods only.
+         */
+        public static boolean anyMethod(String condition) {
+            return !condition.equals("reset") && !condition.equals("5xx");
+        }
+
+        /** Whether a failure after the request was sent can be retried, so the request must be kept until answered. */
+        public boolean retriesAfterSending() {
+            return numRetries > 0 && retryOn.size() > (retryOn.contains("connect-failure") ? 1 : 0);
+        }
     }
 
     public enum LbPolicy { ROUND_ROBIN, LEAST_REQUEST }
