@@ -57,7 +57,8 @@ isthmus_apt_install() {
 # Packages the local federation and the tests use: nats-server (each region's bus), openssl (TLS
 # test clients), iproute2 (ss: the partition test finds a region's NATS gateway links), iptables (the
 # partition test cuts them), procps (pkill), git (the policy tests work in real Git repositories with
-# the git CLI).
-ISTHMUS_RUNTIME_PACKAGES=(nats-server openssl iproute2 iptables procps git)
+# the git CLI), curl and nghttp2-client (the proxy tests' HTTP/1.1 and HTTP/2 clients; nghttp sends
+# concurrent streams on one connection).
+ISTHMUS_RUNTIME_PACKAGES=(nats-server openssl iproute2 iptables procps git curl nghttp2-client)
 # Benchmarks also drive these peers and load generators.
 ISTHMUS_BENCH_PACKAGES=(haproxy wrk nghttp2-client)

@@ -15,6 +15,11 @@ public final class ProxyMetrics {
     public static final String UPSTREAM_CONNECT_FAILURES = "isthmus_upstream_connect_failures";
     /** Connections tried on another endpoint after a connect or upstream handshake failure. */
     public static final String UPSTREAM_RETRIES = "isthmus_upstream_connect_retries";
+    /**
+     * HTTP/2 streams sent again after the upstream refused them (REFUSED_STREAM, or past its GOAWAY)
+     * where the route's retry policy does not retry refused streams, by listener.
+     */
+    public static final String REFUSED_STREAMS_RESENT = "isthmus_upstream_refused_streams_resent";
     /** TLS handshakes by listener, side (downstream: accepted; upstream: dialled) and result. */
     public static final String TLS_HANDSHAKES = "isthmus_tls_handshakes";
     /** Connections a permissive listener served without TLS. */

@@ -18,6 +18,7 @@ import io.netty.handler.codec.http2.Http2Error;
 import io.netty.handler.codec.http2.Http2FrameCodecBuilder;
 import io.netty.handler.codec.http2.Http2FrameStream;
 import io.netty.handler.codec.http2.Http2FrameStreamEvent;
+import io.netty.handler.codec.http2.Http2GoAwayFrame;
 import io.netty.handler.codec.http2.Http2Headers;
 import io.netty.handler.codec.http2.Http2HeadersFrame;
 import io.netty.handler.codec.http2.Http2ResetFrame;
@@ -65,6 +66,12 @@ final class Http2Relay {
      * retriable gRPC status); a longer request is not retried once sent (Envoy's per-request buffer).
      */
     static final int RETRY_BUFFER_BYTES = 64 * 1024;
+    /**
+     * How often a stream the upstream refused (RST_STREAM REFUSED_STREAM, or past a GOAWAY's last
+     * stream: RFC 9113 says it was not processed) is sent again when the route's retry policy does
+     * not retry it, as gRPC's transparent retry does; outside {@code num_retries} and the retry budget.
+     */
+    static final int MAX_REFUSED_RESENDS = 3;
     private static final Map<EventLoop, Map<HttpProxy.PoolKey, List<Channel>>> CONNECTIONS = new ConcurrentHashMap<>();
     /**
      * An upstream connection without a stream for this long is closed (checked every half of it):
@@ -261,6 +268,11 @@ final class Http2Relay {
         io.netty.channel.ChannelFuture connecting;
         /** When the last stream was given to it (its call's start). */
         long lastUsed = System.nanoTime();
+        /**
+         * The last stream id of the server's GOAWAY (-1: none came): no new stream goes on this
+         * connection, and its streams above that id were not processed.
+         */
+        int goAwayLastStreamId = -1;
 
         Back() {
             super(Call::upstreamClosed);
@@ -285,9 +297,20 @@ final class Http2Relay {
                 if (call != null) {
                     call.upstreamReset(reset.errorCode());
                 }
+            } else if (msg instanceof Http2GoAwayFrame goAway) {
+                // before the codec closes the streams above lastStreamId and fails those it still held
+                goAwayLastStreamId = goAwayLastStreamId < 0 ? goAway.lastStreamId() : Math.min(goAwayLastStreamId, goAway.lastStreamId());
+                log.debug("event=h2_upstream_goaway remote={} last_stream_id={} error_code={}", ctx.channel().remoteAddress(), goAway.lastStreamId(),
+                        goAway.errorCode());
+                goAway.release();
             } else {
                 ReferenceCountUtil.release(msg);
             }
+        }
+
+        /** No new stream may go on this connection: the server sent GOAWAY. */
+        boolean goingAway() {
+            return goAwayLastStreamId >= 0;
         }
 
         @Override
@@ -350,6 +373,8 @@ final class Http2Relay {
         private boolean idempotent;
         /** Frames written to the current upstream stream. */
         private int framesUp;
+        /** Times the stream was sent again after a refusal the route's policy does not retry ({@link #MAX_REFUSED_RESENDS}). */
+        private int refusedResends;
 
         Call(Front front, Http2FrameStream down) {
             this.front = front;
@@ -418,9 +443,7 @@ final class Http2Relay {
                 return;
             }
             timeout = route.get().timeout();
-            if (retry.retriesAfterSending()) {
-                sent = new ArrayList<>(4);
-            }
+            sent = new ArrayList<>(retry.retriesAfterSending() ? 4 : 1);
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
             if (headers.isEndStream()) {
                 requestEnded();
@@ -575,7 +598,7 @@ final class Http2Relay {
                 return;
             }
             log.debug("event=h2_upstream_write_failed cause={}", String.valueOf(f.cause()));
-            if (status.equals("0") && retryStream(condition, 0)) {
+            if (status.equals("0") && (retryStream(condition, 0) || condition.equals("refused-stream") && resendRefused())) {
                 return;
             }
             resetDownstream(Http2Error.REFUSED_STREAM.code());
@@ -696,8 +719,10 @@ final class Http2Relay {
 
         /** The upstream reset its stream: before any answer it may be sent elsewhere, else the reset goes on to the caller. */
         void upstreamReset(long errorCode) {
+            log.debug("event=h2_upstream_reset cluster={} endpoint={} error_code={}", cluster.name(), endpoint, errorCode);
             if (status.equals("0") && sent != null) {
-                if (retryStream(errorCode == Http2Error.REFUSED_STREAM.code() ? "refused-stream" : "reset", 0)) {
+                boolean refused = errorCode == Http2Error.REFUSED_STREAM.code();
+                if (retryStream(refused ? "refused-stream" : "reset", 0) || refused && resendRefused()) {
                     return;
                 }
                 dropSent();
@@ -737,6 +762,37 @@ final class Http2Relay {
                 return false;
             }
             log.debug("event=h2_stream_retried cluster={} endpoint={} condition={} next={}", cluster.name(), failedAt, condition, endpoint);
+            resend(failedAt);
+            return true;
+        }
+
+        /**
+         * A stream the upstream refused, which the route's policy does not retry, sent again (at most
+         * {@link #MAX_REFUSED_RESENDS} times) on an endpoint the load balancer picks afresh: the same
+         * one may come back, since a refusal is a server at its limit of streams (or going away), not
+         * a failure. Nothing of the stream was processed, so any method is sent again, as gRPC's
+         * transparent retry does.
+         */
+        private boolean resendRefused() {
+            if (sent == null || downDone || counted || !front.channel.isActive() || refusedResends >= MAX_REFUSED_RESENDS) {
+                return false;
+            }
+            var next = cluster.endpoints().pick(Set.of());
+            if (next.isEmpty()) {
+                return false;
+            }
+            refusedResends++;
+            InetSocketAddress failedAt = endpoint;
+            endpoint = next.get();
+            log.debug("event=h2_refused_stream_resent cluster={} endpoint={} next={}", cluster.name(), failedAt, endpoint);
+            io.micrometer.core.instrument.Counter.builder(dev.isthmus.proxy.ProxyMetrics.REFUSED_STREAMS_RESENT)
+                    .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters()).increment();
+            resend(failedAt);
+            return true;
+        }
+
+        /** The kept frames on their way again, to {@link #endpoint}; the stream at {@code failedAt} is cancelled and forgotten. */
+        private void resend(InetSocketAddress failedAt) {
             if (!released) {
                 released = true;
                 cluster.endpoints().released(failedAt);
@@ -756,7 +812,6 @@ final class Http2Relay {
             sent.clear();
             sentBytes = 0;
             connectUpstream();
-            return true;
         }
 
         /**
@@ -814,8 +869,11 @@ final class Http2Relay {
 
         /** The upstream stream is closed (done, reset, or its connection lost). */
         void upstreamClosed() {
-            if (status.equals("0") && !responseEnded && sent != null && retryStream("reset", 0)) {
-                return;
+            if (status.equals("0") && !responseEnded && sent != null) {
+                boolean refused = back != null && back.goingAway() && up.id() > back.goAwayLastStreamId; // past the GOAWAY: not processed
+                if (retryStream(refused ? "refused-stream" : "reset", 0) || refused && resendRefused()) {
+                    return;
+                }
             }
             upDone = true;
             if (!released && endpoint != null) {
@@ -1054,7 +1112,7 @@ final class Http2Relay {
         List<Channel> open = byEndpoint.computeIfAbsent(key, k -> new ArrayList<>(2));
         for (Channel ch : open) {
             Back b = ch.pipeline().get(Back.class);
-            if (b != null && (ch.isActive() || !b.connecting.isDone())) {
+            if (b != null && !b.goingAway() && (ch.isActive() || !b.connecting.isDone())) {
                 b.pending++;
                 return ch.isActive() ? ch.newSucceededFuture() : b.connecting;
             }
@@ -1089,7 +1147,7 @@ final class Http2Relay {
         for (var open : List.copyOf(pool.values())) {
             for (Channel ch : List.copyOf(open)) {
                 Back b = ch.pipeline().get(Back.class);
-                if (b != null && b.calls.isEmpty() && b.pending == 0 && now - b.lastUsed > idle) {
+                if (b != null && b.calls.isEmpty() && b.pending == 0 && (now - b.lastUsed > idle || b.goingAway())) {
                     log.debug("event=h2_upstream_idle_closed remote={}", ch.remoteAddress());
                     ch.close();
                 }
