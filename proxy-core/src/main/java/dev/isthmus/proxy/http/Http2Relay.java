@@ -15,6 +15,7 @@ import io.netty.handler.codec.http2.DefaultHttp2ResetFrame;
 import io.netty.handler.codec.http2.DefaultHttp2WindowUpdateFrame;
 import io.netty.handler.codec.http2.Http2DataFrame;
 import io.netty.handler.codec.http2.Http2Error;
+import io.netty.handler.codec.http2.Http2FrameCodec;
 import io.netty.handler.codec.http2.Http2FrameCodecBuilder;
 import io.netty.handler.codec.http2.Http2FrameStream;
 import io.netty.handler.codec.http2.Http2FrameStreamEvent;
@@ -22,6 +23,7 @@ import io.netty.handler.codec.http2.Http2GoAwayFrame;
 import io.netty.handler.codec.http2.Http2Headers;
 import io.netty.handler.codec.http2.Http2HeadersFrame;
 import io.netty.handler.codec.http2.Http2ResetFrame;
+import io.netty.handler.codec.http2.Http2SettingsFrame;
 import io.netty.handler.codec.http2.Http2Stream;
 import io.netty.util.ReferenceCountUtil;
 import java.net.InetSocketAddress;
@@ -79,6 +81,12 @@ final class Http2Relay {
      * long as the proxy runs. Envoy's default is an hour.
      */
     static volatile long idleNanos = java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
+    /**
+     * An upstream connection at its server's SETTINGS_MAX_CONCURRENT_STREAMS on which no stream has
+     * ended for this long is stalled (its streams are long-lived: watches, streaming calls): new
+     * streams go on another connection, and those waiting in its codec are moved there.
+     */
+    static volatile long stallNanos = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(250);
 
     private Http2Relay() {
     }
@@ -273,9 +281,84 @@ final class Http2Relay {
          * connection, and its streams above that id were not processed.
          */
         int goAwayLastStreamId = -1;
+        /** The server's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS come, as the codec assumes). */
+        long maxStreams = 100;
+        /** When a stream of this connection last ended (or the connection was made). */
+        long lastEnded = System.nanoTime();
+        /** The pending check for streams waiting in the codec behind long-lived ones ({@link #checkStall}). */
+        io.netty.util.concurrent.ScheduledFuture<?> stallCheck;
+        private ChannelHandlerContext ctx;
 
         Back() {
             super(Call::upstreamClosed);
+        }
+
+        @Override
+        protected void handlerAdded0(ChannelHandlerContext ctx) {
+            this.ctx = ctx;
+        }
+
+        @Override
+        public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
+                lastEnded = System.nanoTime();
+            }
+            super.userEventTriggered(ctx, evt);
+        }
+
+        /** More calls than the server lets run at once: some wait in the codec. */
+        boolean overLimit() {
+            return calls.size() + pending > maxStreams;
+        }
+
+        /** At the server's limit with no stream ended for {@link #stallNanos}: new streams should go elsewhere. */
+        boolean stalled(long now) {
+            return calls.size() >= maxStreams && now - lastEnded >= stallNanos;
+        }
+
+        /** Checks, after {@link #stallNanos}, whether calls still wait in the codec behind streams that do not end. */
+        void watchStall() {
+            if (stallCheck == null && ctx != null) {
+                stallCheck = ctx.executor().schedule(this::checkStall, stallNanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+            }
+        }
+
+        /**
+         * Calls whose streams still wait in the codec (not yet sent: no stream of the connection ended
+         * for {@link #stallNanos}) are taken off and sent again, on another connection; while calls
+         * wait and streams do end, checked again later.
+         */
+        private void checkStall() {
+            stallCheck = null;
+            if (!ctx.channel().isActive() || goingAway()) {
+                return;
+            }
+            var waiting = new ArrayList<Call>();
+            for (Call call : calls.values()) {
+                if (call.waitsInCodec()) {
+                    waiting.add(call);
+                }
+            }
+            if (waiting.isEmpty()) {
+                return;
+            }
+            if (!stalled(System.nanoTime())) {
+                watchStall();
+                return;
+            }
+            log.debug("event=h2_upstream_stalled remote={} streams={} waiting={}", ctx.channel().remoteAddress(), calls.size() - waiting.size(),
+                    waiting.size());
+            for (Call call : waiting) {
+                call.moveOff();
+            }
+        }
+
+        /** Takes a stream that waits in the codec out of it (its headers were never sent). */
+        void dropWaiting(Http2FrameStream stream) {
+            var codec = ctx.pipeline().get(Http2FrameCodec.class);
+            if (codec != null) {
+                codec.encoder().writeRstStream(ctx.pipeline().context(codec), stream.id(), Http2Error.CANCEL.code(), ctx.newPromise());
+            }
         }
 
         @Override
@@ -297,6 +380,9 @@ final class Http2Relay {
                 if (call != null) {
                     call.upstreamReset(reset.errorCode());
                 }
+            } else if (msg instanceof Http2SettingsFrame settings) {
+                Long max = settings.settings().maxConcurrentStreams();
+                maxStreams = max == null ? Integer.MAX_VALUE : max;
             } else if (msg instanceof Http2GoAwayFrame goAway) {
                 // before the codec closes the streams above lastStreamId and fails those it still held
                 goAwayLastStreamId = goAwayLastStreamId < 0 ? goAway.lastStreamId() : Math.min(goAwayLastStreamId, goAway.lastStreamId());
@@ -791,13 +877,27 @@ final class Http2Relay {
             return true;
         }
 
+        /** Its upstream stream was given to the codec but waits there (not sent: the server's limit of streams), and can be sent again. */
+        boolean waitsInCodec() {
+            return up != null && up.state() == Http2Stream.State.IDLE && up.id() > 0 && sent != null && status.equals("0") && !downDone && !counted;
+        }
+
+        /** Off a stalled connection ({@link Back#checkStall}): out of its codec, and on to the same endpoint over another connection. */
+        void moveOff() {
+            var stream = up;
+            back.calls.remove(stream);
+            up = null; // nothing to cancel: it never left; the promises of its frames complete now, for a stream no longer the call's
+            back.dropWaiting(stream);
+            resend(endpoint);
+        }
+
         /** The kept frames on their way again, to {@link #endpoint}; the stream at {@code failedAt} is cancelled and forgotten. */
         private void resend(InetSocketAddress failedAt) {
             if (!released) {
                 released = true;
                 cluster.endpoints().released(failedAt);
             }
-            if (back != null) {
+            if (back != null && up != null) {
                 back.calls.remove(up);
                 if (up.state() != Http2Stream.State.CLOSED && backChannel.isActive()) {
                     backChannel.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.CANCEL).stream(up));
@@ -1093,8 +1193,10 @@ final class Http2Relay {
      * none. Streams over its server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec for a free
      * one: measured against opening more connections as Envoy does (one per 100 streams), one
      * connection relayed 100k req/s where four relayed 65k (h2load, 320 streams; fewer, fuller
-     * writes). The price: streams that never end (watches) can hold every slot of the connection,
-     * and new calls wait behind them. Per cluster, not per address: clusters that share an address
+     * writes). A connection at the limit where no stream has ended for {@link #stallNanos} is
+     * passed over (its streams are long-lived: watches), and the calls waiting in its codec are moved
+     * to the new one ({@link Back#checkStall}); when {@code max_connections} allows no new connection,
+     * streams wait on the stalled one. Per cluster, not per address: clusters that share an address
      * (the subsets of a service behind one east-west gateway) differ in their TLS SNI, so in where
      * the gateway sends them. Null when the cluster's {@code max_connections} breaker is open and a
      * new connection is needed. The caller's listener on the returned future takes the reservation
@@ -1110,14 +1212,22 @@ final class Http2Relay {
         });
         var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
         List<Channel> open = byEndpoint.computeIfAbsent(key, k -> new ArrayList<>(2));
+        long now = System.nanoTime();
+        Channel stalled = null;
         for (Channel ch : open) {
             Back b = ch.pipeline().get(Back.class);
             if (b != null && !b.goingAway() && (ch.isActive() || !b.connecting.isDone())) {
-                b.pending++;
-                return ch.isActive() ? ch.newSucceededFuture() : b.connecting;
+                if (b.stalled(now)) {
+                    stalled = ch;
+                    continue;
+                }
+                return take(ch, b);
             }
         }
         if (cluster.breakers().tryConnection() != null) {
+            if (stalled != null) { // no new connection allowed: wait on the stalled one rather than fail
+                return take(stalled, stalled.pipeline().get(Back.class));
+            }
             return null;
         }
         var breakers = cluster.breakers();
@@ -1130,6 +1240,9 @@ final class Http2Relay {
             b.connecting = connect;
             b.pending++;
             open.add(ch);
+            if (b.overLimit()) {
+                b.watchStall();
+            }
         }
         ch.closeFuture().addListener(f -> {
             open.remove(ch);
@@ -1139,6 +1252,15 @@ final class Http2Relay {
             breakers.endConnection();
         });
         return connect;
+    }
+
+    /** A stream for connection {@code ch}: its reservation ({@link Back#pending}), and a stall check when calls will wait in its codec. */
+    private static io.netty.channel.ChannelFuture take(Channel ch, Back b) {
+        b.pending++;
+        if (b.overLimit()) {
+            b.watchStall();
+        }
+        return ch.isActive() ? ch.newSucceededFuture() : b.connecting;
     }
 
     /** Closes the loop's upstream connections that have carried no stream for {@link #idleNanos} (on the loop). */

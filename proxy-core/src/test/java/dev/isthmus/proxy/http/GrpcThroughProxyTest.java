@@ -65,6 +65,8 @@ class GrpcThroughProxyTest {
     private ManagedChannel channel;
     private final AtomicReference<String> seenCaller = new AtomicReference<>("unset");
     private final LinkedBlockingQueue<StreamObserver<String>> hanging = new LinkedBlockingQueue<>();
+    /** The gRPC server's SETTINGS_MAX_CONCURRENT_STREAMS (0: grpc-java's default, no limit). */
+    private int maxCallsPerConnection;
 
     private final List<AutoCloseable> others = new java.util.ArrayList<>();
 
@@ -120,8 +122,11 @@ class GrpcThroughProxyTest {
                         out.onCompleted();
                     }
                 })).build();
-        server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
-                .addService(io.grpc.ServerInterceptors.intercept(service, callerSeen)).build().start();
+        var builder = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0));
+        if (maxCallsPerConnection > 0) {
+            builder.maxConcurrentCallsPerConnection(maxCallsPerConnection);
+        }
+        server = builder.addService(io.grpc.ServerInterceptors.intercept(service, callerSeen)).build().start();
         return server.getPort();
     }
 
@@ -687,6 +692,41 @@ class GrpcThroughProxyTest {
             assertEquals("hello again", ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "again"));
         } finally {
             Http2Relay.idleNanos = idleBefore;
+        }
+    }
+
+    /**
+     * Calls that do not end (watches) fill the streams the server allows on the proxy's upstream
+     * connection (2 here), and a third call waits in the codec behind them: once no stream has ended
+     * there for the stall time it is moved to a second connection, and the next call goes there too.
+     */
+    @Test
+    void callsWaitingBehindStreamsThatDoNotEndGoOnAnotherConnection() throws Exception {
+        maxCallsPerConnection = 2;
+        int port = startProxy();
+        channel = NettyChannelBuilder.forAddress("127.0.0.1", port).usePlaintext().build();
+        var answers = new java.util.ArrayList<com.google.common.util.concurrent.ListenableFuture<String>>();
+        for (int i = 0; i < 3; i++) {
+            answers.add(ClientCalls.futureUnaryCall(channel.newCall(HANG, CallOptions.DEFAULT.withDeadlineAfter(20, TimeUnit.SECONDS)), "watch " + i));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (hanging.size() < Math.min(i + 1, 2) && System.nanoTime() < deadline) {
+                Thread.sleep(20); // the server's SETTINGS (2 streams) are in force once the first calls have come
+            }
+        }
+        assertEquals(2, hanging.size());
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (hanging.size() < 3 && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertEquals(3, hanging.size(), "the third call reached the server, over another connection");
+        assertEquals(2.0, upstreamConnections());
+        assertEquals("hello next", ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "next"));
+        for (StreamObserver<String> out : hanging) {
+            out.onNext("done");
+            out.onCompleted();
+        }
+        for (var a : answers) {
+            assertEquals("done", a.get(5, TimeUnit.SECONDS));
         }
     }
 }
