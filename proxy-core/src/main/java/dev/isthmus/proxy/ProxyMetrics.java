@@ -20,6 +20,8 @@ public final class ProxyMetrics {
      * where the route's retry policy does not retry refused streams, by listener.
      */
     public static final String REFUSED_STREAMS_RESENT = "isthmus_upstream_refused_streams_resent";
+    /** HTTP/1.1 requests sent again on a new connection after a kept-alive one closed under them, by listener. */
+    public static final String STALE_CONNECTION_RESENDS = "isthmus_upstream_stale_connection_resends";
     /** TLS handshakes by listener, side (downstream: accepted; upstream: dialled) and result. */
     public static final String TLS_HANDSHAKES = "isthmus_tls_handshakes";
     /** Connections a permissive listener served without TLS. */

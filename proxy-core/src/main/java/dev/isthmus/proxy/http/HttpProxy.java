@@ -155,12 +155,15 @@ public final class HttpProxy implements AutoCloseable {
     private final Channel server;
     private final ChannelGroup open;
     private final java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec;
+    private final Shared shared;
 
-    private HttpProxy(String name, Channel server, ChannelGroup open, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec) {
+    private HttpProxy(String name, Channel server, ChannelGroup open, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec,
+            Shared shared) {
         this.name = name;
         this.server = server;
         this.open = open;
         this.spec = spec;
+        this.shared = shared;
     }
 
     /**
@@ -211,7 +214,8 @@ public final class HttpProxy implements AutoCloseable {
         var open = new DefaultChannelGroup(name, GlobalEventExecutor.INSTANCE);
         var pools = new ConcurrentHashMap<EventLoop, Map<PoolKey, ArrayDeque<Channel>>>();
         var routes = new java.util.concurrent.atomic.AtomicReference<>(spec);
-        var shared = new Shared(name, loops, routes, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>());
+        var shared = new Shared(name, loops, routes, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>(),
+                new java.util.concurrent.ConcurrentLinkedQueue<>());
         Channel server = new ServerBootstrap()
                 .group(loops.boss(), loops.workers())
                 .channel(loops.serverChannelType())
@@ -253,7 +257,7 @@ public final class HttpProxy implements AutoCloseable {
                 .bind(listen).sync().channel();
         log.info("event=listener_started listener={} address={} protocol=http tls_in={} virtual_hosts={}", name, server.localAddress(),
                 downstreamTls == null ? "none" : plaintextToo ? "permissive" : "strict", spec.virtualHosts().size());
-        return new HttpProxy(name, server, open, routes);
+        return new HttpProxy(name, server, open, routes, shared);
     }
 
     /** The handshake deadline and counters of a caller's TLS. */
@@ -277,6 +281,7 @@ public final class HttpProxy implements AutoCloseable {
 
     @Override
     public void close() {
+        shared.sweeps().forEach(f -> f.cancel(false));
         server.close().syncUninterruptibly();
         open.close().awaitUninterruptibly();
         log.info("event=listener_stopped listener={}", name);
@@ -385,7 +390,7 @@ public final class HttpProxy implements AutoCloseable {
     record Shared(String listener, EventLoops loops, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec,
             Function<String, Upstream> clusters, MeterRegistry meters,
             Map<EventLoop, Map<PoolKey, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster,
-            Map<List<String>, RequestMeters> requestMeters) {
+            Map<List<String>, RequestMeters> requestMeters, java.util.Queue<java.util.concurrent.Future<?>> sweeps) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
             return route(host, path, name -> null);
@@ -594,6 +599,12 @@ public final class HttpProxy implements AutoCloseable {
         /** The pool of {@link #endpoint}'s connections of this cluster: made once per attempt, used to take and to give back. */
         private PoolKey poolKey;
         private int attempts;
+        /** The current attempt went on a kept-alive connection from the pool (else on a new one). */
+        private boolean reused;
+        /** Sent again on a new connection after a kept-alive one closed under it ({@link #upstreamReset}). */
+        private boolean staleResent;
+        /** An answer's head came on the current attempt. */
+        private boolean answered;
         private boolean headersSent;
         private boolean done;
         private boolean discarding;
@@ -715,6 +726,7 @@ public final class HttpProxy implements AutoCloseable {
             if (done) {
                 return;
             }
+            answered = false;
             var picked = upstream.endpoints().pick(tried);
             if (picked.isEmpty()) {
                 local(HttpResponseStatus.SERVICE_UNAVAILABLE, tried.isEmpty() ? "no_healthy_upstream" : "upstream_connect_failure",
@@ -729,16 +741,23 @@ public final class HttpProxy implements AutoCloseable {
                 Counter.builder(ProxyMetrics.UPSTREAM_RETRIES).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters())
                         .increment();
             }
-            var pool = front.shared.pools().computeIfAbsent(loop(), l -> new HashMap<>()).computeIfAbsent(poolKey, e -> new ArrayDeque<>());
+            var pool = upgrade ? null : pool(front.shared, loop(), poolKey);
             Channel idle = null;
-            while (!upgrade && (idle = pool.poll()) != null && !idle.isActive()) {
-                // drop closed ones (an upgrade always gets a connection of its own)
+            long now = System.nanoTime();
+            while (pool != null && (idle = pool.pollLast()) != null && !usable(idle, now)) {
+                idle.close(); // closed, or idle too long: the server may be closing it (an upgrade always gets a connection of its own)
             }
             if (idle != null) {
+                reused = true;
                 send(idle, endpoint);
                 return;
             }
-            InetSocketAddress target = endpoint;
+            connectTo(endpoint);
+        }
+
+        /** A new connection to {@code target} for this attempt. */
+        private void connectTo(InetSocketAddress target) {
+            reused = false;
             String full = upstream.breakers().tryConnection();
             if (full != null) {
                 overloaded(full);
@@ -810,8 +829,19 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             upstream.endpoints().released(endpoint);
-            upstream.endpoints().failed(endpoint);
             upstreamChannel = null;
+            if (reused && !answered && !staleResent && IDEMPOTENT.contains(request.method()) && front.channel.isActive()) {
+                // a kept-alive connection the server closed as the request went out (its idle timeout): not the
+                // endpoint's failure; sent again once, on a new connection to the same endpoint, as HTTP clients do
+                staleResent = true;
+                answered = false;
+                log.debug("event=stale_connection_resent listener={} cluster={} endpoint={}", front.shared.listener(), upstream.name(), endpoint);
+                Counter.builder(ProxyMetrics.STALE_CONNECTION_RESENDS).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener())
+                        .register(front.shared.meters()).increment();
+                connectTo(endpoint);
+                return;
+            }
+            upstream.endpoints().failed(endpoint);
             if (!headersSent && mayRetry("reset", 0)) {
                 attempt();
             } else if (!headersSent) {
@@ -827,6 +857,7 @@ public final class HttpProxy implements AutoCloseable {
                 return;
             }
             status = res.status().code();
+            answered = true;
             upstreamKeepAlive = HttpUtil.isKeepAlive(res);
             if (status >= 500) {
                 upstream.endpoints().failed(endpoint); // outlier detection: consecutive 5xx
@@ -972,8 +1003,10 @@ public final class HttpProxy implements AutoCloseable {
             }
             ch.config().setAutoRead(true);
             if (reusable && ch.isActive()) {
-                front.shared.pools().computeIfAbsent(ch.eventLoop(), l -> new HashMap<>())
-                        .computeIfAbsent(poolKey, e -> new ArrayDeque<>()).add(ch);
+                if (ch.pipeline().get(Backend.class) instanceof Backend backend) {
+                    backend.idleSince = System.nanoTime();
+                }
+                pool(front.shared, ch.eventLoop(), poolKey).addLast(ch); // taken last in, first out: the least idle first
             } else {
                 ch.close();
             }
@@ -1024,9 +1057,45 @@ public final class HttpProxy implements AutoCloseable {
         }
     }
 
+    /**
+     * A kept-alive upstream connection unused for this long is closed (checked on the loop every half
+     * of it, and when taken): servers close idle connections themselves, often after a few seconds,
+     * and a request written as one does is lost with it. Envoy's default is an hour.
+     */
+    static volatile long idleNanos = java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
+
+    /** The loop's idle connections of a cluster to an endpoint (made with the loop's sweep of idle connections on first use). */
+    private static ArrayDeque<Channel> pool(Shared shared, EventLoop loop, PoolKey key) {
+        return shared.pools().computeIfAbsent(loop, l -> {
+            var byKey = new HashMap<PoolKey, ArrayDeque<Channel>>();
+            long idle = idleNanos;
+            shared.sweeps().add(l.scheduleAtFixedRate(() -> closeIdle(byKey), idle / 2, idle / 2, java.util.concurrent.TimeUnit.NANOSECONDS));
+            return byKey;
+        }).computeIfAbsent(key, e -> new ArrayDeque<>());
+    }
+
+    /** Open, and not idle for longer than {@link #idleNanos}. */
+    private static boolean usable(Channel ch, long now) {
+        return ch.isActive() && ch.pipeline().get(Backend.class) instanceof Backend b && now - b.idleSince < idleNanos;
+    }
+
+    /** Closes the loop's pooled connections idle for longer than {@link #idleNanos} (the oldest are first in each pool). */
+    private static void closeIdle(Map<PoolKey, ArrayDeque<Channel>> byKey) {
+        long now = System.nanoTime();
+        for (var pool : byKey.values()) {
+            Channel ch;
+            while ((ch = pool.peekFirst()) != null && !usable(ch, now)) {
+                pool.pollFirst();
+                ch.close();
+            }
+        }
+    }
+
     /** The handler on an upstream connection: passes the answer to the exchange that owns the connection now. */
     private static final class Backend extends ChannelInboundHandlerAdapter {
         Exchange exchange;
+        /** When it was last given back to the pool. */
+        long idleSince = System.nanoTime();
 
         @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {

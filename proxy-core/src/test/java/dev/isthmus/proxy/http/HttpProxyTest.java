@@ -514,4 +514,109 @@ class HttpProxyTest {
         assertTrue(p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
         assertTrue(out.startsWith("HTTP/1.1 200") && out.endsWith("A caller=null"), out);
     }
+
+    /**
+     * A raw HTTP/1.1 server: on each connection it answers the first request ("connection N",
+     * kept alive), then reads the next request's head and closes without an answer, as a server whose
+     * idle timeout closes the connection just as a request comes. Counts the connections the proxy
+     * closed while idle ({@code closedIdle}).
+     */
+    private int closingAfterOneAnswer(AtomicInteger closedIdle) throws Exception {
+        var server = new java.net.ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+        var connections = new AtomicInteger();
+        Thread.ofVirtual().start(() -> {
+            while (!server.isClosed()) {
+                try {
+                    var socket = server.accept();
+                    int n = connections.incrementAndGet();
+                    Thread.ofVirtual().start(() -> {
+                        try (socket) {
+                            var in = new java.io.BufferedInputStream(socket.getInputStream());
+                            readRequest(in);
+                            byte[] body = ("connection " + n).getBytes(StandardCharsets.US_ASCII);
+                            socket.getOutputStream().write(("HTTP/1.1 200 OK\r\nContent-Length: " + body.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+                            socket.getOutputStream().write(body);
+                            socket.getOutputStream().flush();
+                            if (in.read() < 0) {
+                                closedIdle.incrementAndGet(); // the proxy closed it, idle
+                            } // else a second request: closed unanswered
+                        } catch (java.io.IOException ignored) {
+                            // reset
+                        }
+                    });
+                } catch (java.io.IOException stopped) {
+                    return;
+                }
+            }
+        });
+        closers.add(server);
+        return server.getLocalPort();
+    }
+
+    private final List<java.io.Closeable> closers = new ArrayList<>();
+
+    @AfterEach
+    void closeRawServers() throws Exception {
+        for (var c : closers) {
+            c.close();
+        }
+    }
+
+    /** Reads a request's head and its Content-Length body. */
+    static void readRequest(InputStream in) throws java.io.IOException {
+        var head = new StringBuilder();
+        int c;
+        while ((c = in.read()) >= 0) {
+            head.append((char) c);
+            if (head.length() >= 4 && head.substring(head.length() - 4).equals("\r\n\r\n")) {
+                break;
+            }
+        }
+        var m = java.util.regex.Pattern.compile("(?i)content-length:\\s*(\\d+)").matcher(head);
+        if (m.find()) {
+            in.readNBytes(Integer.parseInt(m.group(1)));
+        }
+    }
+
+    /**
+     * A kept-alive upstream connection that the server closes as the next request goes out: a GET is
+     * sent again once on a new connection to the same endpoint (though the route retries nothing), and
+     * the endpoint is not blamed; a POST is not sent again (503 upstream_reset).
+     */
+    @Test
+    void aGetOnAKeptAliveConnectionTheServerClosedIsSentAgainOnANewOne() throws Exception {
+        int app = closingAfterOneAnswer(new AtomicInteger());
+        int port = start(everythingTo("cluster: a"), cluster("a", app));
+        assertEquals("connection 1", get(port, "/one").body());
+        var again = get(port, "/two");
+        assertEquals(200, again.statusCode(), again.body());
+        assertEquals("connection 2", again.body(), "sent again on a new connection");
+        assertEquals(1.0, meters.get(dev.isthmus.proxy.ProxyMetrics.STALE_CONNECTION_RESENDS).counter().count());
+        var post = post(port, "/orders");
+        assertEquals(503, post.statusCode(), "a POST is not sent again: " + post.body());
+        assertEquals("upstream_reset", post.headers().firstValue(HttpProxy.REASON_HEADER).orElse(""));
+        assertEquals("connection 3", get(port, "/three").body());
+    }
+
+    /** A kept-alive upstream connection unused for the idle time is closed by the proxy. */
+    @Test
+    void anIdleUpstreamConnectionIsClosed() throws Exception {
+        long before = HttpProxy.idleNanos;
+        HttpProxy.idleNanos = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(400);
+        try {
+            var closedIdle = new AtomicInteger();
+            int app = closingAfterOneAnswer(closedIdle);
+            int port = start(everythingTo("cluster: a"), cluster("a", app));
+            assertEquals("connection 1", get(port, "/one").body());
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+            while (closedIdle.get() == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(50);
+            }
+            assertEquals(1, closedIdle.get(), "closed by the proxy after the idle time");
+            assertEquals("connection 2", get(port, "/two").body());
+        } finally {
+            HttpProxy.idleNanos = before;
+        }
+    }
 }
+
