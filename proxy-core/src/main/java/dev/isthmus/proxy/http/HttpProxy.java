@@ -834,7 +834,6 @@ public final class HttpProxy implements AutoCloseable {
                 // a kept-alive connection the server closed as the request went out (its idle timeout): not the
                 // endpoint's failure; sent again once, on a new connection to the same endpoint, as HTTP clients do
                 staleResent = true;
-                answered = false;
                 log.debug("event=stale_connection_resent listener={} cluster={} endpoint={}", front.shared.listener(), upstream.name(), endpoint);
                 Counter.builder(ProxyMetrics.STALE_CONNECTION_RESENDS).tag(ProxyMetrics.LABEL_LISTENER, front.shared.listener())
                         .register(front.shared.meters()).increment();

@@ -651,6 +651,15 @@ class GrpcThroughProxyTest {
         assertEquals(1.0, retries("reset"));
     }
 
+    /** Waits up to 5 s for {@code n} calls of {@link #HANG} at the server; how many there are. */
+    int awaitHanging(int n) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (hanging.size() < n && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        return hanging.size();
+    }
+
     double upstreamConnections() {
         return meters.get("isthmus_circuit_breaker_in_use").tag("cluster", "echo").tag("kind", "connections").gauge().value();
     }
@@ -671,11 +680,7 @@ class GrpcThroughProxyTest {
             for (int i = 0; i < 5; i++) {
                 answers.add(ClientCalls.futureUnaryCall(channel.newCall(HANG, CallOptions.DEFAULT.withDeadlineAfter(10, TimeUnit.SECONDS)), "wait " + i));
             }
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-            while (hanging.size() < 5 && System.nanoTime() < deadline) {
-                Thread.sleep(20);
-            }
-            assertEquals(5, hanging.size(), "every call reached the server");
+            assertEquals(5, awaitHanging(5), "every call reached the server");
             assertEquals(1.0, upstreamConnections(), "over one connection");
             for (StreamObserver<String> out : hanging) {
                 out.onNext("done");
@@ -684,7 +689,7 @@ class GrpcThroughProxyTest {
             for (var a : answers) {
                 assertEquals("done", a.get(5, TimeUnit.SECONDS));
             }
-            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
             while (upstreamConnections() > 0 && System.nanoTime() < deadline) {
                 Thread.sleep(50);
             }
@@ -708,17 +713,10 @@ class GrpcThroughProxyTest {
         var answers = new java.util.ArrayList<com.google.common.util.concurrent.ListenableFuture<String>>();
         for (int i = 0; i < 3; i++) {
             answers.add(ClientCalls.futureUnaryCall(channel.newCall(HANG, CallOptions.DEFAULT.withDeadlineAfter(20, TimeUnit.SECONDS)), "watch " + i));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-            while (hanging.size() < Math.min(i + 1, 2) && System.nanoTime() < deadline) {
-                Thread.sleep(20); // the server's SETTINGS (2 streams) are in force once the first calls have come
-            }
+            awaitHanging(Math.min(i + 1, 2)); // the server's SETTINGS (2 streams) are in force once the first calls have come
         }
         assertEquals(2, hanging.size());
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (hanging.size() < 3 && System.nanoTime() < deadline) {
-            Thread.sleep(20);
-        }
-        assertEquals(3, hanging.size(), "the third call reached the server, over another connection");
+        assertEquals(3, awaitHanging(3), "the third call reached the server, over another connection");
         assertEquals(2.0, upstreamConnections());
         assertEquals("hello next", ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT.withDeadlineAfter(5, TimeUnit.SECONDS), "next"));
         for (StreamObserver<String> out : hanging) {
