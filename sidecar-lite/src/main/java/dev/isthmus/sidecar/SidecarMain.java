@@ -117,7 +117,18 @@ public final class SidecarMain {
         }
     }
 
+    /**
+     * Netty's pooled buffers come in chunks of 1 MiB rather than its default 4 MiB (order 9): a sidecar
+     * holds one chunk or two per event loop and never pools a buffer that large, and it was 2 MiB less
+     * when ready and 5 MiB less after load, at the same throughput (alternating wrk runs,
+     * docs/benchmarks.md). A value given with {@code -Dio.netty.allocator.maxOrder} is kept.
+     */
+    static final int ALLOCATOR_MAX_ORDER = 7;
+
     public static void main(String[] args) throws Exception {
+        if (System.getProperty("io.netty.allocator.maxOrder") == null) { // before Netty's allocator is loaded
+            System.setProperty("io.netty.allocator.maxOrder", Integer.toString(ALLOCATOR_MAX_ORDER));
+        }
         Settings settings;
         InetSocketAddress app;
         try {
