@@ -58,19 +58,65 @@ final class Http1Bridge {
 
     /**
      * Sends {@code request} (released here) to {@code endpoint} of {@code cluster}, on {@code loop},
-     * and gives the outcome to {@code done} on that loop.
+     * and gives the outcome to {@code done} on that loop. As the HTTP/1.1 listener does: the most
+     * recently used kept-alive connection is taken first, one idle for {@link HttpProxy#idleNanos} is
+     * closed, and an idempotent request on a kept-alive connection that closes before its answer is
+     * sent again once on a new connection ({@code onResend} is told), not reported as failed.
      */
     static void send(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type, HttpProxy.Upstream cluster,
-            InetSocketAddress endpoint, FullHttpRequest request, Duration timeout, Consumer<Outcome> done) {
+            InetSocketAddress endpoint, FullHttpRequest request, Duration timeout, Consumer<Outcome> done, Runnable onResend) {
         var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
-        ArrayDeque<Channel> idle = IDLE.computeIfAbsent(loop, l -> new HashMap<>()).computeIfAbsent(key, k -> new ArrayDeque<>());
+        ArrayDeque<Channel> idle = IDLE.computeIfAbsent(loop, l -> {
+            var byKey = new HashMap<HttpProxy.PoolKey, ArrayDeque<Channel>>();
+            long every = HttpProxy.idleNanos / 2;
+            l.scheduleAtFixedRate(() -> closeIdle(byKey), every, every, TimeUnit.NANOSECONDS);
+            return byKey;
+        }).computeIfAbsent(key, k -> new ArrayDeque<>());
         Channel ch;
-        while ((ch = idle.poll()) != null) {
-            if (ch.isActive()) {
+        long now = System.nanoTime();
+        while ((ch = idle.pollLast()) != null) {
+            if (!usable(ch, now)) {
+                ch.close();
+                continue;
+            }
+            if (!HttpProxy.IDEMPOTENT.contains(request.method())) {
                 exchange(ch, idle, request, timeout, done);
                 return;
             }
+            // the request is kept until answered, to send it again should this connection close under it
+            exchange(ch, idle, request.retainedDuplicate(), timeout, outcome -> {
+                if (outcome instanceof Failed f && !f.connect() && !f.timedOut()) {
+                    onResend.run();
+                    connectAndExchange(loop, type, cluster, endpoint, idle, request, timeout, done);
+                } else {
+                    request.release();
+                    done.accept(outcome);
+                }
+            });
+            return;
         }
+        connectAndExchange(loop, type, cluster, endpoint, idle, request, timeout, done);
+    }
+
+    /** Open, and not idle for longer than {@link HttpProxy#idleNanos}. */
+    private static boolean usable(Channel ch, long now) {
+        return ch.isActive() && ch.pipeline().get(Answer.NAME) instanceof Answer a && now - a.idleSince < HttpProxy.idleNanos;
+    }
+
+    /** Closes the loop's pooled connections idle for longer than {@link HttpProxy#idleNanos} (the oldest are first in each pool). */
+    private static void closeIdle(Map<HttpProxy.PoolKey, ArrayDeque<Channel>> byKey) {
+        long now = System.nanoTime();
+        for (var idle : byKey.values()) {
+            Channel ch;
+            while ((ch = idle.peekFirst()) != null && !usable(ch, now)) {
+                idle.pollFirst();
+                ch.close();
+            }
+        }
+    }
+
+    private static void connectAndExchange(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type, HttpProxy.Upstream cluster,
+            InetSocketAddress endpoint, ArrayDeque<Channel> idle, FullHttpRequest request, Duration timeout, Consumer<Outcome> done) {
         cluster.connect(loop, type, endpoint,
                 p -> p.addLast(new HttpClientCodec()).addLast(new HttpObjectAggregator(HttpProxy.MAX_BODY)).addLast(Answer.NAME, new Answer()))
                 .addListener((ChannelFutureListener) f -> {
@@ -88,7 +134,8 @@ final class Http1Bridge {
         boolean keepAlive = HttpUtil.isKeepAlive(request);
         answer.begin(outcome -> {
             if (outcome instanceof Answered a && keepAlive && a.keepAlive() && ch.isActive()) {
-                idle.add(ch);
+                answer.idleSince = System.nanoTime();
+                idle.addLast(ch); // taken last in, first out: the least idle first
             } else {
                 ch.close();
             }
@@ -108,6 +155,8 @@ final class Http1Bridge {
         private Consumer<Outcome> waiting;
         private ScheduledFuture<?> deadline;
         private ChannelHandlerContext ctx;
+        /** When it was last given back to the pool. */
+        long idleSince = System.nanoTime();
 
         @Override
         public void handlerAdded(ChannelHandlerContext ctx) {

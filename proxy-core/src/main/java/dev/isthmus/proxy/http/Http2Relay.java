@@ -1046,7 +1046,8 @@ final class Http2Relay {
             released = false;
             upDone = false;
             Http1Bridge.send(front.channel.eventLoop(), front.shared.loops().channelType(), cluster, endpoint, h1Request.retain(), h1Timeout,
-                    this::h1Outcome);
+                    this::h1Outcome, () -> io.micrometer.core.instrument.Counter.builder(dev.isthmus.proxy.ProxyMetrics.STALE_CONNECTION_RESENDS)
+                            .tag(dev.isthmus.proxy.ProxyMetrics.LABEL_LISTENER, front.shared.listener()).register(front.shared.meters()).increment());
         }
 
         private void h1Outcome(Http1Bridge.Outcome outcome) {

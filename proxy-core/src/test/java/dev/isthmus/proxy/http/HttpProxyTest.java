@@ -598,6 +598,22 @@ class HttpProxyTest {
         assertEquals("connection 3", get(port, "/three").body());
     }
 
+    /**
+     * The same through the HTTP/2 → HTTP/1.1 translation: h2load sends three GETs one after the other
+     * on one h2c connection (curl 7.88 cannot reuse an h2c connection); each second request on a
+     * kept-alive connection, which the server closes, is sent again on a new one.
+     */
+    @Test
+    void anHttp2CallersGetOnAKeptAliveConnectionTheServerClosedIsSentAgainOnANewOne() throws Exception {
+        int app = closingAfterOneAnswer(new AtomicInteger());
+        int port = start(everythingTo("cluster: a"), cluster("a", app));
+        var p = new ProcessBuilder("h2load", "-n", "3", "-c", "1", "-m", "1", "http://127.0.0.1:" + port + "/").redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+        assertTrue(out.contains("3 succeeded, 0 failed") && out.contains("status codes: 3 2xx"), out);
+        assertEquals(2.0, meters.get(dev.isthmus.proxy.ProxyMetrics.STALE_CONNECTION_RESENDS).counter().count());
+    }
+
     /** A kept-alive upstream connection unused for the idle time is closed by the proxy. */
     @Test
     void anIdleUpstreamConnectionIsClosed() throws Exception {
