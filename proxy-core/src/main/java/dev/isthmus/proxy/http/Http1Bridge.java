@@ -69,7 +69,7 @@ final class Http1Bridge {
         ArrayDeque<Channel> idle = IDLE.computeIfAbsent(loop, l -> {
             var byKey = new HashMap<HttpProxy.PoolKey, ArrayDeque<Channel>>();
             long every = HttpProxy.idleNanos / 2;
-            l.scheduleAtFixedRate(() -> closeIdle(byKey), every, every, TimeUnit.NANOSECONDS);
+            l.scheduleAtFixedRate(() -> HttpProxy.closeIdle(byKey, Http1Bridge::usable), every, every, TimeUnit.NANOSECONDS);
             return byKey;
         }).computeIfAbsent(key, k -> new ArrayDeque<>());
         Channel ch;
@@ -101,18 +101,6 @@ final class Http1Bridge {
     /** Open, and not idle for longer than {@link HttpProxy#idleNanos}. */
     private static boolean usable(Channel ch, long now) {
         return ch.isActive() && ch.pipeline().get(Answer.NAME) instanceof Answer a && now - a.idleSince < HttpProxy.idleNanos;
-    }
-
-    /** Closes the loop's pooled connections idle for longer than {@link HttpProxy#idleNanos} (the oldest are first in each pool). */
-    private static void closeIdle(Map<HttpProxy.PoolKey, ArrayDeque<Channel>> byKey) {
-        long now = System.nanoTime();
-        for (var idle : byKey.values()) {
-            Channel ch;
-            while ((ch = idle.peekFirst()) != null && !usable(ch, now)) {
-                idle.pollFirst();
-                ch.close();
-            }
-        }
     }
 
     private static void connectAndExchange(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type, HttpProxy.Upstream cluster,

@@ -1080,10 +1080,15 @@ public final class HttpProxy implements AutoCloseable {
 
     /** Closes the loop's pooled connections idle for longer than {@link #idleNanos} (the oldest are first in each pool). */
     private static void closeIdle(Map<PoolKey, ArrayDeque<Channel>> byKey) {
+        closeIdle(byKey, HttpProxy::usable);
+    }
+
+    /** Closes the pooled connections that are no longer {@code usable} (given the time now), from the oldest of each pool. */
+    static void closeIdle(Map<PoolKey, ArrayDeque<Channel>> byKey, java.util.function.BiPredicate<Channel, Long> usable) {
         long now = System.nanoTime();
         for (var pool : byKey.values()) {
             Channel ch;
-            while ((ch = pool.peekFirst()) != null && !usable(ch, now)) {
+            while ((ch = pool.peekFirst()) != null && !usable.test(ch, now)) {
                 pool.pollFirst();
                 ch.close();
             }
