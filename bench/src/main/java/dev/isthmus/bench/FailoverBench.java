@@ -16,6 +16,7 @@ import java.util.function.ToDoubleFunction;
  * ({@link FailoverDrill}), each killing every process of eu-west and starting it again. Prints each
  * run and the medians: time from the fault to the first rerouted request and to 100% rerouted,
  * requests failed, latency p99 before, during and after, and the return once eu-west is back.
+ * {@code --grpc true}: order-processing calls the catalogue over gRPC.
  */
 final class FailoverBench {
 
@@ -26,12 +27,14 @@ final class FailoverBench {
         int runs = 3;
         int rate = 40;
         int outage = 15;
+        boolean grpc = false;
         int basePort = 22500;
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
                 case "--runs" -> runs = Integer.parseInt(args[i + 1]);
                 case "--rate" -> rate = Integer.parseInt(args[i + 1]);
                 case "--outage" -> outage = Integer.parseInt(args[i + 1]);
+                case "--grpc" -> grpc = Boolean.parseBoolean(args[i + 1]);
                 case "--base-port" -> basePort = Integer.parseInt(args[i + 1]);
                 default -> {
                     System.err.println("failover: unknown option " + args[i]);
@@ -45,7 +48,7 @@ final class FailoverBench {
             var reports = new ArrayList<FailoverDrill.Report>();
             for (int r = 1; r <= runs; r++) {
                 int run = r;
-                var report = FailoverDrill.run(federation, "eu-west", List.of("us-east"), rate, Duration.ofSeconds(outage), Duration.ofSeconds(180),
+                var report = FailoverDrill.run(federation, "eu-west", List.of("us-east"), rate, Duration.ofSeconds(outage), Duration.ofSeconds(180), grpc,
                         line -> System.err.println("failover: run " + run + ": " + line));
                 System.err.println(report.text());
                 reports.add(report);
@@ -55,13 +58,15 @@ final class FailoverBench {
 
                     Three regions of the local federation (the processes of `isthmus up`), product-catalog in eu-west and ap-south only
                     (FailoverPolicy: eu-west, then ap-south). %d requests/s from us-east's order-processing to the catalogue through the
-                    sidecars; every process of eu-west killed at once (SIGKILL), down %d s, then started again. %d runs on one federation.
+                    sidecars%s; every process of eu-west killed at once (SIGKILL), down %d s, then started again. %d runs on one federation.
 
                     | figure | %s median |
                     | --- | %s--- |
-                    """, Instant.now().toString().substring(0, 16), rate, outage, runs, runHeader(runs), "--- | ".repeat(runs)));
+                    """, Instant.now().toString().substring(0, 16), rate, grpc ? " (over gRPC: `?catalog=grpc`)" : "", outage, runs, runHeader(runs),
+                    "--- | ".repeat(runs)));
             row(sb, "first request served by ap-south (ms after the fault)", reports, FailoverDrill.Report::firstReroutedMs, "%.0f");
             row(sb, "all requests served by ap-south (ms after the fault)", reports, FailoverDrill.Report::allReroutedMs, "%.0f");
+            row(sb, "requests failed before the fault (in flight as it came)", reports, rep -> rep.failedBefore(), "%.0f");
             row(sb, "requests failed during the outage", reports, rep -> rep.failedDuring(), "%.0f");
             row(sb, "requests sent during the outage", reports, rep -> rep.requestsDuring(), "%.0f");
             row(sb, "latency p99 before (ms)", reports, FailoverDrill.Report::p99BeforeMs, "%.1f");

@@ -124,6 +124,24 @@ class ThreeRegionsIT {
         assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once it was back: " + report.text());
     }
 
+    /**
+     * The same drill with the catalogue called over gRPC: HTTP/2 POSTs from us-east's sidecar to
+     * eu-west's gateway, which a POST's rules never send again after they were sent (a connect
+     * failure, a refused stream or an UNAVAILABLE status are).
+     */
+    @Test
+    @Order(3)
+    void overGrpcTooWhenEuWestGoesDarkUsEastMovesToApSouthWithoutFailedCallsAndComesBack() throws Exception {
+        var report = FailoverDrill.run(FED.federation(), "eu-west", List.of("us-east"), 40, Duration.ofSeconds(12), Duration.ofSeconds(120), true,
+                line -> System.out.println("[drill grpc] " + line));
+        System.out.println(report.text());
+        assertTrue(report.requestsBefore() > 100, "steady traffic before the fault: " + report);
+        assertEquals(0, report.failedDuring(), "no call fails once the region is down: " + report.text());
+        assertEquals(List.of("ap-south"), List.copyOf(report.servedDuring().keySet()), "ap-south, the next region by priority: " + report.text());
+        assertTrue(report.allReroutedMs() <= 5000, "all traffic on ap-south within 5 s: " + report.text());
+        assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once it was back: " + report.text());
+    }
+
     static com.fasterxml.jackson.databind.JsonNode controllerGet(String region, String path) throws Exception {
         return new com.fasterxml.jackson.databind.ObjectMapper().readTree(Http.get("http://127.0.0.1:" + FED.topology().controllerPort(region) + path)
                 .body());
@@ -162,7 +180,7 @@ class ThreeRegionsIT {
     }
 
     @Test
-    @Order(3)
+    @Order(4)
     void cuttingEuWestsNatsGatewayLinksKeepsRoutingAndTheRegistryReconvergesOnceTheyAreBack() throws Exception {
         var fed = FED.federation();
         await("eu-west's catalogue registered everywhere", 60, () -> catalogueEndpoints("us-east", "eu-west") == 2);
@@ -232,7 +250,7 @@ class ThreeRegionsIT {
     }
 
     @Test
-    @Order(4)
+    @Order(5)
     void aCanaryCommitChangesTheSplitInEveryRegion() throws Exception {
         // eu-west was killed and started again by the drill: it must run the policy from its disk and the federation
         for (String region : FED.topology().regions()) {

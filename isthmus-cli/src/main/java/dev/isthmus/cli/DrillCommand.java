@@ -33,6 +33,9 @@ final class DrillCommand implements Callable<Integer> {
     @Option(names = "--outage", defaultValue = "15", description = "Seconds the region stays down (default ${DEFAULT-VALUE}).")
     int outage;
 
+    @Option(names = "--grpc", description = "order-processing calls the catalogue over gRPC (HTTP/2 POSTs between the sidecars) instead of HTTP/1.1 GETs.")
+    boolean grpc;
+
     @Option(names = "--return-timeout", defaultValue = "120", description = "Seconds to wait for traffic to return after the restart (default ${DEFAULT-VALUE}).")
     int returnTimeout;
 
@@ -42,7 +45,7 @@ final class DrillCommand implements Callable<Integer> {
             var federation = local.recorded();
             var callers = from != null ? from : federation.topology().regions().stream()
                     .filter(r -> !r.equals(region) && federation.topology().runs(r, "order-processing")).toList();
-            var report = FailoverDrill.run(federation, region, callers, rate, Duration.ofSeconds(outage), Duration.ofSeconds(returnTimeout),
+            var report = FailoverDrill.run(federation, region, callers, rate, Duration.ofSeconds(outage), Duration.ofSeconds(returnTimeout), grpc,
                     line -> System.out.println("  " + line));
             System.out.println();
             System.out.print(report.text());

@@ -20,20 +20,21 @@ import java.util.function.Consumer;
 public final class FailoverDrill {
 
     /** What one drill measured; times in milliseconds from the fault (or from the restart for {@code backAfterRestartSeconds}). */
-    public record Report(String region, int processesKilled, int requestsBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
+    public record Report(String region, int processesKilled, int requestsBefore, int failedBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
             int requestsDuring, Map<String, Integer> servedDuring, double p99BeforeMs, double p99DuringMs, double p99AfterMs,
             double restartSeconds, double backAfterRestartSeconds, String firstFailure) {
 
         public String text() {
             return String.format(Locale.ROOT, """
                     region killed:                      %s (%d processes, SIGKILL at once)
+                    requests failed before the fault:   %d of %d (sent before every process had exited)
                     first request served elsewhere:     %.0f ms after the fault
                     all requests served elsewhere from: %.0f ms after the fault
                     requests failed during the outage:  %d of %d%s
                     served during the outage:           %s
                     latency p99 before/during/after:    %.1f / %.1f / %.1f ms
                     region restarted in:                %.1f s; traffic back on it %s
-                    """, region, processesKilled, firstReroutedMs, allReroutedMs, failedDuring, requestsDuring,
+                    """, region, processesKilled, failedBefore, requestsBefore, firstReroutedMs, allReroutedMs, failedDuring, requestsDuring,
                     firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs, p99AfterMs, restartSeconds,
                     Double.isNaN(backAfterRestartSeconds) ? "NOT within the wait" : String.format(Locale.ROOT, "%.1f s after the restart",
                             backAfterRestartSeconds));
@@ -50,6 +51,12 @@ public final class FailoverDrill {
      */
     public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
             Consumer<String> progress) throws Exception {
+        return run(federation, darkRegion, from, rate, outage, returnTimeout, false, progress);
+    }
+
+    /** @param grpc order-processing calls the catalogue over gRPC (HTTP/2 POSTs between the sidecars) rather than HTTP/1.1 GETs */
+    public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
+            boolean grpc, Consumer<String> progress) throws Exception {
         var topology = federation.topology();
         if (!topology.regions().contains(darkRegion)) {
             throw new IllegalArgumentException("no region '" + darkRegion + "' in the local federation; it has " + topology.regions());
@@ -57,10 +64,10 @@ public final class FailoverDrill {
         if (from.contains(darkRegion)) {
             throw new IllegalArgumentException("the traffic must come from other regions than the one killed");
         }
-        var load = new ShopLoad(ShopLoad.checkoutTargets(topology, from), rate, Duration.ofSeconds(5));
+        var load = new ShopLoad(ShopLoad.checkoutTargets(topology, from, grpc), rate, Duration.ofSeconds(5));
         load.start();
         try {
-            progress.accept("steady traffic from " + from + " at " + rate + " requests/s");
+            progress.accept("steady traffic from " + from + " at " + rate + " requests/s" + (grpc ? ", the catalogue called over gRPC" : ""));
             Thread.sleep(4000);
             // The fault is the instant every process of the region has exited: a request sent while the
             // signals were still going out could yet be answered there (seen in e2e: 1 of 480).
@@ -110,7 +117,7 @@ public final class FailoverDrill {
             var after = ShopLoad.window(load.samples(), afterFrom - TimeUnit.SECONDS.toNanos(1), afterFrom + TimeUnit.SECONDS.toNanos(2));
             // 100% rerouted from: the first request after the last one that failed or went to the dark region (or the first rerouted)
             long allRerouted = firstRerouted == Long.MAX_VALUE ? Long.MAX_VALUE : Math.max(firstRerouted, lastElsewhere);
-            return new Report(darkRegion, killed, before.requests(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
+            return new Report(darkRegion, killed, before.requests(), before.failed(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
                     allRerouted == Long.MAX_VALUE ? Double.NaN : (allRerouted - killedAt) / 1e6, during.failed(), during.requests(), new TreeMap<>(during.byRegion()), before.p99Millis(),
                     during.p99Millis(), after.p99Millis(), restartSeconds, back, firstFailure);
         } finally {

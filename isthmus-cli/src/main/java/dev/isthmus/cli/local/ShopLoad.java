@@ -20,7 +20,7 @@ import java.util.regex.Pattern;
  * delay the next request) to order-processing's {@code /orders/checkout} in chosen regions, which
  * calls product-catalog through its sidecar. Each answer names the region whose catalogue served it
  * ({@code upstreamBody.region}), so where traffic goes can be read per second. An answer other than
- * 200 with an upstream 200, or no answer within the timeout, is a failed request.
+ * 200 with an upstream 200 (gRPC: status OK), or no answer within the timeout, is a failed request.
  *
  * <p>Used by {@code isthmus load}, the failover e2e test and the failover benchmark.
  */
@@ -73,6 +73,11 @@ public final class ShopLoad implements AutoCloseable {
 
     /** The shop's checkout URLs of order-processing in {@code regions} of a local federation. */
     public static List<URI> checkoutTargets(Topology topology, List<String> regions) {
+        return checkoutTargets(topology, regions, false);
+    }
+
+    /** @param grpc order-processing calls the catalogue over gRPC ({@code ?catalog=grpc}) rather than HTTP/1.1 */
+    public static List<URI> checkoutTargets(Topology topology, List<String> regions, boolean grpc) {
         var out = new ArrayList<URI>();
         for (String region : regions) {
             if (!topology.regions().contains(region)) {
@@ -81,7 +86,8 @@ public final class ShopLoad implements AutoCloseable {
             if (!topology.runs(region, "order-processing")) {
                 throw new IllegalArgumentException("order-processing does not run in " + region);
             }
-            out.add(URI.create("http://" + Topology.HOST + ":" + topology.appPort(region, "order-processing") + "/orders/checkout"));
+            out.add(URI.create("http://" + Topology.HOST + ":" + topology.appPort(region, "order-processing") + "/orders/checkout"
+                    + (grpc ? "?catalog=grpc" : "")));
         }
         return out;
     }
@@ -113,7 +119,8 @@ public final class ShopLoad implements AutoCloseable {
         }
         var m = SERVED_BY.matcher(res.body());
         String region = m.find() ? m.group(1) : "";
-        boolean ok = res.statusCode() == 200 && res.body().contains("\"upstreamStatus\":200") && !region.isEmpty();
+        boolean ok = res.statusCode() == 200 && (res.body().contains("\"upstreamStatus\":200") || res.body().contains("\"upstreamStatus\":\"OK\""))
+                && !region.isEmpty();
         return new Sample(at, latency, res.statusCode(), region, ok ? null : "status " + res.statusCode() + ": "
                 + res.body().substring(0, Math.min(200, res.body().length())));
     }
