@@ -34,7 +34,7 @@ import java.util.regex.Pattern;
  * <p>Throughput: wrk (HTTP/1.1 keep-alive, small bodies). Latency: an open-loop generator in this
  * process at a fixed rate (latency counted from each request's scheduled time, so a stall is not
  * hidden), p50/p99, and the difference to the direct path. Memory: the sidecar's RSS when ready and
- * its peak under load; time from process start to ready. HTTP/2: h2load (h2c with prior knowledge,
+ * its peak under load, and the HTTP/2 sidecar's peak; time from process start to ready. HTTP/2: h2load (h2c with prior knowledge,
  * 32 connections of 10 concurrent streams) straight to an HTTP/2 app, through one sidecar whose
  * cluster speaks HTTP/2, and through HAProxy as the same HTTP/2 reverse proxy.
  *
@@ -174,8 +174,9 @@ final class ProxyBench {
             awaitHttp("http://127.0.0.1:" + haproxyFront + "/", Duration.ofSeconds(10));
             // HTTP/2: a sidecar whose cluster speaks HTTP/2 to HAProxy's HTTP/2 app
             Files.writeString(work.resolve("single-h2.yaml"), bootstrap(sidecarH2, "app_h2", appH2, null, true));
-            processes.add(sidecar(java, home, work, "single-h2", appH2, base + 15, base + 14,
-                    Map.of("ISTHMUS_MTLS", "off", "ISTHMUS_BOOTSTRAP", work.resolve("single-h2.yaml").toString())));
+            var singleH2 = sidecar(java, home, work, "single-h2", appH2, base + 15, base + 14,
+                    Map.of("ISTHMUS_MTLS", "off", "ISTHMUS_BOOTSTRAP", work.resolve("single-h2.yaml").toString()));
+            processes.add(singleH2);
             awaitHttp("http://127.0.0.1:" + (base + 14) + "/ready", Duration.ofSeconds(30));
             long singlePid = single.pid();
             long idleRss = rssKiB(singlePid);
@@ -187,9 +188,11 @@ final class ProxyBench {
             targets.put("sidecar -> sidecar over mTLS", pairFront);
             targets.put("HAProxy -> HAProxy over TLS (client certs)", haproxyFront);
             var peak = new AtomicLong(idleRss);
+            var peakH2 = new AtomicLong(rssKiB(singleH2.pid()));
             var sampler = Thread.ofPlatform().daemon().start(() -> {
                 while (!Thread.currentThread().isInterrupted()) {
                     peak.accumulateAndGet(rssKiB(singlePid), Math::max);
+                    peakH2.accumulateAndGet(rssKiB(singleH2.pid()), Math::max);
                     try {
                         Thread.sleep(200);
                     } catch (InterruptedException e) {
@@ -207,7 +210,6 @@ final class ProxyBench {
                 throughput.put(t.getKey(), wrk(t.getValue(), seconds, connections));
                 latency.put(t.getKey(), openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds / 2), 8));
             }
-            sampler.interrupt();
             var h2Targets = new LinkedHashMap<String, Integer>();
             h2Targets.put("direct to the HTTP/2 app", appH2);
             h2Targets.put("one sidecar (HTTP/2 both sides)", sidecarH2);
@@ -217,6 +219,7 @@ final class ProxyBench {
                 h2load(t.getValue(), warmup, connections); // warm-up
                 h2Throughput.put(t.getKey(), h2load(t.getValue(), seconds, connections));
             }
+            sampler.interrupt();
             var h2Table = new StringBuilder();
             h2Throughput.forEach((k, v) -> h2Table.append(String.format(Locale.ROOT, "| %s | %.0f |%n", k, v)));
             double ratioH2 = h2Throughput.get("one sidecar (HTTP/2 both sides)") / h2Throughput.get("HAProxy as the same HTTP/2 reverse proxy");
@@ -255,10 +258,12 @@ final class ProxyBench {
                     | sidecar pair (mTLS) / HAProxy pair (TLS), throughput | %.2f | >= 0.75 |
                     | sidecar RSS when ready | %.1f MiB | <= 64 MiB |
                     | sidecar RSS peak under load | %.1f MiB | <= 128 MiB |
+                    | HTTP/2 sidecar RSS peak under load (h2load, 320 streams) | %.1f MiB | <= 128 MiB |
                     | sidecar start to ready, with its class-data archive | %.0f ms | <= 1000 ms |
                     | sidecar start to ready, cold (first start, no archive) | %.0f ms | |
                     """, Instant.now().toString().substring(0, 16), connections, seconds, warmup, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM,
-                    table, connections, seconds, warmup, h2Table, ratioSingle, ratioH2, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, readyMs, coldReadyMs);
+                    table, connections, seconds, warmup, h2Table, ratioSingle, ratioH2, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, peakH2.get() / 1024.0,
+                    readyMs, coldReadyMs);
             System.out.println();
             System.out.println(report);
             Files.writeString(home.resolve("bench/target/proxy.md"), report);
