@@ -65,7 +65,8 @@ final class Http2Relay {
     private static final Set<String> CONNECTION_SPECIFIC = Set.of("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade");
     /**
      * How much of a request is kept to send it again after its upstream stream failed (reset, 5xx, a
-     * retriable gRPC status); a longer request is not retried once sent (Envoy's per-request buffer).
+     * retriable gRPC status, refused); a longer request is not sent again once sent (Envoy's
+     * per-request buffer).
      */
     static final int RETRY_BUFFER_BYTES = 64 * 1024;
     /**
@@ -450,9 +451,9 @@ final class Http2Relay {
         /** The endpoints whose connection or stream failed, made at the first failure. */
         private Set<InetSocketAddress> tried;
         /**
-         * The request's frames as sent upstream, kept to send them again elsewhere until the answer's
-         * headers come; null when the route retries nothing that happens after sending, or the request
-         * outgrew {@link #RETRY_BUFFER_BYTES}.
+         * The request's frames as sent upstream, kept to send them again (a retry, or a stream the
+         * upstream did not process) until the answer's headers come; null for an HTTP/1.1-bound
+         * stream, or once the request outgrew {@link #RETRY_BUFFER_BYTES}.
          */
         private ArrayList<Object> sent;
         private int sentBytes;
@@ -529,7 +530,7 @@ final class Http2Relay {
                 return;
             }
             timeout = route.get().timeout();
-            sent = new ArrayList<>(retry.retriesAfterSending() ? 4 : 1);
+            sent = new ArrayList<>(2);
             waiting.add(new DefaultHttp2HeadersFrame(out, headers.isEndStream()));
             if (headers.isEndStream()) {
                 requestEnded();

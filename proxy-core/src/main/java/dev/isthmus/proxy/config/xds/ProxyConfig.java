@@ -220,11 +220,6 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
         public static boolean anyMethod(String condition) {
             return !condition.equals("reset") && !condition.equals("5xx");
         }
-
-        /** Whether a failure after the request was sent can be retried, so the request must be kept until answered. */
-        public boolean retriesAfterSending() {
-            return numRetries > 0 && retryOn.size() > (retryOn.contains("connect-failure") ? 1 : 0);
-        }
     }
 
     public enum LbPolicy { ROUND_ROBIN, LEAST_REQUEST }

@@ -44,8 +44,5 @@ class RetrySpecTest {
         assertTrue(ProxyConfig.RetrySpec.anyMethod("unavailable"));
         assertFalse(ProxyConfig.RetrySpec.anyMethod("reset"));
         assertFalse(ProxyConfig.RetrySpec.anyMethod("5xx"));
-        assertFalse(on("connect-failure").retriesAfterSending());
-        assertTrue(on("connect-failure", "reset").retriesAfterSending());
-        assertFalse(new ProxyConfig.RetrySpec(Set.of("reset"), 0).retriesAfterSending());
     }
 }
