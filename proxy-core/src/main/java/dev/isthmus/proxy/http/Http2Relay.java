@@ -420,7 +420,7 @@ final class Http2Relay {
         private final Front front;
         private final Http2FrameStream down;
         private final long start = System.nanoTime();
-        private final ArrayDeque<Object> waiting = new ArrayDeque<>();
+        private final ArrayDeque<Object> waiting = new ArrayDeque<>(4);
         private HttpProxy.Upstream cluster;
         private InetSocketAddress endpoint;
         private Channel backChannel;
@@ -442,7 +442,7 @@ final class Http2Relay {
         private java.time.Duration h1Timeout = java.time.Duration.ZERO;
         /** The route's timeout, from the caller's end of stream to the upstream's (zero: none). */
         private java.time.Duration timeout = java.time.Duration.ZERO;
-        private io.netty.util.concurrent.ScheduledFuture<?> timer;
+        private Deadlines.Timeout timer;
         /** Holds one of the cluster's {@code max_requests} slots. */
         private boolean holdsRequest;
         /** Retry slots held (connect failures retried on another endpoint). */
@@ -1131,7 +1131,7 @@ final class Http2Relay {
          */
         private void requestEnded() {
             if (!timeout.isZero() && timer == null && !counted) {
-                timer = front.channel.eventLoop().schedule(this::timedOut, timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+                timer = Deadlines.schedule(front.channel.eventLoop(), timeout.toMillis(), this::timedOut);
             }
         }
 
@@ -1171,7 +1171,7 @@ final class Http2Relay {
         /** Counted once, when the call has its answer or ends; its timer and its request slot end with it. */
         void count() {
             if (timer != null) {
-                timer.cancel(false);
+                timer.cancel();
                 timer = null;
             }
             if (holdsRequest) {

@@ -422,7 +422,12 @@ public final class HttpProxy implements AutoCloseable {
             if (best == null) {
                 return Optional.empty();
             }
-            return best.routes().stream().filter(r -> r.matches(path, header)).findFirst();
+            for (var r : best.routes()) {
+                if (r.matches(path, header)) {
+                    return Optional.of(r);
+                }
+            }
+            return Optional.empty();
         }
 
         /** The listener's RBAC (AuthorizationPolicy) verdict; a refusal is counted in {@code isthmus_rbac_denied_total}. */
@@ -613,7 +618,7 @@ public final class HttpProxy implements AutoCloseable {
         private int heldRetries;
         private boolean upgrade;
         private int status;
-        private ScheduledFuture<?> timeout;
+        private Deadlines.Timeout timeout;
 
         Exchange(Frontend front, FullHttpRequest request) {
             this.front = front;
@@ -668,7 +673,7 @@ public final class HttpProxy implements AutoCloseable {
             }
             holdsRequest = true;
             if (!route.timeout().isZero()) {
-                timeout = loop().schedule(this::timedOut, route.timeout().toMillis(), TimeUnit.MILLISECONDS);
+                timeout = Deadlines.schedule(loop(), route.timeout().toMillis(), this::timedOut);
             }
             upgrade = "websocket".equalsIgnoreCase(request.headers().get(HttpHeaderNames.UPGRADE))
                     && request.headers().containsValue(HttpHeaderNames.CONNECTION, HttpHeaderValues.UPGRADE, true);
@@ -1039,7 +1044,7 @@ public final class HttpProxy implements AutoCloseable {
 
         private void cancelTimeout() {
             if (timeout != null) {
-                timeout.cancel(false);
+                timeout.cancel();
             }
         }
     }

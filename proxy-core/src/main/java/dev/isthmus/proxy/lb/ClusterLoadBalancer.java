@@ -129,7 +129,7 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
     public synchronized Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
         Instant now = clock.instant();
         if (levels.size() == 1) { // the common case: no priority levels to weigh on every pick
-            var candidates = levels.firstEntry().getValue().stream().filter(s -> usable(s, now) && !tried.contains(s.endpoint.address())).toList();
+            var candidates = candidates(levels.firstEntry().getValue(), now, tried);
             return candidates.isEmpty() ? panic(tried) : Optional.of(choose(candidates).endpoint.address());
         }
         var load = priorityLoad();
@@ -152,12 +152,36 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
             }
         }
         for (Integer p : order) {
-            var candidates = levels.get(p).stream().filter(s -> usable(s, now) && !tried.contains(s.endpoint.address())).toList();
+            var candidates = candidates(levels.get(p), now, tried);
             if (!candidates.isEmpty()) {
                 return Optional.of(choose(candidates).endpoint.address());
             }
         }
         return panic(tried);
+    }
+
+    /**
+     * The endpoints of {@code level} that are usable and not yet tried, in order. Called on every new
+     * stream, so without a stream pipeline, and the level itself (no copy) when all of it qualifies,
+     * as it does but for ejections and retries.
+     */
+    private List<Slot> candidates(List<Slot> level, Instant now, Set<InetSocketAddress> tried) {
+        int n = level.size();
+        int i = 0;
+        while (i < n && usable(level.get(i), now) && !tried.contains(level.get(i).endpoint.address())) {
+            i++;
+        }
+        if (i == n) {
+            return level;
+        }
+        var out = new ArrayList<Slot>(n - 1);
+        for (int j = 0; j < n; j++) {
+            Slot s = level.get(j);
+            if (j < i || (j > i && usable(s, now) && !tried.contains(s.endpoint.address()))) {
+                out.add(s);
+            }
+        }
+        return out;
     }
 
     /**
