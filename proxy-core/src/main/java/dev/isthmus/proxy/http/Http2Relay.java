@@ -62,7 +62,12 @@ final class Http2Relay {
 
     private static final Logger log = LoggerFactory.getLogger(Http2Relay.class);
     private static final byte[] PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
-    private static final Set<String> CONNECTION_SPECIFIC = Set.of("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade");
+    /** Header names as AsciiStrings, whose hash is computed once: a String's is computed again on every lookup in Netty's headers. */
+    private static final io.netty.util.AsciiString[] CONNECTION_SPECIFIC = {io.netty.util.AsciiString.cached("connection"),
+        io.netty.util.AsciiString.cached("keep-alive"), io.netty.util.AsciiString.cached("proxy-connection"),
+        io.netty.util.AsciiString.cached("transfer-encoding"), io.netty.util.AsciiString.cached("upgrade")};
+    private static final io.netty.util.AsciiString TE = io.netty.util.AsciiString.cached("te");
+    private static final io.netty.util.AsciiString CALLER = io.netty.util.AsciiString.cached(HttpProxy.CALLER_HEADER);
     /**
      * How much of a request is kept to send it again after its upstream stream failed (reset, 5xx, a
      * retriable gRPC status, refused); a longer request is not sent again once sent (Envoy's
@@ -433,6 +438,8 @@ final class Http2Relay {
         private boolean released;
         /** The upstream's end of stream has been passed to the caller (its write may still wait for flow control). */
         private boolean responseEnded;
+        /** The caller's end of stream has come. */
+        private boolean requestComplete;
         /** An HTTP/1.1 cluster: the stream is gathered whole and sent as one request ({@link Http1Bridge}). */
         private boolean h1;
         private Http2Headers h1Headers;
@@ -507,21 +514,21 @@ final class Http2Relay {
             // the caller's headers go upstream as they came (names are lowercase: the codec validates
             // them), less what must not be passed on; no copy, no per-header strings
             Http2Headers out = h;
-            for (String hopByHop : CONNECTION_SPECIFIC) {
+            for (var hopByHop : CONNECTION_SPECIFIC) {
                 out.remove(hopByHop);
             }
-            CharSequence te = out.get("te");
+            CharSequence te = out.get(TE);
             if (te != null && !"trailers".contentEquals(te)) {
-                out.remove("te");
+                out.remove(TE);
             }
-            out.remove(HttpProxy.CALLER_HEADER);
+            out.remove(CALLER);
             if (!front.caller.isEmpty()) {
-                out.set(HttpProxy.CALLER_HEADER, front.caller);
+                out.set(CALLER, front.caller);
             }
             retry = route.get().retry();
             idempotent = h.method() != null && HttpProxy.IDEMPOTENT.contains(io.netty.handler.codec.http.HttpMethod.valueOf(h.method().toString()));
             if (h1) {
-                out.remove("te");
+                out.remove(TE);
                 h1Headers = out;
                 h1Timeout = route.get().timeout();
                 if (headers.isEndStream()) {
@@ -764,14 +771,15 @@ final class Http2Relay {
                     dropSent(); // answered: nothing will be sent again
                 }
             }
-            frame.headers().remove(HttpProxy.CALLER_HEADER);
+            frame.headers().remove(CALLER);
             if (downDone) {
                 return;
             }
             responseEnded |= frame.isEndStream();
-            front.channel.write(new DefaultHttp2HeadersFrame(frame.headers(), frame.isEndStream(), frame.padding()).stream(down));
+            var written = front.channel.write(new DefaultHttp2HeadersFrame(frame.headers(), frame.isEndStream(), frame.padding()).stream(down));
             if (responseEnded) {
                 count(); // answered in full: counted now, not when the caller's stream has closed (after the write)
+                stopRequest(written);
             }
             back.flusher.mark(front.channel);
         }
@@ -788,12 +796,15 @@ final class Http2Relay {
             if (responseEnded) {
                 count();
             }
-            front.channel.write(new DefaultHttp2DataFrame(data.content(), data.isEndStream(), data.padding()).stream(down))
+            var written = front.channel.write(new DefaultHttp2DataFrame(data.content(), data.isEndStream(), data.padding()).stream(down))
                     .addListener((ChannelFutureListener) f -> {
                         if (bytes > 0 && upstream.state() != Http2Stream.State.CLOSED && backChannel.isActive()) {
                             backChannel.writeAndFlush(new DefaultHttp2WindowUpdateFrame(bytes).stream(upstream));
                         }
                     });
+            if (data.isEndStream()) {
+                stopRequest(written);
+            }
             back.flusher.mark(front.channel);
         }
 
@@ -1021,6 +1032,7 @@ final class Http2Relay {
 
         /** The whole stream as one HTTP/1.1 request to the cluster's endpoint; the answer comes back as the stream's frames. */
         private void sendH1() {
+            requestComplete = true; // called at the caller's end of stream
             Http2Headers headers = h1Headers;
             ByteBuf body = h1Body != null ? h1Body : io.netty.buffer.Unpooled.EMPTY_BUFFER;
             h1Headers = null;
@@ -1118,10 +1130,30 @@ final class Http2Relay {
             drop();
             if (!downDone && front.channel.isActive()) {
                 var headers = new DefaultHttp2Headers().status(code).set(HttpProxy.REASON_HEADER, reason);
-                front.channel.write(new DefaultHttp2HeadersFrame(headers, true).stream(down));
+                stopRequest(front.channel.write(new DefaultHttp2HeadersFrame(headers, true).stream(down)));
                 front.flusher.mark(front.channel);
             }
             count();
+        }
+
+        /**
+         * The whole answer is on its way to the caller ({@code written}) while the caller's request is
+         * still open (the server answered before reading all of it: an early 401 or 413, a gRPC status
+         * before the client's stream ended, or a local answer): once it is written the caller's stream
+         * is reset with NO_ERROR, as RFC 9113 section 8.1 says a server may, so the caller stops
+         * sending; the upstream stream is then cancelled ({@link #downstreamClosed}). Without it, curl
+         * waited to finish its upload until the upstream connection idled out (60 s). After the write,
+         * not before: a reset would drop the answer's frames still waiting for the flow-control window.
+         */
+        private void stopRequest(io.netty.channel.ChannelFuture written) {
+            if (requestComplete) {
+                return;
+            }
+            written.addListener((ChannelFutureListener) f -> {
+                if (f.isSuccess() && !requestComplete && !downDone && down.state() != Http2Stream.State.CLOSED && front.channel.isActive()) {
+                    front.channel.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.NO_ERROR).stream(down));
+                }
+            });
         }
 
         /**
@@ -1130,6 +1162,7 @@ final class Http2Relay {
          * unless its route's timeout is 0).
          */
         private void requestEnded() {
+            requestComplete = true;
             if (!timeout.isZero() && timer == null && !counted) {
                 timer = Deadlines.schedule(front.channel.eventLoop(), timeout.toMillis(), this::timedOut);
             }

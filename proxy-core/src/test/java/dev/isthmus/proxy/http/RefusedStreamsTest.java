@@ -37,10 +37,11 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * Streams an HTTP/2 upstream did not process (RFC 9113: refused with RST_STREAM REFUSED_STREAM, or
- * above the last stream id of its GOAWAY) are sent again, whatever the route's retry policy, and a
- * connection whose server sent GOAWAY takes no new stream. Real Netty HTTP/2 servers behind the
- * relay, curl and nghttp over h2c in front.
+ * Upstream streams that end out of the ordinary. Streams an HTTP/2 upstream did not process (RFC
+ * 9113: refused with RST_STREAM REFUSED_STREAM, or above the last stream id of its GOAWAY) are sent
+ * again, whatever the route's retry policy, and a connection whose server sent GOAWAY takes no new
+ * stream; an answer that ends before the caller's request does ends the caller's stream. Real Netty
+ * HTTP/2 servers behind the relay, curl, nghttp and a Netty HTTP/2 client over h2c in front.
  */
 class RefusedStreamsTest {
 
@@ -190,5 +191,46 @@ class RefusedStreamsTest {
         assertEquals(1.0, resent());
         String next = curl(List.of(url));
         assertTrue(next.contains("connection 2"), "the connection going away takes no new stream: " + next);
+    }
+
+    /**
+     * The upstream answers in full as soon as it has the request's headers, while the caller has not
+     * ended its request (a server's early 401 or 413, a gRPC status before the client's stream
+     * ended): the caller gets the whole answer, then RST_STREAM NO_ERROR (RFC 9113 section 8.1), so
+     * it stops sending instead of waiting with its stream open. curl 7.88 waited 60 s here.
+     */
+    @Test
+    void anAnswerThatEndsBeforeTheRequestEndsTheCallersStream() throws Exception {
+        int port = proxyTo(server(n -> (ctx, h) -> answer(ctx, h.stream(), "answered " + h.headers().method())));
+        var got = new java.util.concurrent.LinkedBlockingQueue<String>();
+        Channel client = new io.netty.bootstrap.Bootstrap().group(loops.workers()).channel(loops.channelType())
+                .handler(new ChannelInitializer<Channel>() {
+                    @Override
+                    protected void initChannel(Channel ch) {
+                        ch.pipeline().addLast(Http2FrameCodecBuilder.forClient().build(), new io.netty.handler.codec.http2.Http2ChannelDuplexHandler() {
+                            @Override
+                            public void channelActive(ChannelHandlerContext ctx) {
+                                var headers = new DefaultHttp2Headers().method("POST").scheme("http").path("/orders").authority("shop");
+                                ctx.writeAndFlush(new DefaultHttp2HeadersFrame(headers, false).stream(newStream())); // the body never comes
+                            }
+
+                            @Override
+                            public void channelRead(ChannelHandlerContext ctx, Object msg) {
+                                if (msg instanceof Http2HeadersFrame h) {
+                                    got.add("headers " + h.headers().status() + (h.isEndStream() ? " end" : ""));
+                                } else if (msg instanceof io.netty.handler.codec.http2.Http2DataFrame d) {
+                                    got.add("data " + d.content().toString(StandardCharsets.UTF_8) + (d.isEndStream() ? " end" : ""));
+                                } else if (msg instanceof io.netty.handler.codec.http2.Http2ResetFrame r) {
+                                    got.add("reset " + Http2Error.valueOf(r.errorCode()));
+                                }
+                                ReferenceCountUtil.release(msg);
+                            }
+                        });
+                    }
+                }).connect("127.0.0.1", port).sync().channel();
+        others.add(() -> client.close().sync());
+        assertEquals("headers 200", got.poll(5, TimeUnit.SECONDS));
+        assertEquals("data answered POST end", got.poll(5, TimeUnit.SECONDS));
+        assertEquals("reset NO_ERROR", got.poll(5, TimeUnit.SECONDS), "the caller's open stream is ended once it has its answer");
     }
 }
