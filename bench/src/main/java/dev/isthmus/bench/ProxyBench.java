@@ -38,6 +38,11 @@ import java.util.regex.Pattern;
  * 32 connections of 10 concurrent streams) straight to an HTTP/2 app, through one sidecar whose
  * cluster speaks HTTP/2, and through HAProxy as the same HTTP/2 reverse proxy.
  *
+ * <p>Throughput is measured in rounds ({@code --rounds} 4 of {@code --seconds} 4 by default): each
+ * round loads every path in turn, and a ratio to HAProxy is the median of the rounds' ratios, each
+ * between windows next to each other in time. This machine's speed drifts by a third within
+ * minutes, and one window per path let that drift decide a ratio (0.41 to 0.70 for the same code).
+ *
  * <p>Every path is warmed up first with the same load ({@code --warmup}, 15 s by default), HAProxy's
  * too: the figures are a long-running proxy's, after the JIT has compiled its paths. On this 2-CPU
  * machine C2 competes with the load for the CPUs, and through one sidecar HTTP/2 reached its steady
@@ -58,7 +63,8 @@ final class ProxyBench {
 
     static int run(String[] args) throws Exception {
         int base = 24300;
-        int seconds = 8;
+        int seconds = 4;
+        int rounds = 4;
         int rate = 2000;
         int connections = 32;
         int warmup = 15;
@@ -66,6 +72,7 @@ final class ProxyBench {
             switch (args[i]) {
                 case "--base-port" -> base = Integer.parseInt(args[i + 1]);
                 case "--seconds" -> seconds = Integer.parseInt(args[i + 1]);
+                case "--rounds" -> rounds = Math.max(1, Integer.parseInt(args[i + 1]));
                 case "--rate" -> rate = Integer.parseInt(args[i + 1]);
                 case "--connections" -> connections = Integer.parseInt(args[i + 1]);
                 case "--warmup" -> warmup = Integer.parseInt(args[i + 1]);
@@ -204,65 +211,76 @@ final class ProxyBench {
             for (int port : targets.values()) {
                 wrk(port, warmup, connections);
             }
-            var throughput = new LinkedHashMap<String, Double>();
+            // throughput in rounds: every path once per round, so each ratio compares windows next to each other in time
+            var throughput = new LinkedHashMap<String, List<Double>>();
+            for (int r = 0; r < rounds; r++) {
+                for (var t : targets.entrySet()) {
+                    throughput.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(wrk(t.getValue(), seconds, connections));
+                }
+            }
             var latency = new LinkedHashMap<String, double[]>();
             for (var t : targets.entrySet()) {
-                throughput.put(t.getKey(), wrk(t.getValue(), seconds, connections));
-                latency.put(t.getKey(), openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds / 2), 8));
+                latency.put(t.getKey(), openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds), 8));
             }
             var h2Targets = new LinkedHashMap<String, Integer>();
             h2Targets.put("direct to the HTTP/2 app", appH2);
             h2Targets.put("one sidecar (HTTP/2 both sides)", sidecarH2);
             h2Targets.put("HAProxy as the same HTTP/2 reverse proxy", haproxyRpH2);
-            var h2Throughput = new LinkedHashMap<String, Double>();
-            for (var t : h2Targets.entrySet()) {
-                h2load(t.getValue(), warmup, connections); // warm-up
-                h2Throughput.put(t.getKey(), h2load(t.getValue(), seconds, connections));
+            for (int port : h2Targets.values()) {
+                h2load(port, warmup, connections); // warm-up
+            }
+            var h2Throughput = new LinkedHashMap<String, List<Double>>();
+            for (int r = 0; r < rounds; r++) {
+                for (var t : h2Targets.entrySet()) {
+                    h2Throughput.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(h2load(t.getValue(), seconds, connections));
+                }
             }
             sampler.interrupt();
             var h2Table = new StringBuilder();
-            h2Throughput.forEach((k, v) -> h2Table.append(String.format(Locale.ROOT, "| %s | %.0f |%n", k, v)));
-            double ratioH2 = h2Throughput.get("one sidecar (HTTP/2 both sides)") / h2Throughput.get("HAProxy as the same HTTP/2 reverse proxy");
+            h2Throughput.forEach((k, v) -> h2Table.append(String.format(Locale.ROOT, "| %s | %.0f | %s |%n", k, mean(v), rates(v))));
+            String ratioH2 = ratio(h2Throughput.get("one sidecar (HTTP/2 both sides)"), h2Throughput.get("HAProxy as the same HTTP/2 reverse proxy"));
 
             double directP50 = latency.get("direct to the app")[0];
             double directP99 = latency.get("direct to the app")[1];
             var table = new StringBuilder();
             for (var t : targets.keySet()) {
                 double[] l = latency.get(t);
-                table.append(String.format(Locale.ROOT, "| %s | %.0f | %.3f | %.3f | %s | %s |%n", t, throughput.get(t), l[0], l[1],
+                table.append(String.format(Locale.ROOT, "| %s | %.0f | %s | %.3f | %.3f | %s | %s |%n", t, mean(throughput.get(t)), rates(throughput.get(t)), l[0], l[1],
                         t.startsWith("direct") ? "" : String.format(Locale.ROOT, "%+.3f", l[0] - directP50),
                         t.startsWith("direct") ? "" : String.format(Locale.ROOT, "%+.3f", l[1] - directP99)));
             }
-            double ratioSingle = throughput.get("one sidecar (HTTP/1.1 listener)") / throughput.get("HAProxy as the same reverse proxy");
-            double ratioPair = throughput.get("sidecar -> sidecar over mTLS") / throughput.get("HAProxy -> HAProxy over TLS (client certs)");
+            String ratioSingle = ratio(throughput.get("one sidecar (HTTP/1.1 listener)"), throughput.get("HAProxy as the same reverse proxy"));
+            String ratioPair = ratio(throughput.get("sidecar -> sidecar over mTLS"), throughput.get("HAProxy -> HAProxy over TLS (client certs)"));
             var report = String.format(Locale.ROOT, """
                     ## Proxy data plane (issue 5), %s
 
-                    wrk -t1 -c%d for %d s per path after %d s of the same load (HTTP/1.1 keep-alive, a 2-byte answer); latency from an open-loop generator at %d req/s
+                    wrk -t1 -c%d, %d rounds of %d s per path, the paths in turn in each round, after %d s of the same load (HTTP/1.1 keep-alive,
+                    a 2-byte answer); req/s is the mean of the rounds, a ratio the median of the rounds' ratios (each from windows next to each
+                    other in time; its range in brackets); latency from an open-loop generator at %d req/s
                     over 8 connections, counted from each request's scheduled time; every proxy on one event-loop thread; %d CPUs shared by
                     client, proxies and the app (HAProxy answering itself). Sidecar JVM: %s, with an AppCDS archive
                     (-XX:+AutoCreateSharedArchive) made by a first start.
 
-                    | path | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |
-                    | --- | --- | --- | --- | --- | --- |
+                    | path | req/s | rounds | p50 ms | p99 ms | added p50 ms | added p99 ms |
+                    | --- | --- | --- | --- | --- | --- | --- |
                     %s
-                    HTTP/2: h2load -t1 -c%d -m10 for %d s per path after %d s of the same load (h2c with prior knowledge, a 2-byte answer):
+                    HTTP/2: h2load -t1 -c%d -m10, %d rounds of %d s per path after %d s of the same load (h2c with prior knowledge, a 2-byte answer):
 
-                    | path | req/s |
-                    | --- | --- |
+                    | path | req/s | rounds |
+                    | --- | --- | --- |
                     %s
                     | ratio | value | target |
                     | --- | --- | --- |
-                    | one sidecar / HAProxy, throughput | %.2f | >= 0.75 |
-                    | one sidecar / HAProxy, HTTP/2 throughput | %.2f | >= 0.75 |
-                    | sidecar pair (mTLS) / HAProxy pair (TLS), throughput | %.2f | >= 0.75 |
+                    | one sidecar / HAProxy, throughput | %s | >= 0.75 |
+                    | one sidecar / HAProxy, HTTP/2 throughput | %s | >= 0.75 |
+                    | sidecar pair (mTLS) / HAProxy pair (TLS), throughput | %s | >= 0.75 |
                     | sidecar RSS when ready | %.1f MiB | <= 64 MiB |
                     | sidecar RSS peak under load | %.1f MiB | <= 128 MiB |
                     | HTTP/2 sidecar RSS peak under load (h2load, 320 streams) | %.1f MiB | <= 128 MiB |
                     | sidecar start to ready, with its class-data archive | %.0f ms | <= 1000 ms |
                     | sidecar start to ready, cold (first start, no archive) | %.0f ms | |
-                    """, Instant.now().toString().substring(0, 16), connections, seconds, warmup, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM,
-                    table, connections, seconds, warmup, h2Table, ratioSingle, ratioH2, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, peakH2.get() / 1024.0,
+                    """, Instant.now().toString().substring(0, 16), connections, rounds, seconds, warmup, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM,
+                    table, connections, rounds, seconds, warmup, h2Table, ratioSingle, ratioH2, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, peakH2.get() / 1024.0,
                     readyMs, coldReadyMs);
             System.out.println();
             System.out.println(report);
@@ -277,6 +295,28 @@ final class ProxyBench {
                 p.destroyForcibly();
             }
         }
+    }
+
+    static double mean(List<Double> rates) {
+        return rates.stream().mapToDouble(Double::doubleValue).average().orElse(0);
+    }
+
+    /** The rounds' rates, in thousands of requests a second. */
+    static String rates(List<Double> rates) {
+        return rates.stream().map(r -> String.format(Locale.ROOT, "%.1fk", r / 1000)).collect(java.util.stream.Collectors.joining(" "));
+    }
+
+    /** The median of the rounds' ratios {@code a[i] / b[i]}, with their range: "0.71 (0.64-0.78)". */
+    static String ratio(List<Double> a, List<Double> b) {
+        var ratios = new ArrayList<Double>();
+        for (int i = 0; i < a.size(); i++) {
+            ratios.add(a.get(i) / b.get(i));
+        }
+        java.util.Collections.sort(ratios);
+        int n = ratios.size();
+        double median = n % 2 == 1 ? ratios.get(n / 2) : (ratios.get(n / 2 - 1) + ratios.get(n / 2)) / 2;
+        return n == 1 ? String.format(Locale.ROOT, "%.2f", median)
+                : String.format(Locale.ROOT, "%.2f (%.2f-%.2f)", median, ratios.get(0), ratios.get(n - 1));
     }
 
     private static Process sidecar(String java, Path home, Path work, String name, int app, int inbound, int admin, Map<String, String> env)
