@@ -41,7 +41,8 @@ import java.util.regex.Pattern;
  * <p>Throughput is measured in rounds ({@code --rounds} 4 of {@code --seconds} 4 by default): each
  * round loads every path in turn, and a ratio to HAProxy is the median of the rounds' ratios, each
  * between windows next to each other in time. This machine's speed drifts by a third within
- * minutes, and one window per path let that drift decide a ratio (0.41 to 0.70 for the same code).
+ * minutes, and one window per path let that drift decide a ratio (HTTP/2: 0.46 to 0.61 in three
+ * runs of the same code).
  *
  * <p>Every path is warmed up first with the same load ({@code --warmup}, 15 s by default), HAProxy's
  * too: the figures are a long-running proxy's, after the JIT has compiled its paths. On this 2-CPU
