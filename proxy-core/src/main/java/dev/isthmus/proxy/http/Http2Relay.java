@@ -438,8 +438,6 @@ final class Http2Relay {
         private boolean released;
         /** The upstream's end of stream has been passed to the caller (its write may still wait for flow control). */
         private boolean responseEnded;
-        /** The caller's end of stream has come. */
-        private boolean requestComplete;
         /** An HTTP/1.1 cluster: the stream is gathered whole and sent as one request ({@link Http1Bridge}). */
         private boolean h1;
         private Http2Headers h1Headers;
@@ -1032,7 +1030,6 @@ final class Http2Relay {
 
         /** The whole stream as one HTTP/1.1 request to the cluster's endpoint; the answer comes back as the stream's frames. */
         private void sendH1() {
-            requestComplete = true; // called at the caller's end of stream
             Http2Headers headers = h1Headers;
             ByteBuf body = h1Body != null ? h1Body : io.netty.buffer.Unpooled.EMPTY_BUFFER;
             h1Headers = null;
@@ -1146,11 +1143,13 @@ final class Http2Relay {
          * not before: a reset would drop the answer's frames still waiting for the flow-control window.
          */
         private void stopRequest(io.netty.channel.ChannelFuture written) {
-            if (requestComplete) {
-                return;
+            var state = down.state();
+            if (state == Http2Stream.State.HALF_CLOSED_REMOTE || state == Http2Stream.State.CLOSED) {
+                return; // the caller's end of stream has come
             }
             written.addListener((ChannelFutureListener) f -> {
-                if (f.isSuccess() && !requestComplete && !downDone && down.state() != Http2Stream.State.CLOSED && front.channel.isActive()) {
+                // the answer's end is written and the caller's has not come
+                if (f.isSuccess() && down.state() == Http2Stream.State.HALF_CLOSED_LOCAL && front.channel.isActive()) {
                     front.channel.writeAndFlush(new DefaultHttp2ResetFrame(Http2Error.NO_ERROR).stream(down));
                 }
             });
@@ -1162,7 +1161,6 @@ final class Http2Relay {
          * unless its route's timeout is 0).
          */
         private void requestEnded() {
-            requestComplete = true;
             if (!timeout.isZero() && timer == null && !counted) {
                 timer = Deadlines.schedule(front.channel.eventLoop(), timeout.toMillis(), this::timedOut);
             }
