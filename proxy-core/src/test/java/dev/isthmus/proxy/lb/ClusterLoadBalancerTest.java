@@ -150,25 +150,33 @@ class ClusterLoadBalancerTest {
         assertEquals(1.0, count(next, 400).getOrDefault(2, 0) / 200.0, 0.25, "a(2) is back to an even share once they ended");
     }
 
+    /** A clock the test moves. */
+    static final class TestClock extends Clock {
+        Instant now = Instant.parse("2026-11-26T12:00:00Z");
+
+        @Override
+        public ZoneOffset getZone() {
+            return ZoneOffset.UTC;
+        }
+
+        @Override
+        public Clock withZone(java.time.ZoneId zone) {
+            return this;
+        }
+
+        @Override
+        public Instant instant() {
+            return now;
+        }
+
+        void advance(Duration d) {
+            now = now.plus(d);
+        }
+    }
+
     @Test
     void consecutiveConnectFailuresEjectAnEndpointUntilTheEjectionEnds() {
-        var now = new Instant[] {Instant.parse("2026-11-26T12:00:00Z")};
-        var clock = new Clock() {
-            @Override
-            public ZoneOffset getZone() {
-                return ZoneOffset.UTC;
-            }
-
-            @Override
-            public Clock withZone(java.time.ZoneId zone) {
-                return this;
-            }
-
-            @Override
-            public Instant instant() {
-                return now[0];
-            }
-        };
+        var clock = new TestClock();
         var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 0, 1, true)),
                 new SplittableRandom(1), clock, 3, Duration.ofSeconds(30));
         for (int i = 0; i < 3; i++) {
@@ -176,7 +184,55 @@ class ClusterLoadBalancerTest {
         }
         assertTrue(lb.ejected(a(1)));
         assertEquals(Map.of(2, 20), count(lb, 20), "no traffic to the ejected endpoint");
-        now[0] = now[0].plusSeconds(31);
+        clock.advance(Duration.ofSeconds(31));
         assertTrue(count(lb, 20).getOrDefault(1, 0) > 0, "back after the ejection");
+    }
+
+    /** Seconds left of {@code port}'s ejection and its multiplier, from the admin view. */
+    static String ejection(ClusterLoadBalancer lb, int port) {
+        var m = java.util.regex.Pattern.compile("\\{\"address\":\"127.0.0.1:" + port + "\"[^}]*\"ejections\":(\\d+),\"ejected_ms\":(\\d+)").matcher(lb.json());
+        assertTrue(m.find(), lb.json());
+        return "x" + m.group(1) + " " + Long.parseLong(m.group(2)) / 1000 + " s";
+    }
+
+    @Test
+    void failuresOfAnEjectedEndpointNeitherLengthenItsEjectionNorRaiseItsMultiplier() {
+        var clock = new TestClock();
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 1, 1, true)),
+                new SplittableRandom(1), clock, 5, Duration.ofSeconds(30));
+        lb.refused(a(1)); // the region went dark
+        assertEquals("x1 30 s", ejection(lb, 1));
+        clock.advance(Duration.ofSeconds(2));
+        for (int i = 0; i < 12; i++) {
+            lb.failed(a(1)); // requests that were in flight to it, reset as it died
+        }
+        lb.refused(a(1));
+        assertEquals("x1 28 s", ejection(lb, 1), "the first ejection, no longer");
+        clock.advance(Duration.ofSeconds(29));
+        assertFalse(lb.ejected(a(1)), "back 30 s after the fault");
+        assertEquals(0, lb.pick(Set.of()).orElseThrow().getPort() - 1, "and the first priority again");
+    }
+
+    @Test
+    void theEjectionMultiplierGrowsWhenAnEndpointFailsSoonAfterItsReturnAndFallsOneStepPerIntervalBackInService() {
+        var clock = new TestClock();
+        var lb = new ClusterLoadBalancer(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 1, 1, true)),
+                new SplittableRandom(1), clock, 5, Duration.ofSeconds(30));
+        lb.refused(a(1));
+        clock.advance(Duration.ofSeconds(31));
+        lb.refused(a(1)); // still down when its ejection ended
+        assertEquals("x2 60 s", ejection(lb, 1));
+        clock.advance(Duration.ofSeconds(61));
+        lb.refused(a(1));
+        assertEquals("x3 90 s", ejection(lb, 1));
+        clock.advance(Duration.ofSeconds(90 + 25)); // back in service for 25 s: two intervals of 10 s
+        assertEquals("x1 0 s", ejection(lb, 1));
+        lb.refused(a(1));
+        assertEquals("x2 60 s", ejection(lb, 1));
+        clock.advance(Duration.ofSeconds(60 + 600)); // a later, separate incident starts from the base time
+        lb.refused(a(1));
+        assertEquals("x1 30 s", ejection(lb, 1));
+        var next = lb.next(cluster(ProxyConfig.LbPolicy.ROUND_ROBIN, ep(1, 0, 1, true), ep(2, 1, 1, true), ep(3, 1, 1, true)));
+        assertEquals("x1 30 s", ejection(next, 1), "a new assignment keeps the ejection and its multiplier");
     }
 }

@@ -249,12 +249,15 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
 
     /**
      * Outlier detection: an endpoint with {@code consecutiveFailures} failures in a row (connect
-     * failures, resets, 5xx answers) is ejected for {@code baseEjection} times the number of its
-     * ejections (at most 300 s), as long as no more than {@code maxEjectionPercent} of the cluster's
-     * endpoints are ejected (but always one).
+     * failures, resets, 5xx answers) is ejected for {@code baseEjection} times its ejection
+     * multiplier (at most {@code maxEjection}), as long as no more than {@code maxEjectionPercent} of
+     * the cluster's endpoints are ejected (but always one). Each ejection raises the multiplier by
+     * one; each {@code interval} the endpoint spends back in service lowers it by one (Envoy's
+     * {@code interval} and {@code max_ejection_time}), so an endpoint that fails again soon after its
+     * return stays out longer, and one that recovered starts again from the base time.
      */
-    public record Outlier(int consecutiveFailures, Duration baseEjection, int maxEjectionPercent) {
-        public static final Outlier DEFAULT = new Outlier(5, Duration.ofSeconds(30), 10);
+    public record Outlier(int consecutiveFailures, Duration baseEjection, int maxEjectionPercent, Duration interval, Duration maxEjection) {
+        public static final Outlier DEFAULT = new Outlier(5, Duration.ofSeconds(30), 10, Duration.ofSeconds(10), Duration.ofSeconds(300));
     }
 
     /**

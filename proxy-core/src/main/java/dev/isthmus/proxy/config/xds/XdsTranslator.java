@@ -411,7 +411,7 @@ public final class XdsTranslator {
                                 + ": no cluster named '" + targets.get(c).cluster() + "' (or it was refused)");
                     }
                 }
-                Duration timeout = action.hasTimeout() ? Duration.ofSeconds(action.getTimeout().getSeconds(), action.getTimeout().getNanos())
+                Duration timeout = action.hasTimeout() ? duration(action.getTimeout())
                         : Duration.ofSeconds(15);
                 var retry = ProxyConfig.RetrySpec.NONE;
                 if (action.hasRetryPolicy()) {
@@ -542,7 +542,7 @@ public final class XdsTranslator {
             }
         };
         Duration connectTimeout = c.hasConnectTimeout()
-                ? Duration.ofSeconds(c.getConnectTimeout().getSeconds(), c.getConnectTimeout().getNanos()) : Duration.ofSeconds(5);
+                ? duration(c.getConnectTimeout()) : Duration.ofSeconds(5);
         if (connectTimeout.isZero() || connectTimeout.isNegative()) {
             errors.add(where + ": connect_timeout: must be positive");
         }
@@ -629,12 +629,25 @@ public final class XdsTranslator {
         var outlier = ProxyConfig.Outlier.DEFAULT;
         if (c.hasOutlierDetection()) {
             var od = c.getOutlierDetection();
-            outlier = new ProxyConfig.Outlier(od.hasConsecutive5Xx() ? od.getConsecutive5Xx().getValue() : 5,
-                    od.hasBaseEjectionTime() ? Duration.ofSeconds(od.getBaseEjectionTime().getSeconds(), od.getBaseEjectionTime().getNanos())
-                            : Duration.ofSeconds(30),
-                    od.hasMaxEjectionPercent() ? od.getMaxEjectionPercent().getValue() : 10);
+            var base = od.hasBaseEjectionTime() ? duration(od.getBaseEjectionTime()) : ProxyConfig.Outlier.DEFAULT.baseEjection();
+            outlier = new ProxyConfig.Outlier(od.hasConsecutive5Xx() ? od.getConsecutive5Xx().getValue() : 5, base,
+                    od.hasMaxEjectionPercent() ? od.getMaxEjectionPercent().getValue() : 10,
+                    od.hasInterval() ? duration(od.getInterval()) : ProxyConfig.Outlier.DEFAULT.interval(),
+                    // Envoy: max_ejection_time defaults to 300 s, or to base_ejection_time when that is longer
+                    od.hasMaxEjectionTime() ? duration(od.getMaxEjectionTime())
+                            : base.compareTo(ProxyConfig.Outlier.DEFAULT.maxEjection()) > 0 ? base : ProxyConfig.Outlier.DEFAULT.maxEjection());
             if (outlier.consecutiveFailures() < 1) {
                 errors.add(where + ": outlier_detection.consecutive_5xx: must be at least 1");
+            }
+            if (!outlier.baseEjection().isPositive()) {
+                errors.add(where + ": outlier_detection.base_ejection_time: must be more than 0");
+            }
+            if (!outlier.interval().isPositive()) {
+                errors.add(where + ": outlier_detection.interval: must be more than 0");
+            }
+            if (outlier.maxEjection().compareTo(outlier.baseEjection()) < 0) {
+                errors.add(where + ": outlier_detection.max_ejection_time: " + outlier.maxEjection().toMillis()
+                        + " ms is less than base_ejection_time (" + outlier.baseEjection().toMillis() + " ms)");
             }
         }
         boolean http2 = false;
@@ -678,5 +691,9 @@ public final class XdsTranslator {
             return Optional.empty();
         }
         return Optional.of(new InetSocketAddress(sa.getAddress(), port));
+    }
+
+    private static Duration duration(com.google.protobuf.Duration d) {
+        return Duration.ofSeconds(d.getSeconds(), d.getNanos());
     }
 }

@@ -84,6 +84,15 @@ class XdsTranslatorTest {
         assertTrue(refusal(s.replace("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
                 "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager").replace("cluster: product-catalog\n", "\n"))
                 .contains("filter_chains[0].filters[0].typed_config.route_config: is missing"));
+        String od = "lb_policy: LEAST_REQUEST\n    outlier_detection: { base_ejection_time: 30s, max_ejection_time: 10s }";
+        assertTrue(refusal(s.replace("lb_policy: LEAST_REQUEST", od)).contains(
+                "Cluster 'product-catalog': outlier_detection.max_ejection_time: 10000 ms is less than base_ejection_time (30000 ms)"), refusal(s.replace("lb_policy: LEAST_REQUEST", od)));
+        assertTrue(refusal(s.replace("lb_policy: LEAST_REQUEST", "lb_policy: LEAST_REQUEST\n    outlier_detection: { interval: 0s }"))
+                .contains("Cluster 'product-catalog': outlier_detection.interval: must be more than 0"));
+        var outlier = translate(s.replace("lb_policy: LEAST_REQUEST", "lb_policy: LEAST_REQUEST\n    outlier_detection: { base_ejection_time: 400s, interval: 2s }"))
+                .clusters().get("product-catalog").outlier();
+        assertEquals(new ProxyConfig.Outlier(5, java.time.Duration.ofSeconds(400), 10, java.time.Duration.ofSeconds(2), java.time.Duration.ofSeconds(400)), outlier,
+                "Envoy's defaults, and max_ejection_time at least the base time");
         // two errors in one set: both reported
         String both = refusal(s.replace("port_value: 20052", "port_value: 0").replace("port_value: 20063", "port_value: 0"));
         assertTrue(both.contains("lb_endpoints[0]") && both.contains("Listener"), both);
