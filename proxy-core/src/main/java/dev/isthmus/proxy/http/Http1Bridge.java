@@ -70,6 +70,8 @@ final class Http1Bridge {
             var byKey = new HashMap<HttpProxy.PoolKey, ArrayDeque<Channel>>();
             long every = HttpProxy.idleNanos / 2;
             l.scheduleAtFixedRate(() -> HttpProxy.closeIdle(byKey, Http1Bridge::usable), every, every, TimeUnit.NANOSECONDS);
+            // the sweep ends with the loop; so does the loop's entry here (tests start and stop many loops)
+            l.terminationFuture().addListener(f -> IDLE.remove(l));
             return byKey;
         }).computeIfAbsent(key, k -> new ArrayDeque<>());
         Channel ch;
