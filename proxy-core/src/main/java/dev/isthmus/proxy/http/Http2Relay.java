@@ -1241,6 +1241,7 @@ final class Http2Relay {
             var pool = new HashMap<HttpProxy.PoolKey, List<Channel>>();
             long idle = idleNanos;
             loop.scheduleAtFixedRate(() -> closeIdle(pool, idle), idle / 2, idle / 2, java.util.concurrent.TimeUnit.NANOSECONDS);
+            loop.terminationFuture().addListener(f -> CONNECTIONS.remove(loop)); // as the sweep, the entry ends with the loop
             return pool;
         });
         var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
