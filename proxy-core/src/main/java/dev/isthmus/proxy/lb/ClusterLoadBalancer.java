@@ -286,8 +286,8 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
      * Ejects {@code s} for the base time times its multiplier (at most the maximum), unless it is
      * ejected already: failures of requests that were in flight when it was ejected, or that panic
      * routing sent to it, neither lengthen the ejection nor raise the multiplier, as Envoy ignores
-     * an ejected host's failures. Before, each such burst counted as a new ejection, and an endpoint
-     * whose region went dark for 12 s stayed out for 90 s after it was back.
+     * an ejected host's failures. Before, each such burst counted as a new ejection: three bursts
+     * after one outage ejected an endpoint for 90 s instead of 30.
      */
     private void eject(Slot s) {
         Instant now = clock.instant();
