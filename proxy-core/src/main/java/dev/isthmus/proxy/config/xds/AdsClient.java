@@ -42,7 +42,9 @@ import org.slf4j.LoggerFactory;
  * at start, so a proxy restarted while the controller is away serves its last good config.
  *
  * <p>Listeners and clusters are processed together: until both have arrived once, responses are
- * held (not ACKed) so a listener is not refused for a cluster still on its way. A broken stream is
+ * held (not ACKed) so a listener is not refused for a cluster still on its way; a cluster removed
+ * while the listeners in force still route to it is kept until they no longer do
+ * ({@link #withHeldClusters}). A broken stream is
  * reopened after 1 s doubling to 30 s, with jitter, re-sending the versions it holds.
  */
 public final class AdsClient implements AutoCloseable {
@@ -70,6 +72,8 @@ public final class AdsClient implements AutoCloseable {
 
     // All below are touched on the timer thread only (gRPC callbacks hop onto it).
     private final Map<String, List<? extends Message>> current = new LinkedHashMap<>();
+    /** What the proxy runs: {@link #current} and the clusters whose removal waits for the listeners ({@link #withHeldClusters}). */
+    private final Map<String, List<? extends Message>> applied = new LinkedHashMap<>();
     private final Map<String, String> versions = new LinkedHashMap<>();
     private final Map<String, List<? extends Message>> pending = new LinkedHashMap<>();
     private final List<DiscoveryResponse> held = new ArrayList<>();
@@ -190,11 +194,30 @@ public final class AdsClient implements AutoCloseable {
         held.clear();
         pending.clear();
         String version = responses.stream().map(r -> shortType(r.getTypeUrl()) + "=" + r.getVersionInfo()).reduce((a, b) -> a + "," + b).orElse("");
+        boolean listenersInForce = !responses.stream().anyMatch(r -> r.getTypeUrl().equals(LISTENER));
         try {
-            ProxyConfig config = translate(version, next);
+            Map<String, List<? extends Message>> run = next;
+            ProxyConfig config;
+            try {
+                config = translate(version, next);
+            } catch (XdsTranslator.ConfigException e) {
+                run = listenersInForce ? withHeldClusters(next) : null;
+                if (run == null) {
+                    throw e;
+                }
+                try {
+                    config = translate(version, run);
+                } catch (XdsTranslator.ConfigException stillRefused) {
+                    throw e; // the reasons of the set as the server sent it
+                }
+                log.info("event=xds_cluster_removal_deferred clusters={} reason=\"the listeners in force still route to them: {}\"",
+                        names(run.get(CLUSTER)).stream().filter(n -> !names(next.get(CLUSTER)).contains(n)).toList(), String.join("; ", e.errors()));
+            }
             applier.apply(config);
             current.clear();
             current.putAll(next);
+            applied.clear();
+            applied.putAll(run);
             for (var r : responses) {
                 versions.put(r.getTypeUrl(), r.getVersionInfo());
                 requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(r.getVersionInfo())
@@ -211,6 +234,54 @@ public final class AdsClient implements AutoCloseable {
         } catch (Exception e) {
             responses.forEach(r -> nack(r, "the proxy could not apply it: " + e.getMessage()));
         }
+    }
+
+    /**
+     * The server's set {@code next} plus the clusters (and their assignments) that the proxy runs now
+     * and {@code next} removes; null when it removes none. A server that removes a cluster and the
+     * routes to it in one change may send the Cluster response first (state-of-the-world ADS gives no
+     * order between types; java-control-plane's cache answers clusters first): the listeners in force
+     * still route to the cluster until the Listener response comes. Envoy accepts such a CDS update
+     * and answers 503 on those routes meanwhile; this client keeps the cluster, and drops it with the
+     * first set that translates without it (usually the next Listener response).
+     */
+    private Map<String, List<? extends Message>> withHeldClusters(Map<String, List<? extends Message>> next) {
+        var names = names(next.get(CLUSTER));
+        var held = new ArrayList<Cluster>();
+        for (var c : applied.getOrDefault(CLUSTER, List.of())) {
+            if (!names.contains(((Cluster) c).getName())) {
+                held.add((Cluster) c);
+            }
+        }
+        if (held.isEmpty()) {
+            return null;
+        }
+        var heldNames = names(held);
+        var assigned = new java.util.HashSet<String>();
+        for (var a : next.getOrDefault(ENDPOINT, List.of())) {
+            assigned.add(((ClusterLoadAssignment) a).getClusterName());
+        }
+        var assignments = new ArrayList<Message>(next.getOrDefault(ENDPOINT, List.of()));
+        for (var a : applied.getOrDefault(ENDPOINT, List.of())) {
+            String cluster = ((ClusterLoadAssignment) a).getClusterName();
+            if (heldNames.contains(cluster) && !assigned.contains(cluster)) {
+                assignments.add(a);
+            }
+        }
+        var clusters = new ArrayList<Message>(next.getOrDefault(CLUSTER, List.of()));
+        clusters.addAll(held);
+        var out = new LinkedHashMap<>(next);
+        out.put(CLUSTER, clusters);
+        out.put(ENDPOINT, assignments);
+        return out;
+    }
+
+    private static java.util.Set<String> names(List<? extends Message> clusters) {
+        var out = new java.util.LinkedHashSet<String>();
+        for (var c : clusters == null ? List.<Message>of() : clusters) {
+            out.add(((Cluster) c).getName());
+        }
+        return out;
     }
 
     private final Map<String, String> lastNacked = new LinkedHashMap<>();
@@ -284,7 +355,7 @@ public final class AdsClient implements AutoCloseable {
                 first = false;
             }
             out.append('}');
-            for (var e : current.entrySet()) {
+            for (var e : applied.entrySet()) { // what runs, held clusters too: the listeners saved route to them
                 out.append(",\"").append(e.getKey()).append("\":[");
                 for (int i = 0; i < e.getValue().size(); i++) {
                     out.append(i == 0 ? "" : ",").append(printer.print(e.getValue().get(i)));
@@ -329,6 +400,7 @@ public final class AdsClient implements AutoCloseable {
             ProxyConfig config = translate("last-good:" + v, loaded);
             applier.apply(config);
             current.putAll(loaded);
+            applied.putAll(loaded);
             versions.putAll(v);
             appliedVersion = versions.toString();
             log.info("event=xds_last_good_applied file={} versions={} listeners={}", lastGoodFile, versions, config.listeners().size());

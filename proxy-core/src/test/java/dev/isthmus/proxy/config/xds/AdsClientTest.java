@@ -193,4 +193,54 @@ class AdsClientTest {
             }
         }
     }
+
+    /**
+     * A server removes a cluster and the listener that routes to it in one change, but its Cluster
+     * response comes before its Listener response (java-control-plane answers clusters first): the
+     * client neither NACKs the clusters nor breaks the listener in force. It keeps the removed
+     * cluster until the Listener response no longer routes to it, and then drops it.
+     */
+    @Test
+    void aClusterRemovedBeforeTheListenerThatRoutesToItIsHeldUntilTheListenerGoes() throws Exception {
+        startServer();
+        Path lastGood = Files.createTempDirectory("xds").resolve("last-good.json");
+        int port1 = dev.isthmus.proxy.Loopback.freePort();
+        int port2 = dev.isthmus.proxy.Loopback.freePort();
+        try (var a = tagged("A"); var b = tagged("B")) {
+            var both = List.of(listener("l1", port1, "app"), listener("l2", port2, "old"));
+            cache.setSnapshot("sidecars", Snapshot.create(List.of(cluster("app", a.getLocalPort()), cluster("old", b.getLocalPort())), "c1", List.of(), "e1",
+                    both, "l1", List.of(), "r1", List.of(), "s1"));
+            var manager = new RelayManager(loops, meters, null);
+            try (var client = new AdsClient("127.0.0.1:" + server.getPort(), Node.newBuilder().setId("sidecar-1").build(), lastGood, manager, meters)) {
+                client.start();
+                await("the first set applied", () -> manager.address("l2").isPresent());
+                assertEquals("B:one", call(port2, "one"));
+
+                // the clusters without 'old' come while the listeners in force still route to it
+                cache.setSnapshot("sidecars", Snapshot.create(List.of(cluster("app", a.getLocalPort())), "c2", List.of(), "e1", both, "l1", List.of(), "r1",
+                        List.of(), "s1"));
+                await("c2 ACKed", () -> seen.stream().anyMatch(r -> r.getTypeUrl().equals(AdsClient.CLUSTER) && r.getVersionInfo().equals("c2")
+                        && !r.hasErrorDetail()));
+                assertTrue(seen.stream().noneMatch(DiscoveryRequest::hasErrorDetail), "nothing NACKed: " + seen);
+                assertEquals("B:held", call(port2, "held"), "l2 still reaches the cluster it routes to");
+                assertTrue(Files.readString(lastGood).contains("\"old\""), "the last good set on disk is what runs: l2 and its cluster");
+
+                // the listeners without l2 come: 'old' goes with them
+                cache.setSnapshot("sidecars", Snapshot.create(List.of(cluster("app", a.getLocalPort())), "c2", List.of(), "e1",
+                        List.of(listener("l1", port1, "app")), "l2", List.of(), "r1", List.of(), "s1"));
+                await("l2 closed", () -> manager.address("l2").isEmpty());
+                await("the set without 'old' on disk", () -> {
+                    try {
+                        return !Files.readString(lastGood).contains("\"old\"");
+                    } catch (java.io.IOException e) {
+                        return false;
+                    }
+                });
+                assertEquals("A:two", call(port1, "two"));
+                assertTrue(seen.stream().noneMatch(DiscoveryRequest::hasErrorDetail), "nothing NACKed: " + seen);
+            } finally {
+                manager.close();
+            }
+        }
+    }
 }
