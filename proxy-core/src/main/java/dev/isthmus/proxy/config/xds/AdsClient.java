@@ -210,8 +210,15 @@ public final class AdsClient implements AutoCloseable {
                 } catch (XdsTranslator.ConfigException stillRefused) {
                     throw e; // the reasons of the set as the server sent it
                 }
-                log.info("event=xds_cluster_removal_deferred clusters={} reason=\"the listeners in force still route to them: {}\"",
-                        names(run.get(CLUSTER)).stream().filter(n -> !names(next.get(CLUSTER)).contains(n)).toList(), String.join("; ", e.errors()));
+                var kept = names(run.get(CLUSTER)).stream().filter(n -> !names(next.get(CLUSTER)).contains(n)).toList();
+                if (!kept.equals(heldLogged)) { // once per held set, not again on each assignment update meanwhile
+                    log.info("event=xds_cluster_removal_deferred clusters={} reason=\"the listeners in force still route to them: {}{}\"", kept,
+                            e.errors().get(0), e.errors().size() > 1 ? " (and " + (e.errors().size() - 1) + " more)" : "");
+                    heldLogged = kept;
+                }
+            }
+            if (run == next) {
+                heldLogged = List.of();
             }
             applier.apply(config);
             current.clear();
@@ -284,6 +291,8 @@ public final class AdsClient implements AutoCloseable {
         return out;
     }
 
+    /** The clusters held when that was last logged. */
+    private List<String> heldLogged = List.of();
     private final Map<String, String> lastNacked = new LinkedHashMap<>();
     private final Map<String, Integer> repeatedNacks = new LinkedHashMap<>();
 
