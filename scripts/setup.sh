@@ -48,9 +48,9 @@ isthmus_apt_install() {
     fi
   fi
   echo "isthmus: installing ${missing[*]} with apt-get" >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   } || { echo "isthmus: apt-get could not install ${missing[*]}" >&2; return 1; }
 }
 
@@ -60,5 +60,8 @@ isthmus_apt_install() {
 # the git CLI), curl and nghttp2-client (the proxy tests' HTTP/1.1 and HTTP/2 clients; nghttp sends
 # concurrent streams on one connection).
 ISTHMUS_RUNTIME_PACKAGES=(nats-server openssl iproute2 iptables procps git curl nghttp2-client)
+# The tests also run a real Prometheus against the local federation, with the configuration `isthmus
+# up` writes, to check every query of the Grafana dashboards in deploy/grafana.
+ISTHMUS_TEST_PACKAGES=(prometheus)
 # Benchmarks also drive these peers and load generators.
 ISTHMUS_BENCH_PACKAGES=(haproxy wrk nghttp2-client)

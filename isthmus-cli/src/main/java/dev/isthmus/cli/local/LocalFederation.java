@@ -70,6 +70,7 @@ public final class LocalFederation {
         Files.writeString(topology.stateDir().resolve("base-port"), topology.basePort() + "\n");
         Files.writeString(topology.stateDir().resolve("federation"), topology.federation() + "\n");
         Files.writeString(topology.stateDir().resolve("absent"), String.join(",", new java.util.TreeSet<>(topology.absent())) + "\n");
+        Files.writeString(topology.prometheusConfig(), topology.prometheusConfigText());
         for (String region : topology.regions()) {
             writeCredential(topology.adminTokenFile(region));
             writeCredential(topology.workloadTokenFile(region));

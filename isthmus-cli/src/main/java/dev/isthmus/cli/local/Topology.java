@@ -241,6 +241,52 @@ public record Topology(String federation, List<String> regions, int basePort, Pa
         return regionDir(region).resolve("nats").resolve("nats.conf");
     }
 
+    /** Where {@code isthmus up} writes {@link #prometheusConfigText}. */
+    public Path prometheusConfig() {
+        return stateDir.resolve("prometheus.yml");
+    }
+
+    /**
+     * A Prometheus configuration that scrapes every component of the federation that exports
+     * Prometheus metrics: controllers and trust bridges ({@code /q/metrics}), east-west gateways and
+     * sidecars (their admin port's {@code /metrics}). Each target carries {@code region} and, for
+     * sidecars, {@code deployment}; the dashboards of {@code deploy/grafana} select by them. NATS
+     * servers are left out: their monitoring port speaks JSON, not Prometheus text.
+     */
+    public String prometheusConfigText() {
+        var out = new StringBuilder("""
+                # Written by `isthmus up` for this local federation (%s, regions %s).
+                # Run: prometheus --config.file=%s --storage.tsdb.path=%s
+                global:
+                  scrape_interval: 5s
+                  evaluation_interval: 5s
+                scrape_configs:
+                """.formatted(federation, String.join(",", regions), prometheusConfig(), stateDir.resolve("prometheus-data")));
+        job(out, "federation-controller", "/q/metrics", regions.stream().map(r -> target(controllerPort(r), r, null)).toList());
+        job(out, "trust-bridge", "/q/metrics", regions.stream().map(r -> target(trustBridgePort(r), r, null)).toList());
+        job(out, "east-west-gateway", "/metrics", regions.stream().map(r -> target(gatewayAdminPort(r), r, null)).toList());
+        var sidecars = new ArrayList<String>();
+        for (String r : regions) {
+            for (String d : SHOP_DEPLOYMENTS) {
+                if (runs(r, d)) {
+                    sidecars.add(target(sidecarAdminPort(r, d), r, d));
+                }
+            }
+        }
+        job(out, "sidecar", "/metrics", sidecars);
+        return out.toString();
+    }
+
+    private static String target(int port, String region, String deployment) {
+        return "      - targets: ['" + HOST + ":" + port + "']\n        labels: {region: " + region
+                + (deployment == null ? "" : ", deployment: " + deployment) + "}\n";
+    }
+
+    private static void job(StringBuilder out, String name, String path, List<String> targets) {
+        out.append("  - job_name: ").append(name).append("\n    metrics_path: ").append(path).append("\n    static_configs:\n");
+        targets.forEach(out::append);
+    }
+
     /** Every component, in start order (by stage). */
     public List<Component> components() {
         var all = new ArrayList<Component>();

@@ -26,6 +26,32 @@ class TopologyTest {
     }
 
     @Test
+    void thePrometheusConfigurationScrapesEveryComponentWithMetricsLabelledByRegion() throws Exception {
+        var without = three.without(List.of("us-east/product-catalog-v2"));
+        var yaml = new com.fasterxml.jackson.databind.ObjectMapper(new com.fasterxml.jackson.dataformat.yaml.YAMLFactory())
+                .readTree(without.prometheusConfigText());
+        var byJob = new java.util.TreeMap<String, List<String>>();
+        for (var job : yaml.path("scrape_configs")) {
+            var targets = new java.util.ArrayList<String>();
+            for (var sc : job.path("static_configs")) {
+                String target = sc.path("targets").get(0).asText();
+                targets.add(sc.path("labels").path("region").asText() + " " + sc.path("labels").path("deployment").asText("-") + " "
+                        + job.path("metrics_path").asText() + " " + target);
+            }
+            byJob.put(job.path("job_name").asText(), targets);
+        }
+        assertEquals(List.of("east-west-gateway", "federation-controller", "sidecar", "trust-bridge"), List.copyOf(byJob.keySet()));
+        assertEquals(List.of("us-east - /q/metrics 127.0.0.1:20010", "eu-west - /q/metrics 127.0.0.1:20110", "ap-south - /q/metrics 127.0.0.1:20210"),
+                byJob.get("federation-controller"));
+        assertEquals("us-east - /metrics 127.0.0.1:" + three.gatewayAdminPort("us-east"), byJob.get("east-west-gateway").get(0));
+        assertEquals(11, byJob.get("sidecar").size(), "every sidecar but the absent one: " + byJob.get("sidecar"));
+        assertTrue(byJob.get("sidecar").contains("eu-west product-catalog-v2 /metrics 127.0.0.1:" + three.sidecarAdminPort("eu-west", "product-catalog-v2")),
+                byJob.get("sidecar").toString());
+        assertTrue(byJob.get("sidecar").stream().noneMatch(t -> t.startsWith("us-east product-catalog-v2")), byJob.get("sidecar").toString());
+        assertEquals("5s", yaml.path("global").path("scrape_interval").asText());
+    }
+
+    @Test
     void natsConfigLinksEveryOtherRegionByGateway() {
         String conf = three.natsConfigText("eu-west");
         assertTrue(conf.contains("name: \"us-east\", urls: [\"nats://127.0.0.1:20001\"]"), conf);
