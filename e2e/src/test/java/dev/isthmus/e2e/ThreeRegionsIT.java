@@ -296,4 +296,83 @@ class ThreeRegionsIT {
             assertTrue(share > 0.40 && share < 0.60, region + " follows the 50/50 commit: " + share + "; " + picks);
         }
     }
+
+    /**
+     * Metrics that a component creates at their first event (a refusal, a NACK): a dashboard's query of
+     * them must be valid, and is empty while nothing was refused.
+     */
+    static final java.util.Set<String> COUNTED_FROM_THE_FIRST_EVENT = java.util.Set.of("isthmus_federation_messages_rejected_total",
+            "isthmus_xds_nacks_total", "isthmus_xds_rejected_total");
+
+    /**
+     * The Grafana dashboards of deploy/grafana against a real Prometheus that scrapes the whole
+     * federation with the configuration `isthmus up` writes: every target is up, and every query of
+     * every panel is valid and, under shop traffic from two regions, returns series.
+     */
+    @Test
+    @Order(6)
+    void everyDashboardQueryAnswersFromAPrometheusScrapingTheFederation() throws Exception {
+        var config = java.nio.file.Files.readString(FED.topology().prometheusConfig());
+        int targets = config.split("- targets:", -1).length - 1;
+        assertEquals(3 * 3 + 10, targets, "controllers, trust bridges and gateways of 3 regions, and 10 sidecars: " + config);
+        var dir = java.nio.file.Files.createTempDirectory(LocalFederationExtension.home().resolve("e2e/target"), "prometheus-");
+        var file = dir.resolve("prometheus.yml");
+        java.nio.file.Files.writeString(file, config.replace("scrape_interval: 5s", "scrape_interval: 1s"));
+        int port;
+        try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            port = s.getLocalPort();
+        }
+        var prometheus = new ProcessBuilder("prometheus", "--config.file=" + file, "--storage.tsdb.path=" + dir.resolve("data"),
+                "--web.listen-address=127.0.0.1:" + port).redirectErrorStream(true).redirectOutput(dir.resolve("prometheus.log").toFile()).start();
+        var load = new ShopLoad(ShopLoad.checkoutTargets(FED.topology(), List.of("us-east", "eu-west"), false), 20, Duration.ofSeconds(5));
+        var grpcLoad = new ShopLoad(ShopLoad.checkoutTargets(FED.topology(), List.of("us-east", "ap-south"), true), 20, Duration.ofSeconds(5));
+        try {
+            load.start();
+            grpcLoad.start();
+            String api = "http://127.0.0.1:" + port + "/api/v1/query?query=";
+            await("every target up", 60, () -> {
+                try {
+                    return Http.get(api + enc("count(up == 1)")).body().contains("\"" + targets + "\"]");
+                } catch (java.io.IOException e) {
+                    return false;
+                }
+            });
+            Thread.sleep(12_000); // a dozen scrapes of steady traffic
+            var mapper = new com.fasterxml.jackson.databind.ObjectMapper();
+            var problems = new java.util.ArrayList<String>();
+            int queries = 0;
+            for (String name : List.of("isthmus-traffic.json", "isthmus-control-plane.json")) {
+                var dashboard = mapper.readTree(LocalFederationExtension.home().resolve("deploy/grafana").resolve(name).toFile());
+                var ids = new java.util.HashSet<Integer>();
+                for (var panel : dashboard.path("panels")) {
+                    assertTrue(ids.add(panel.path("id").asInt()), name + ": panel ids are unique: " + panel.path("id"));
+                    for (var target : panel.path("targets")) {
+                        String expr = target.path("expr").asText();
+                        var answer = mapper.readTree(Http.get(api + enc(expr.replace("$__rate_interval", "10s").replace("$region", ".*"))).body());
+                        queries++;
+                        String where = name + " panel " + panel.path("id") + " '" + panel.path("title").asText() + "' " + target.path("refId").asText();
+                        if (!answer.path("status").asText().equals("success")) {
+                            problems.add(where + ": " + answer.path("error").asText() + " in " + expr);
+                        } else if (answer.path("data").path("result").isEmpty()
+                                && COUNTED_FROM_THE_FIRST_EVENT.stream().noneMatch(expr::contains)) {
+                            problems.add(where + ": no series for " + expr);
+                        }
+                    }
+                }
+            }
+            System.out.printf(Locale.ROOT, "[dashboards] %d queries of deploy/grafana against Prometheus scraping %d targets: %d problems%n", queries,
+                    targets, problems.size());
+            assertTrue(problems.isEmpty(), String.join("\n", problems));
+            assertTrue(queries >= 30, "the dashboards' queries were all run: " + queries);
+        } finally {
+            load.close();
+            grpcLoad.close();
+            prometheus.destroy();
+            prometheus.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    static String enc(String query) {
+        return java.net.URLEncoder.encode(query, java.nio.charset.StandardCharsets.UTF_8);
+    }
 }
