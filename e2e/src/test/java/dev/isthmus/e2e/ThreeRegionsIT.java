@@ -298,11 +298,10 @@ class ThreeRegionsIT {
     }
 
     /**
-     * Metrics that a component creates at their first event (a refusal, a NACK): a dashboard's query of
-     * them must be valid, and is empty while nothing was refused.
+     * Metrics that a component creates at their first event (a bus message refused, by subject and
+     * reason): a dashboard's query of them must be valid, and is empty while nothing was refused.
      */
-    static final java.util.Set<String> COUNTED_FROM_THE_FIRST_EVENT = java.util.Set.of("isthmus_federation_messages_rejected_total",
-            "isthmus_xds_nacks_total", "isthmus_xds_rejected_total");
+    static final java.util.Set<String> COUNTED_FROM_THE_FIRST_EVENT = java.util.Set.of("isthmus_federation_messages_rejected_total");
 
     /**
      * The Grafana dashboards of deploy/grafana against a real Prometheus that scrapes the whole

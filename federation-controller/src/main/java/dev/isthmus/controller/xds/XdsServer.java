@@ -387,6 +387,10 @@ public class XdsServer {
                 streams.put(streamId, proxy);
                 cache.setSnapshot(group, snapshot(proxy));
                 LOG.infof("event=xds_proxy_connected proxy=%s type=%s service=%s stream=%d", node.getId(), proxy.type, node.getCluster(), streamId);
+                for (String t : List.of("Cluster", "ClusterLoadAssignment", "Listener")) {
+                    // at 0 from the first stream of a proxy type: a NACK rate then shows 0, and rate() sees the first NACK
+                    Counter.builder("isthmus_xds_nacks_total").tag("type", t).tag("proxy_type", proxy.type).register(meters);
+                }
             }
             String type = shortType(request.getTypeUrl());
             if (request.hasErrorDetail()) {

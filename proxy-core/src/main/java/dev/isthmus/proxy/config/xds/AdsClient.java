@@ -95,6 +95,9 @@ public final class AdsClient implements AutoCloseable {
         int colon = target.lastIndexOf(':');
         this.channel = NettyChannelBuilder.forAddress(target.substring(0, colon), Integer.parseInt(target.substring(colon + 1))).usePlaintext().build();
         this.accepted = Counter.builder("isthmus_xds_accepted").description("xDS responses applied and ACKed").register(meters);
+        for (String type : TYPES) { // at 0 before the first refusal, so that a dashboard shows 0 and rate() sees the first one
+            Counter.builder("isthmus_xds_rejected").tag("type", shortType(type)).register(meters);
+        }
     }
 
     /** Applies the last good config kept on disk (if any), then opens the stream. */
