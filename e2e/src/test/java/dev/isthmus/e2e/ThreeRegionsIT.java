@@ -321,8 +321,13 @@ class ThreeRegionsIT {
         try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
             port = s.getLocalPort();
         }
-        var prometheus = new ProcessBuilder("prometheus", "--config.file=" + file, "--storage.tsdb.path=" + dir.resolve("data"),
-                "--web.listen-address=127.0.0.1:" + port).redirectErrorStream(true).redirectOutput(dir.resolve("prometheus.log").toFile()).start();
+        Process prometheus;
+        try {
+            prometheus = new ProcessBuilder("prometheus", "--config.file=" + file, "--storage.tsdb.path=" + dir.resolve("data"),
+                    "--web.listen-address=127.0.0.1:" + port).redirectErrorStream(true).redirectOutput(dir.resolve("prometheus.log").toFile()).start();
+        } catch (java.io.IOException e) {
+            throw new AssertionError("prometheus could not be started (./test installs it: apt-get install prometheus): " + e.getMessage(), e);
+        }
         var load = new ShopLoad(ShopLoad.checkoutTargets(FED.topology(), List.of("us-east", "eu-west"), false), 20, Duration.ofSeconds(5));
         var grpcLoad = new ShopLoad(ShopLoad.checkoutTargets(FED.topology(), List.of("us-east", "ap-south"), true), 20, Duration.ofSeconds(5));
         try {

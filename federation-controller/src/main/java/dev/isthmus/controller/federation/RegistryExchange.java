@@ -84,6 +84,10 @@ public class RegistryExchange {
         this.catalog = catalog;
         this.json = json;
         this.meters = meters;
+        // at 0 from the start: the dashboards show 0, and rate() counts the first stale message or gap
+        meters.counter("isthmus_federation_delta_gaps");
+        meters.counter("isthmus_federation_messages_stale", "subject", "registry-delta");
+        meters.counter("isthmus_federation_messages_stale", "subject", "registry");
         this.store = new PeerSnapshotStore(config.stateDir(), json);
         this.wire = Wire.mapper(json);
         for (int i = 0; i < workers.length; i++) {

@@ -257,16 +257,16 @@ public final class AdsClient implements AutoCloseable {
      */
     private Map<String, List<? extends Message>> withHeldClusters(Map<String, List<? extends Message>> next) {
         var names = names(next.get(CLUSTER));
-        var held = new ArrayList<Cluster>();
+        var gone = new ArrayList<Cluster>();
         for (var c : applied.getOrDefault(CLUSTER, List.of())) {
             if (!names.contains(((Cluster) c).getName())) {
-                held.add((Cluster) c);
+                gone.add((Cluster) c);
             }
         }
-        if (held.isEmpty()) {
+        if (gone.isEmpty()) {
             return null;
         }
-        var heldNames = names(held);
+        var goneNames = names(gone);
         var assigned = new java.util.HashSet<String>();
         for (var a : next.getOrDefault(ENDPOINT, List.of())) {
             assigned.add(((ClusterLoadAssignment) a).getClusterName());
@@ -274,12 +274,12 @@ public final class AdsClient implements AutoCloseable {
         var assignments = new ArrayList<Message>(next.getOrDefault(ENDPOINT, List.of()));
         for (var a : applied.getOrDefault(ENDPOINT, List.of())) {
             String cluster = ((ClusterLoadAssignment) a).getClusterName();
-            if (heldNames.contains(cluster) && !assigned.contains(cluster)) {
+            if (goneNames.contains(cluster) && !assigned.contains(cluster)) {
                 assignments.add(a);
             }
         }
         var clusters = new ArrayList<Message>(next.getOrDefault(CLUSTER, List.of()));
-        clusters.addAll(held);
+        clusters.addAll(gone);
         var out = new LinkedHashMap<>(next);
         out.put(CLUSTER, clusters);
         out.put(ENDPOINT, assignments);
