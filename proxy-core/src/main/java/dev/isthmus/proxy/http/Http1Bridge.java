@@ -100,6 +100,11 @@ final class Http1Bridge {
         connectAndExchange(loop, type, cluster, endpoint, idle, request, timeout, done);
     }
 
+    /** Whether {@code loop} has an entry of pooled connections (for tests: it goes when the loop terminates). */
+    static boolean hasPoolOf(EventLoop loop) {
+        return IDLE.containsKey(loop);
+    }
+
     /** Open, and not idle for longer than {@link HttpProxy#idleNanos}. */
     private static boolean usable(Channel ch, long now) {
         return ch.isActive() && ch.pipeline().get(Answer.NAME) instanceof Answer a && now - a.idleSince < HttpProxy.idleNanos;

@@ -1288,6 +1288,11 @@ final class Http2Relay {
         return connect;
     }
 
+    /** Whether {@code loop} has an entry of upstream connections (for tests: it goes when the loop terminates). */
+    static boolean hasConnectionsOf(EventLoop loop) {
+        return CONNECTIONS.containsKey(loop);
+    }
+
     /** A stream for connection {@code ch}: its reservation ({@link Back#pending}), and a stall check when calls will wait in its codec. */
     private static io.netty.channel.ChannelFuture take(Channel ch, Back b) {
         b.pending++;

@@ -1,6 +1,7 @@
 package dev.isthmus.proxy.http;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.isthmus.proxy.EventLoops;
@@ -84,7 +85,16 @@ class GrpcThroughProxyTest {
         if (server != null) {
             server.shutdownNow();
         }
+        var workers = new java.util.ArrayList<io.netty.channel.EventLoop>();
+        loops.workers().forEach(e -> workers.add((io.netty.channel.EventLoop) e));
+        boolean used = workers.stream().anyMatch(Http2Relay::hasConnectionsOf);
         loops.close();
+        // the relay's static map of upstream connections lets go of a loop once it has terminated
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+        while (workers.stream().anyMatch(Http2Relay::hasConnectionsOf) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertFalse(workers.stream().anyMatch(Http2Relay::hasConnectionsOf), "terminated loops still in the relay's map (used: " + used + ")");
     }
 
     int startServer() throws Exception {

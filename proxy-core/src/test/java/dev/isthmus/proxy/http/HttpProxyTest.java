@@ -34,12 +34,20 @@ class HttpProxyTest {
     private RelayManager manager;
 
     @AfterEach
-    void stop() {
+    void stop() throws InterruptedException {
         if (manager != null) {
             manager.close();
         }
         servers.forEach(s -> s.stop(0));
+        var workers = new ArrayList<io.netty.channel.EventLoop>();
+        loops.workers().forEach(e -> workers.add((io.netty.channel.EventLoop) e));
         loops.close();
+        // the HTTP/2-to-HTTP/1.1 bridge's static pool map lets go of a loop once it has terminated
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+        while (workers.stream().anyMatch(Http1Bridge::hasPoolOf) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        assertTrue(workers.stream().noneMatch(Http1Bridge::hasPoolOf), "terminated loops still in the bridge's pool map");
     }
 
     /** An app answering every request with {@code status} and {@code body} after {@code delayMs}; counts its requests. */
