@@ -122,7 +122,7 @@ public final class ShopLoad implements AutoCloseable {
         boolean ok = res.statusCode() == 200 && (res.body().contains("\"upstreamStatus\":200") || res.body().contains("\"upstreamStatus\":\"OK\""))
                 && !region.isEmpty();
         return new Sample(at, latency, res.statusCode(), region, ok ? null : "status " + res.statusCode() + ": "
-                + res.body().substring(0, Math.min(200, res.body().length())));
+                + res.body().substring(0, Math.min(1000, res.body().length()))); // enough for a gRPC status with its description and cause
     }
 
     /** The samples answered so far, in no particular order. */
