@@ -8,6 +8,7 @@ import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.handler.codec.ByteToMessageDecoder;
+import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http2.DefaultHttp2DataFrame;
 import io.netty.handler.codec.http2.DefaultHttp2Headers;
 import io.netty.handler.codec.http2.DefaultHttp2HeadersFrame;
@@ -62,11 +63,10 @@ final class Http2Relay {
 
     private static final Logger log = LoggerFactory.getLogger(Http2Relay.class);
     private static final byte[] PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".getBytes(StandardCharsets.US_ASCII);
-    /** Header names as AsciiStrings, whose hash is computed once: a String's is computed again on every lookup in Netty's headers. */
-    private static final io.netty.util.AsciiString[] CONNECTION_SPECIFIC = {io.netty.util.AsciiString.cached("connection"),
-        io.netty.util.AsciiString.cached("keep-alive"), io.netty.util.AsciiString.cached("proxy-connection"),
-        io.netty.util.AsciiString.cached("transfer-encoding"), io.netty.util.AsciiString.cached("upgrade")};
-    private static final io.netty.util.AsciiString TE = io.netty.util.AsciiString.cached("te");
+    /** Header names as Netty's AsciiStrings, whose hash is computed once: a String's is computed again on every lookup in Netty's headers. */
+    private static final io.netty.util.AsciiString[] CONNECTION_SPECIFIC = {HttpHeaderNames.CONNECTION, HttpHeaderNames.KEEP_ALIVE,
+        HttpHeaderNames.PROXY_CONNECTION, HttpHeaderNames.TRANSFER_ENCODING, HttpHeaderNames.UPGRADE};
+    private static final io.netty.util.AsciiString TE = HttpHeaderNames.TE;
     private static final io.netty.util.AsciiString CALLER = io.netty.util.AsciiString.cached(HttpProxy.CALLER_HEADER);
     /**
      * How much of a request is kept to send it again after its upstream stream failed (reset, 5xx, a
