@@ -18,7 +18,6 @@ import io.netty.util.concurrent.ScheduledFuture;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.ArrayDeque;
-import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -66,14 +65,8 @@ final class Http1Bridge {
     static void send(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type, HttpProxy.Upstream cluster,
             InetSocketAddress endpoint, FullHttpRequest request, Duration timeout, Consumer<Outcome> done, Runnable onResend) {
         var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
-        ArrayDeque<Channel> idle = IDLE.computeIfAbsent(loop, l -> {
-            var byKey = new HashMap<HttpProxy.PoolKey, ArrayDeque<Channel>>();
-            long every = HttpProxy.idleNanos / 2;
-            l.scheduleAtFixedRate(() -> HttpProxy.closeIdle(byKey, Http1Bridge::usable), every, every, TimeUnit.NANOSECONDS);
-            // the sweep ends with the loop; so does the loop's entry here (tests start and stop many loops)
-            l.terminationFuture().addListener(f -> IDLE.remove(l));
-            return byKey;
-        }).computeIfAbsent(key, k -> new ArrayDeque<>());
+        ArrayDeque<Channel> idle = HttpProxy.loopPools(IDLE, loop, HttpProxy.idleNanos / 2, byKey -> HttpProxy.closeIdle(byKey, Http1Bridge::usable))
+                .computeIfAbsent(key, k -> new ArrayDeque<>());
         Channel ch;
         long now = System.nanoTime();
         while ((ch = idle.pollLast()) != null) {

@@ -31,7 +31,6 @@ import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -1237,13 +1236,8 @@ final class Http2Relay {
      */
     private static io.netty.channel.ChannelFuture connection(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type,
             InetSocketAddress endpoint, HttpProxy.Upstream cluster) {
-        Map<HttpProxy.PoolKey, List<Channel>> byEndpoint = CONNECTIONS.computeIfAbsent(loop, l -> {
-            var pool = new HashMap<HttpProxy.PoolKey, List<Channel>>();
-            long idle = idleNanos;
-            loop.scheduleAtFixedRate(() -> closeIdle(pool, idle), idle / 2, idle / 2, java.util.concurrent.TimeUnit.NANOSECONDS);
-            loop.terminationFuture().addListener(f -> CONNECTIONS.remove(loop)); // as the sweep, the entry ends with the loop
-            return pool;
-        });
+        long idle = idleNanos;
+        Map<HttpProxy.PoolKey, List<Channel>> byEndpoint = HttpProxy.loopPools(CONNECTIONS, loop, idle / 2, pool -> closeIdle(pool, idle));
         var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
         List<Channel> open = byEndpoint.computeIfAbsent(key, k -> new ArrayList<>(2));
         long now = System.nanoTime();

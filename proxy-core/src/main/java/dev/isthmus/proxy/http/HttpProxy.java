@@ -1083,6 +1083,21 @@ public final class HttpProxy implements AutoCloseable {
         return ch.isActive() && ch.pipeline().get(Backend.class) instanceof Backend b && now - b.idleSince < idleNanos;
     }
 
+    /**
+     * The event loop's own map of pooled upstream connections in {@code byLoop} (a static map, one
+     * entry per loop), made on first use with {@code sweep} run on the loop every {@code everyNanos};
+     * the entry goes when the loop terminates, as its sweep does.
+     */
+    static <V> Map<PoolKey, V> loopPools(Map<EventLoop, Map<PoolKey, V>> byLoop, EventLoop loop, long everyNanos,
+            java.util.function.Consumer<Map<PoolKey, V>> sweep) {
+        return byLoop.computeIfAbsent(loop, l -> {
+            var pools = new HashMap<PoolKey, V>();
+            l.scheduleAtFixedRate(() -> sweep.accept(pools), everyNanos, everyNanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+            l.terminationFuture().addListener(f -> byLoop.remove(l));
+            return pools;
+        });
+    }
+
     /** Closes the loop's pooled connections idle for longer than {@link #idleNanos} (the oldest are first in each pool). */
     private static void closeIdle(Map<PoolKey, ArrayDeque<Channel>> byKey) {
         closeIdle(byKey, HttpProxy::usable);
