@@ -197,7 +197,7 @@ public final class AdsClient implements AutoCloseable {
         held.clear();
         pending.clear();
         String version = responses.stream().map(r -> shortType(r.getTypeUrl()) + "=" + r.getVersionInfo()).reduce((a, b) -> a + "," + b).orElse("");
-        boolean listenersInForce = !responses.stream().anyMatch(r -> r.getTypeUrl().equals(LISTENER));
+        boolean listenersInForce = responses.stream().noneMatch(r -> r.getTypeUrl().equals(LISTENER));
         try {
             Map<String, List<? extends Message>> run = next;
             ProxyConfig config;
@@ -213,7 +213,8 @@ public final class AdsClient implements AutoCloseable {
                 } catch (XdsTranslator.ConfigException stillRefused) {
                     throw e; // the reasons of the set as the server sent it
                 }
-                var kept = names(run.get(CLUSTER)).stream().filter(n -> !names(next.get(CLUSTER)).contains(n)).toList();
+                var kept = new ArrayList<>(names(run.get(CLUSTER)));
+                kept.removeAll(names(next.get(CLUSTER)));
                 if (!kept.equals(heldLogged)) { // once per held set, not again on each assignment update meanwhile
                     log.info("event=xds_cluster_removal_deferred clusters={} reason=\"the listeners in force still route to them: {}{}\"", kept,
                             e.errors().get(0), e.errors().size() > 1 ? " (and " + (e.errors().size() - 1) + " more)" : "");
