@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.isthmus.api.names.MeshNames;
 import dev.isthmus.api.registry.Endpoint;
 import io.fabric8.kubernetes.api.model.ObjectReferenceBuilder;
 import io.fabric8.kubernetes.api.model.ServiceBuilder;
@@ -80,6 +81,73 @@ class KubernetesEndpointsTest {
 
             client.services().inNamespace("shop").withName("product-catalog").delete();
             await(seen, List::isEmpty);
+        }
+    }
+
+    @Test
+    void eachSlicePortTakesTheServicePortOfItsName() throws Exception {
+        // A meshed Service: its ports target the sidecar's inbound listeners, and the mesh names them by the Service's ports.
+        var seen = new AtomicReference<List<Endpoint>>();
+        client.services().inNamespace("shop").resource(new ServiceBuilder().withNewMetadata().withName("catalog2").withNamespace("shop").endMetadata()
+                .withNewSpec().addNewPort().withName("http").withPort(80).withNewTargetPort(15006).endPort()
+                .addNewPort().withName("grpc").withPort(9090).withNewTargetPort(15016).endPort().endSpec().build()).create();
+        client.discovery().v1().endpointSlices().inNamespace("shop").resource(new EndpointSliceBuilder().withNewMetadata().withName("catalog2-a")
+                .withNamespace("shop").addToLabels(KubernetesEndpoints.SERVICE_NAME_LABEL, "catalog2").endMetadata().withAddressType("IPv4")
+                .addNewPort().withName("http").withPort(15006).endPort().addNewPort().withName("grpc").withPort(15016).endPort()
+                .addToEndpoints(new EndpointBuilder().withAddresses("10.1.0.9").withTargetRef(new ObjectReferenceBuilder().withName("c2-1").build()).build())
+                .build()).create();
+        try (var source = new KubernetesEndpoints(client, List.of("shop"), "eu-west", "eu-west", "zone-a", "eu-west.acme.isthmus", seen::set)) {
+            source.start();
+            var eps = await(seen, l -> l.stream().filter(e -> e.service().equals("shop/catalog2")).count() == 2).stream()
+                    .filter(e -> e.service().equals("shop/catalog2")).toList();
+            var grpc = eps.stream().filter(e -> e.port() == 15016).findFirst().orElseThrow();
+            var http = eps.stream().filter(e -> e.port() == 15006).findFirst().orElseThrow();
+            assertEquals("grpc", grpc.protocol());
+            assertEquals(9090, MeshNames.servicePort(grpc.labels()), "the grpc port is service port 9090: " + grpc.labels());
+            assertEquals(80, MeshNames.servicePort(http.labels()));
+            assertFalse(http.labels().containsKey(MeshNames.SERVICE_PORT_LABEL), "80 is the default and is not written: " + http.labels());
+            assertEquals("c2-1:15016", grpc.instance());
+        } finally {
+            client.services().inNamespace("shop").withName("catalog2").delete();
+            client.discovery().v1().endpointSlices().inNamespace("shop").withName("catalog2-a").delete();
+        }
+    }
+
+    @Test
+    void aPodsVersionLabelAndServiceAccountMakeItsSubsetAndIdentity() throws Exception {
+        // A canary: v1 and v2 pods behind one Service; the slice (as Kubernetes writes it) carries no version.
+        var seen = new AtomicReference<List<Endpoint>>();
+        client.services().inNamespace("shop").resource(new ServiceBuilder().withNewMetadata().withName("catalog3").withNamespace("shop").endMetadata()
+                .withNewSpec().addNewPort().withName("http").withPort(80).withNewTargetPort(15006).endPort().endSpec().build()).create();
+        for (String v : List.of("v1", "v2")) {
+            client.pods().inNamespace("shop").resource(new io.fabric8.kubernetes.api.model.PodBuilder().withNewMetadata().withName("catalog3-" + v)
+                    .withNamespace("shop").addToLabels("app", "catalog3").addToLabels("version", v).endMetadata()
+                    .withNewSpec().withServiceAccountName("catalog3-sa").addNewContainer().withName("app").withImage("x").endContainer().endSpec()
+                    .build()).create();
+        }
+        var slice = new EndpointSliceBuilder().withNewMetadata().withName("catalog3-a").withNamespace("shop")
+                .addToLabels(KubernetesEndpoints.SERVICE_NAME_LABEL, "catalog3").endMetadata().withAddressType("IPv4")
+                .addNewPort().withName("http").withPort(15006).endPort();
+        int i = 20;
+        for (String pod : List.of("catalog3-v1", "catalog3-v2", "not-a-pod-we-know")) {
+            slice.addToEndpoints(new EndpointBuilder().withAddresses("10.1.0." + i++)
+                    .withTargetRef(new ObjectReferenceBuilder().withKind("Pod").withName(pod).build()).build());
+        }
+        client.discovery().v1().endpointSlices().inNamespace("shop").resource(slice.build()).create();
+        try (var source = new KubernetesEndpoints(client, List.of("shop"), "eu-west", "eu-west", "zone-a", "eu-west.acme.isthmus", seen::set)) {
+            source.start();
+            var eps = await(seen, l -> l.stream().filter(e -> e.service().equals("shop/catalog3") && e.labels().containsKey("version")).count() == 2)
+                    .stream().filter(e -> e.service().equals("shop/catalog3")).toList();
+            assertEquals(3, eps.size(), eps.toString());
+            assertEquals("v1", eps.get(0).labels().get("version"));
+            assertEquals("v2", eps.get(1).labels().get("version"));
+            assertEquals("spiffe://eu-west.acme.isthmus/ns/shop/sa/catalog3-sa", eps.get(1).identity(), "the pod's service account");
+            assertFalse(eps.get(2).labels().containsKey("version"), "a pod not (yet) seen: no subset");
+            assertEquals("spiffe://eu-west.acme.isthmus/ns/shop/sa/default", eps.get(2).identity());
+        } finally {
+            client.services().inNamespace("shop").withName("catalog3").delete();
+            client.discovery().v1().endpointSlices().inNamespace("shop").withName("catalog3-a").delete();
+            client.pods().inNamespace("shop").delete();
         }
     }
 
