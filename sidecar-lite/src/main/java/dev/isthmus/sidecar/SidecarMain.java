@@ -158,7 +158,7 @@ public final class SidecarMain {
             String service = settings.string("service", "default/" + settings.string("instance", "workload"));
             String id = settings.string("spiffe-id", "spiffe://" + settings.string("trust-domain", settings.string("cluster", "local") + ".acme.isthmus")
                     + "/ns/" + service.substring(0, service.indexOf('/')) + "/sa/" + service.substring(service.indexOf('/') + 1));
-            var client = process.own(new SvidClient(bridge, id, credentialFile(settings.optional("controller-token-file")).get(), Duration.ZERO));
+            var client = process.own(new SvidClient(bridge, id, credentialFile(settings.optional("controller-token-file")), Duration.ZERO));
             client.start();
             return client;
         });

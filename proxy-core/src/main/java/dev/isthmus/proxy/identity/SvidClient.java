@@ -77,7 +77,7 @@ public final class SvidClient implements AutoCloseable {
     }
 
     private final String spiffeId;
-    private final String credential;
+    private final java.util.function.Supplier<String> credential;
     private final ManagedChannel channel;
     private final WorkloadCertificatesGrpc.WorkloadCertificatesBlockingStub stub;
     private final Duration ttl;
@@ -93,6 +93,18 @@ public final class SvidClient implements AutoCloseable {
      * @param ttl lifetime to ask for; zero for the bridge's default
      */
     public SvidClient(String bridge, String spiffeId, String credential, Duration ttl) {
+        this(bridge, spiffeId, () -> credential, ttl);
+    }
+
+    /**
+     * With a credential that changes: it is asked for at every request and every bundle watch, so a
+     * credential that is replaced in place (a Kubernetes projected service-account token, which the
+     * kubelet rewrites before it expires) is the one sent.
+     *
+     * @param bridge host:port of the trust bridge's gRPC port
+     * @param ttl lifetime to ask for; zero for the bridge's default
+     */
+    public SvidClient(String bridge, String spiffeId, java.util.function.Supplier<String> credential, Duration ttl) {
         this.spiffeId = spiffeId;
         this.credential = credential;
         this.ttl = ttl;
@@ -163,7 +175,7 @@ public final class SvidClient implements AutoCloseable {
         }
         watching = true;
         WorkloadCertificatesGrpc.newStub(channel).watchBundle(
-                dev.isthmus.api.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential).build(),
+                dev.isthmus.api.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential.get()).build(),
                 new io.grpc.stub.StreamObserver<>() {
                     @Override
                     public void onNext(dev.isthmus.api.trust.v1.TrustBundle bundle) {
@@ -217,7 +229,7 @@ public final class SvidClient implements AutoCloseable {
                 w.writeObject(csr);
             }
             IssueResponse res = stub.withDeadlineAfter(10, TimeUnit.SECONDS).issue(IssueRequest.newBuilder().setCsrPem(pem.toString())
-                    .setSpiffeId(spiffeId).setCredential(credential).setTtlSeconds(ttl.toSeconds()).build());
+                    .setSpiffeId(spiffeId).setCredential(credential.get()).setTtlSeconds(ttl.toSeconds()).build());
             X509Certificate cert = parse(res.getCertificatePem());
             if (!cert.getPublicKey().equals(pair.getPublic())) {
                 throw new IllegalStateException("the bridge returned a certificate for another key");

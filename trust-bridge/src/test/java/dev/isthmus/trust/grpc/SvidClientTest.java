@@ -54,4 +54,17 @@ class SvidClientTest {
             assertTrue(client.current().isEmpty());
         }
     }
+
+    @Test
+    void aCredentialReplacedInPlaceIsTheOneSentAtTheRetry() throws Exception {
+        // As a projected service-account token: the file is rewritten, the client reads it again at each request.
+        var credential = new java.util.concurrent.atomic.AtomicReference<>("expired-credential-0000");
+        try (var client = new SvidClient("127.0.0.1:18291", WorkloadCertificatesServiceTest.ID, credential::get, Duration.ZERO)) {
+            client.start();
+            await("the refusal", Duration.ofSeconds(10), () -> client.lastError().contains("UNAUTHENTICATED"));
+            credential.set(WorkloadCertificatesServiceTest.CREDENTIAL);
+            await("a certificate with the new credential", Duration.ofSeconds(10), () -> client.current().isPresent());
+            assertEquals(WorkloadCertificatesServiceTest.ID, client.current().orElseThrow().spiffeId());
+        }
+    }
 }
