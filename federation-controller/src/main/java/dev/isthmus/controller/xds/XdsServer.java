@@ -54,7 +54,8 @@ import org.jboss.logging.Logger;
  * ({@code namespace/name}). What each gets is {@link ProxyResources}'s.
  *
  * <p>Every {@code isthmus.xds.rebuild-interval} the server compares a fingerprint of its inputs (the
- * content hashes of the local and the peers' registries, the peers' gateway addresses, the policy in
+ * content hashes of the local and the peers' registries, the peers' gateway addresses (a name resolved
+ * by {@link GatewayAddresses}), the policy in
  * force) with the last one and rebuilds the snapshots when it changed. Versions are per resource type and content-addressed, so a type whose
  * resources did not change is not sent again. A proxy's NACK is logged, counted
  * ({@code isthmus_xds_nacks_total}) and shown by {@link #status} until it ACKs a newer version.
@@ -126,6 +127,7 @@ public class XdsServer {
     private final ProxyResources.Memo gatewayMemo = new ProxyResources.Memo();
     private final ProxyResources.Memo sidecarMemo = new ProxyResources.Memo();
     private Counter servicesRebuilt;
+    private final GatewayAddresses gatewayAddresses = new GatewayAddresses(java.time.Duration.ofSeconds(30));
 
     public XdsServer(ControllerConfig config, LocalRegistry registry, FederatedCatalog catalog, PeerTracker peers, MeterRegistry meters) {
         this.config = config;
@@ -168,6 +170,7 @@ public class XdsServer {
 
     void stop(@Observes ShutdownEvent event) {
         rebuilder.shutdownNow();
+        gatewayAddresses.close();
         if (server != null) {
             server.shutdownNow();
         }
@@ -215,7 +218,7 @@ public class XdsServer {
                 continue;
             }
             catalog.snapshot(p.cluster()).ifPresent(s -> remote.put(p.cluster(), s.endpoints()));
-            known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), p.gateway() == null ? "" : p.gateway()));
+            known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), gatewayAddresses.resolve(p.gateway())));
         }
         var c = config.cluster();
         var applied = policy.applied();
@@ -233,7 +236,7 @@ public class XdsServer {
         for (PeerTracker.Peer p : peers.peers()) {
             if (p.state() != PeerState.LEFT) {
                 sb.append('|').append(p.cluster()).append(' ').append(catalog.hash(p.cluster()).orElse("")).append(' ').append(p.region())
-                        .append(' ').append(p.zone()).append(' ').append(p.gateway());
+                        .append(' ').append(p.zone()).append(' ').append(gatewayAddresses.resolve(p.gateway()));
             }
         }
         return sb.append("|policy ").append(policy.sha()).append('/').append(policy.version()).toString();
