@@ -58,8 +58,14 @@ final class KubeApiServer implements AutoCloseable {
         };
         server = new KubernetesMockServer(new Context(), new MockWebServer(), new HashMap<>(), dispatcher, false);
         server.init(InetAddress.getByName("127.0.0.1"), 0);
-        client = server.createClient();
+        // The test's own client (kubectl's part) is the cluster admin; every other caller must be a service account.
+        accountByToken.put(ADMIN_TOKEN, ADMIN);
+        client = new io.fabric8.kubernetes.client.KubernetesClientBuilder().withConfig(new io.fabric8.kubernetes.client.ConfigBuilder()
+                .withMasterUrl(url()).withOauthToken(ADMIN_TOKEN).withNamespace("default").build()).build().adapt(NamespacedKubernetesClient.class);
     }
+
+    static final String ADMIN = "cluster-admin";
+    private static final String ADMIN_TOKEN = "cluster-admin-" + java.util.UUID.randomUUID();
 
     String url() {
         return "http://127.0.0.1:" + server.getPort();
