@@ -244,8 +244,8 @@ final class KubeCluster implements AutoCloseable {
                     throw new AssertionError(name + ": volume " + v.getName() + " is of a kind the test does not make");
                 }
             }
-            for (var claim : workload.claims()) {
-                Files.createDirectories(volume((String) claim.get("name")));
+            for (String claim : workload.claims()) {
+                Files.createDirectories(volume(claim));
             }
             for (Container c : KubeManifests.longRunning(template)) {
                 processes.add(run(c));

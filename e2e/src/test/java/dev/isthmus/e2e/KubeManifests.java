@@ -104,8 +104,8 @@ final class KubeManifests {
                 && java.util.Objects.equals(o.getMetadata().getNamespace(), namespace)).findFirst();
     }
 
-    /** A workload's name, namespace and pod template (Deployments and StatefulSets). */
-    record Workload(String kind, String name, String namespace, Map<String, String> selector, PodTemplateSpec template, List<Map<String, Object>> claims) {
+    /** A workload's name, namespace, pod template and volume claims (Deployments and StatefulSets). */
+    record Workload(String kind, String name, String namespace, Map<String, String> selector, PodTemplateSpec template, List<String> claims) {
     }
 
     List<Workload> workloads() {
@@ -115,7 +115,7 @@ final class KubeManifests {
         all(StatefulSet.class).forEach(s -> out.add(new Workload("StatefulSet", s.getMetadata().getName(), s.getMetadata().getNamespace(),
                 s.getSpec().getSelector().getMatchLabels(), s.getSpec().getTemplate(),
                 s.getSpec().getVolumeClaimTemplates() == null ? List.of() : s.getSpec().getVolumeClaimTemplates().stream()
-                        .map(c -> Map.<String, Object>of("name", c.getMetadata().getName())).toList())));
+                        .map(c -> c.getMetadata().getName()).toList())));
         return out;
     }
 
