@@ -67,10 +67,10 @@ class KubernetesDeploymentIT {
         watchdog = LocalFederationExtension.startWatchdog(dir);
         // The operator points the controllers at their policy repository: here the example one, in a local Git repository.
         Path policy = dir.resolve("policy.git");
-        git(dir, "init", "-q", "-b", "main", policy.toString());
+        run(dir, "git", "init", "-q", "-b", "main", policy.toString());
         copyTree(HOME.resolve("deploy/gitops-example"), policy);
-        git(policy, "add", "-A");
-        git(policy, "-c", "user.name=test", "-c", "user.email=test@example.net", "commit", "-q", "-m", "example policy");
+        run(policy, "git", "add", "-A");
+        run(policy, "git", "-c", "user.name=test", "-c", "user.email=test@example.net", "commit", "-q", "-m", "example policy");
         int net = 77;
         for (String name : CLUSTERS) {
             var manifests = KubeManifests.overlay(DEPLOY.resolve("overlays/" + name));
@@ -88,7 +88,7 @@ class KubernetesDeploymentIT {
         // The LoadBalancers' DNS names the overlays give (gateway.<cluster>..., nats.<cluster>...), and the
         // Secrets the README tells an operator to make: the credentials, and NATS gateway certificates from one CA.
         Path tls = Files.createDirectories(dir.resolve("nats-tls"));
-        openssl(tls, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        run(tls, "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
                 "-days", "1", "-subj", "/CN=isthmus-nats-ca");
         for (Region r : REGIONS.values()) {
             for (Region other : REGIONS.values()) {
@@ -96,11 +96,11 @@ class KubernetesDeploymentIT {
                 r.cluster().external.put("nats." + other.name() + ".mesh.example.net", Map.entry(other.cluster(), "isthmus-nats-gateway"));
             }
             String natsIp = r.cluster().pods.stream().filter(p -> p.name.startsWith("isthmus-nats-")).findFirst().orElseThrow().ip;
-            openssl(tls, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", r.name() + ".key", "-out", r.name() + ".csr",
+            run(tls, "openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", r.name() + ".key", "-out", r.name() + ".csr",
                     "-subj", "/CN=nats." + r.name());
             Files.writeString(tls.resolve(r.name() + ".ext"), "subjectAltName=DNS:nats." + r.name() + ".mesh.example.net,IP:" + natsIp + "\n"
                     + "extendedKeyUsage=serverAuth,clientAuth\n");
-            openssl(tls, "x509", "-req", "-in", r.name() + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+            run(tls, "openssl", "x509", "-req", "-in", r.name() + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
                     "-extfile", r.name() + ".ext", "-out", r.name() + ".crt");
             r.secrets().put("isthmus-system/isthmus-credentials", Map.of("admin-token", random(), "workload-token", random()));
             r.secrets().put("isthmus-system/isthmus-nats-gateway-tls", Map.of("tls.crt", Files.readString(tls.resolve(r.name() + ".crt")),
@@ -134,12 +134,11 @@ class KubernetesDeploymentIT {
         }
     }
 
-    static void openssl(Path where, String... args) throws Exception {
-        var cmd = new ArrayList<>(List.of("openssl"));
-        cmd.addAll(List.of(args));
-        var p = new ProcessBuilder(cmd).directory(where.toFile()).redirectErrorStream(true).start();
+    /** Runs a command (git, openssl) in a directory; it must succeed. */
+    static void run(Path where, String... argv) throws Exception {
+        var p = new ProcessBuilder(argv).directory(where.toFile()).redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes());
-        assertEquals(0, p.waitFor(), "openssl " + String.join(" ", args) + ": " + out);
+        assertEquals(0, p.waitFor(), String.join(" ", argv) + ": " + out);
     }
 
     /** Writes each meshed Service's EndpointSlice as Kubernetes would: its ports by name with their target numbers, the pods it selects. */
@@ -161,14 +160,6 @@ class KubernetesDeploymentIT {
             EndpointSlice built = slice.build();
             r.api().client.discovery().v1().endpointSlices().inNamespace("shop").resource(built).createOr(x -> x.update());
         }
-    }
-
-    static void git(Path where, String... args) throws Exception {
-        var cmd = new ArrayList<>(List.of("git"));
-        cmd.addAll(List.of(args));
-        var p = new ProcessBuilder(cmd).directory(where.toFile()).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes());
-        assertEquals(0, p.waitFor(), "git " + String.join(" ", args) + ": " + out);
     }
 
     static void copyTree(Path from, Path to) throws Exception {
@@ -226,7 +217,7 @@ class KubernetesDeploymentIT {
 
     @Test
     @Order(2)
-    void everyServiceSelectsPodsAndTargetsTheirPortsAndEveryAccountExists() {
+    void everyServiceAndBudgetSelectsPodsServicesTargetTheirPortsAndEveryAccountExists() {
         var manifests = REGIONS.get("us-east").manifests();
         for (Service svc : manifests.all(Service.class).toList()) {
             var templates = manifests.workloads().stream().filter(w -> w.namespace().equals(svc.getMetadata().getNamespace())
@@ -238,6 +229,11 @@ class KubernetesDeploymentIT {
                             "Service " + svc.getMetadata().getName() + " port " + port.getName() + " targets no container port of " + w.name());
                 }
             }
+        }
+        for (var pdb : manifests.all(io.fabric8.kubernetes.api.model.policy.v1.PodDisruptionBudget.class).toList()) {
+            assertTrue(manifests.workloads().stream().anyMatch(w -> w.namespace().equals(pdb.getMetadata().getNamespace())
+                    && KubeManifests.selects(pdb.getSpec().getSelector().getMatchLabels(), w.template().getMetadata().getLabels())),
+                    "PodDisruptionBudget " + pdb.getMetadata().getName() + " selects no workload's pods");
         }
         for (var w : manifests.workloads()) {
             assertTrue(KubeManifests.selects(w.selector(), w.template().getMetadata().getLabels()), w.name() + ": its selector does not select its pods");
@@ -339,8 +335,8 @@ class KubernetesDeploymentIT {
         }
         Set<String> seen = new LinkedHashSet<>();
         for (var call : api.calls) {
-            if (call.account().equals("anonymous")) {
-                continue; // the test's own client
+            if (call.account().equals(KubeApiServer.ADMIN)) {
+                continue; // the test's own client: kubectl's and the kubelet's part
             }
             String[] what = verbGroupResource(call.method(), call.path());
             seen.add(call.account() + " " + what[0] + " " + what[1] + "/" + what[2]);
