@@ -5,4 +5,4 @@ FROM eclipse-temurin:21-jre
 COPY federation-controller/target/quarkus-app/ /opt/isthmus/federation-controller/
 WORKDIR /opt/isthmus/federation-controller
 USER 10001
-ENTRYPOINT ["java", "-Xmx384m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=1000", "-jar", "/opt/isthmus/federation-controller/quarkus-run.jar"]
+ENTRYPOINT ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=1000", "-jar", "/opt/isthmus/federation-controller/quarkus-run.jar"]

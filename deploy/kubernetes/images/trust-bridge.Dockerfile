@@ -5,4 +5,4 @@ FROM eclipse-temurin:21-jre
 COPY trust-bridge/target/quarkus-app/ /opt/isthmus/trust-bridge/
 WORKDIR /opt/isthmus/trust-bridge
 USER 10001
-ENTRYPOINT ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=1000", "-jar", "/opt/isthmus/trust-bridge/quarkus-run.jar"]
+ENTRYPOINT ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-XX:+UnlockExperimentalVMOptions", "-XX:TrimNativeHeapInterval=1000", "-jar", "/opt/isthmus/trust-bridge/quarkus-run.jar"]
