@@ -31,9 +31,10 @@ public class FederationResource {
      * @param federation the federation's name, or null when unfederated
      * @param state Unfederated, Joining or Active
      * @param publicKey this cluster's signing key fingerprint
+     * @param drainingUntil while this cluster is drained, when the drain ends; else null
      */
     public record FederationView(String federation, String cluster, String region, String state, String publicKey,
-            boolean natsConnected, String natsServer, List<PeerTracker.Peer> peers) {
+            boolean natsConnected, String natsServer, java.time.Instant drainingUntil, List<PeerTracker.Peer> peers) {
     }
 
     private final ControllerConfig config;
@@ -41,6 +42,8 @@ public class FederationResource {
     private final NatsConnection nats;
     private final Membership membership;
     private final ObjectMapper json;
+    @jakarta.inject.Inject
+    dev.isthmus.controller.federation.Drain drain;
 
     public FederationResource(ControllerConfig config, PeerTracker peers, NatsConnection nats, Membership membership, ObjectMapper json) {
         this.config = config;
@@ -55,7 +58,8 @@ public class FederationResource {
     public FederationView get() {
         return new FederationView(membership.roster().map(r -> r.federation()).orElse(null), config.cluster().name(),
                 config.cluster().region().orElse(config.cluster().name()), membership.state().display(),
-                membership.identity().fingerprint(), nats.isConnected(), nats.connectedUrl().orElse(""), peers.peers());
+                membership.identity().fingerprint(), nats.isConnected(), nats.connectedUrl().orElse(""), drain.until().orElse(null),
+                peers.peers());
     }
 
     @POST
@@ -93,6 +97,46 @@ public class FederationResource {
         } catch (MembershipException e) {
             return problem(e);
         }
+    }
+
+    @POST
+    @Path("/drain")
+    @AdminOnly
+    @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Drain this cluster for a while (a failover drill, maintenance): every other member sends it no traffic "
+            + "until the time given or a DELETE; its own workloads keep calling each other. Body: {\"duration\": \"60s\"} (1s to 24h)")
+    public Response drain(@RequestBody String body) {
+        JsonNode node;
+        try {
+            node = json.readTree(body == null ? "" : body);
+        } catch (IOException e) {
+            return Problem.badRequest("the body is not JSON: " + e.getMessage().lines().findFirst().orElse(""));
+        }
+        if (node == null || !node.isObject() || !node.hasNonNull("duration") || !node.get("duration").isTextual()) {
+            return Problem.badRequest("the body must be {\"duration\": \"<how long, e.g. 60s or 10m>\"}");
+        }
+        var names = node.fieldNames();
+        while (names.hasNext()) {
+            String f = names.next();
+            if (!f.equals("duration")) {
+                return Problem.badRequest("unknown field '" + f + "'; the only field is 'duration'");
+            }
+        }
+        try {
+            drain.drain(JoinTokensResource.parseDuration(node.get("duration").asText()));
+        } catch (IllegalArgumentException e) {
+            return Problem.badRequest("field 'duration': " + e.getMessage());
+        }
+        return Response.ok(get()).build();
+    }
+
+    @jakarta.ws.rs.DELETE
+    @Path("/drain")
+    @AdminOnly
+    @Operation(summary = "End this cluster's drain now: the other members send it traffic again")
+    public Response restore() {
+        drain.restore();
+        return Response.ok(get()).build();
     }
 
     static Response problem(MembershipException e) {

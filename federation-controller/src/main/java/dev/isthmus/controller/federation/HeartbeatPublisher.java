@@ -22,6 +22,8 @@ public class HeartbeatPublisher {
     private final ObjectMapper json;
     @jakarta.inject.Inject
     dev.isthmus.controller.policy.PolicyStore policy;
+    @jakarta.inject.Inject
+    Drain drain;
     private final String incarnation = UUID.randomUUID().toString();
     private final AtomicLong sequence = new AtomicLong();
 
@@ -38,7 +40,8 @@ public class HeartbeatPublisher {
         var snapshot = registry.snapshot();
         var hb = new Heartbeat(config.cluster().name(), config.cluster().region().orElse(config.cluster().name()),
                 config.cluster().zone(), incarnation, sequence.incrementAndGet(), System.currentTimeMillis(),
-                snapshot.generation(), snapshot.hash(), config.gateway().address().orElse(""), policy.sha());
+                snapshot.generation(), snapshot.hash(), config.gateway().address().orElse(""), policy.sha(),
+                drain.until().map(java.time.Instant::toEpochMilli).orElse(0L));
         bus.publish(bus.own("heartbeat"), json.writeValueAsBytes(hb));
         peers.sweep();
     }

@@ -45,9 +45,10 @@ public class PeerTracker {
      * @param policy the commit SHA of the policy the peer runs, from its last heartbeat, empty if unknown or none
      */
     public record Peer(String cluster, String region, String zone, @com.fasterxml.jackson.annotation.JsonIgnore PeerState state,
-            Instant lastHeartbeat, long registryGeneration, long generationLag, Instant joinedAt, String leftReason, String gateway, String policy) {
+            Instant lastHeartbeat, long registryGeneration, long generationLag, Instant joinedAt, String leftReason, String gateway, String policy,
+            Instant drainingUntil) {
 
-        /** The state as the API and CLI spell it: Joining, Active, Unreachable, Left. */
+        /** The state as the API and CLI spell it: Joining, Active, Draining, Unreachable, Left. */
         @com.fasterxml.jackson.annotation.JsonProperty("state")
         public String stateName() {
             return state.display();
@@ -128,13 +129,15 @@ public class PeerTracker {
             } else if (h == null) {
                 state = Instant.ofEpochMilli(m.joinedAt()).isAfter(startedAt) ? PeerState.JOINING : PeerState.UNREACHABLE;
             } else {
-                state = h.at().isBefore(deadline) ? PeerState.UNREACHABLE : PeerState.ACTIVE;
+                state = h.at().isBefore(deadline) ? PeerState.UNREACHABLE
+                        : h.heartbeat().drainingUntilMillis() > now.toEpochMilli() ? PeerState.DRAINING : PeerState.ACTIVE;
             }
             long announced = h == null ? -1 : h.heartbeat().registryGeneration();
             long lag = announced < 0 ? 0 : Math.max(0, announced - catalog.generation(m.cluster()));
             out.add(new Peer(m.cluster(), m.region(), m.zone(), state, h == null ? null : h.at(), announced, lag,
                     Instant.ofEpochMilli(m.joinedAt()), m.leftReason(), h == null ? "" : h.heartbeat().gateway(),
-                    h == null ? "" : h.heartbeat().policy()));
+                    h == null ? "" : h.heartbeat().policy(),
+                    state == PeerState.DRAINING ? Instant.ofEpochMilli(h.heartbeat().drainingUntilMillis()) : null));
         }
         return out;
     }

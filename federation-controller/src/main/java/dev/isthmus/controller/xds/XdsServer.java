@@ -218,12 +218,21 @@ public class XdsServer {
                 continue;
             }
             catalog.snapshot(p.cluster()).ifPresent(s -> remote.put(p.cluster(), s.endpoints()));
-            known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), gatewayAddresses.resolve(p.gateway())));
+            known.put(p.cluster(), new ProxyResources.Peer(p.cluster(), p.region(), p.zone(), gatewayOf(p)));
         }
         var c = config.cluster();
         var applied = policy.applied();
         return new ProxyResources.Inputs(c.name(), c.region().orElse(c.name()), c.zone(), local, remote, known,
                 applied == null ? dev.isthmus.api.policy.Policies.Bundle.EMPTY : applied.bundle());
+    }
+
+    /**
+     * Where the sidecars reach a peer: its gateway's address, resolved; none while it is drained (a
+     * drill), so it leaves their failover as a cluster without a gateway does. An unreachable peer
+     * keeps its gateway (static stability: its endpoints stay, at the lowest priority).
+     */
+    private String gatewayOf(PeerTracker.Peer p) {
+        return p.state() == PeerState.DRAINING ? "" : gatewayAddresses.resolve(p.gateway());
     }
 
     /**
@@ -236,7 +245,7 @@ public class XdsServer {
         for (PeerTracker.Peer p : peers.peers()) {
             if (p.state() != PeerState.LEFT) {
                 sb.append('|').append(p.cluster()).append(' ').append(catalog.hash(p.cluster()).orElse("")).append(' ').append(p.region())
-                        .append(' ').append(p.zone()).append(' ').append(gatewayAddresses.resolve(p.gateway()));
+                        .append(' ').append(p.zone()).append(' ').append(gatewayOf(p));
             }
         }
         return sb.append("|policy ").append(policy.sha()).append('/').append(policy.version()).toString();

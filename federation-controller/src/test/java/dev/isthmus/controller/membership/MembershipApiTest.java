@@ -52,7 +52,27 @@ class MembershipApiTest {
         given().body(body("x")).post("/api/v1/federation/join").then().statusCode(401);
         given().post("/api/v1/federation/leave").then().statusCode(401);
         given().delete("/api/v1/clusters/eu-west").then().statusCode(401);
+        given().body("{\"duration\":\"60s\"}").post("/api/v1/federation/drain").then().statusCode(401);
+        given().delete("/api/v1/federation/drain").then().statusCode(401);
         given().get("/api/v1/federation").then().statusCode(200).body("state", equalTo("Unfederated"));
+    }
+
+    @Test
+    @Order(50)
+    void aDrainIsAskedForWithADurationShownAndEndedEarly() {
+        var admin = given().auth().oauth2(ADMIN);
+        admin.body("{\"duration\":\"soon\"}").post("/api/v1/federation/drain").then().statusCode(400)
+                .body("detail", containsString("field 'duration': 'soon' is not a duration"));
+        given().auth().oauth2(ADMIN).body("{\"duration\":\"25h\"}").post("/api/v1/federation/drain").then().statusCode(400)
+                .body("detail", containsString("1s to 24h"));
+        given().auth().oauth2(ADMIN).body("{\"duration\":\"60s\",\"region\":\"eu-west\"}").post("/api/v1/federation/drain").then()
+                .statusCode(400).body("detail", containsString("unknown field 'region'"));
+        given().auth().oauth2(ADMIN).body("[]").post("/api/v1/federation/drain").then().statusCode(400);
+        given().get("/api/v1/federation").then().statusCode(200).body("drainingUntil", org.hamcrest.Matchers.nullValue());
+        given().auth().oauth2(ADMIN).body("{\"duration\":\"60s\"}").post("/api/v1/federation/drain").then().statusCode(200)
+                .body("drainingUntil", org.hamcrest.Matchers.notNullValue());
+        given().get("/api/v1/federation").then().body("drainingUntil", org.hamcrest.Matchers.notNullValue());
+        given().auth().oauth2(ADMIN).delete("/api/v1/federation/drain").then().statusCode(200).body("drainingUntil", org.hamcrest.Matchers.nullValue());
     }
 
     @Test

@@ -17,9 +17,11 @@ package dev.isthmus.api.nats;
  * @param gateway {@code host:port} where other clusters reach the sender's east-west gateway; empty
  *     or absent (older senders) if it has none, and then other clusters cannot route to its endpoints
  * @param policy the commit SHA of the policy bundle the sender runs, empty if none
+ * @param drainingUntilMillis while the sender is drained (a drill or maintenance: other clusters
+ *     send it no traffic), when the drain ends by the sender's clock; 0 (or absent) when not drained
  */
 public record Heartbeat(String cluster, String region, String zone, String incarnation, long sequence, long sentAtMillis,
-        long registryGeneration, String registryHash, String gateway, String policy) {
+        long registryGeneration, String registryHash, String gateway, String policy, long drainingUntilMillis) {
 
     public Heartbeat {
         gateway = gateway == null ? "" : gateway;

@@ -1,0 +1,79 @@
+package dev.isthmus.controller.federation;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A drain lasts the time asked, survives a restart of the controller, ends early on restore, and refuses silly lengths. */
+class DrainTest {
+
+    static final class TestClock extends Clock {
+        Instant now = Instant.parse("2026-11-27T10:00:00Z");
+
+        @Override
+        public ZoneOffset getZone() {
+            return ZoneOffset.UTC;
+        }
+
+        @Override
+        public Clock withZone(java.time.ZoneId zone) {
+            return this;
+        }
+
+        @Override
+        public Instant instant() {
+            return now;
+        }
+    }
+
+    @Test
+    void aDrainEndsByItselfAndIsResumedAfterARestart(@TempDir Path dir) {
+        var clock = new TestClock();
+        var drain = new Drain(dir.resolve("draining-until"), clock);
+        assertTrue(drain.until().isEmpty());
+        Instant end = drain.drain(Duration.ofSeconds(90));
+        assertEquals(Instant.parse("2026-11-27T10:01:30Z"), end);
+        clock.now = clock.now.plusSeconds(30);
+        assertEquals(end, new Drain(dir.resolve("draining-until"), clock).until().orElseThrow(), "a restarted controller resumes the drain");
+        clock.now = clock.now.plusSeconds(61);
+        assertTrue(drain.until().isEmpty(), "over at its end");
+    }
+
+    @Test
+    void restoreEndsItAtOnceAndOnDisk(@TempDir Path dir) {
+        var clock = new TestClock();
+        var drain = new Drain(dir.resolve("draining-until"), clock);
+        drain.drain(Duration.ofMinutes(10));
+        assertTrue(drain.restore());
+        assertTrue(drain.until().isEmpty());
+        assertFalse(Files.exists(dir.resolve("draining-until")));
+        assertTrue(new Drain(dir.resolve("draining-until"), clock).until().isEmpty());
+        assertFalse(drain.restore(), "nothing to restore");
+    }
+
+    @Test
+    void aLengthOutsideOneSecondToADayIsRefusedAndKeepsTheDrainUnderWay(@TempDir Path dir) {
+        var drain = new Drain(dir.resolve("draining-until"), new TestClock());
+        Instant end = drain.drain(Duration.ofMinutes(5));
+        var e = assertThrows(IllegalArgumentException.class, () -> drain.drain(Duration.ofHours(25)));
+        assertTrue(e.getMessage().contains("1s to 24h"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> drain.drain(Duration.ZERO));
+        assertEquals(end, drain.until().orElseThrow());
+    }
+
+    @Test
+    void anUnreadableStateFileMeansNotDrained(@TempDir Path dir) throws Exception {
+        Files.writeString(dir.resolve("draining-until"), "soon");
+        assertTrue(new Drain(dir.resolve("draining-until"), new TestClock()).until().isEmpty());
+    }
+}
