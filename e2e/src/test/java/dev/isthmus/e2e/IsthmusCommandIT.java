@@ -1,6 +1,7 @@
 package dev.isthmus.e2e;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -142,6 +143,23 @@ class IsthmusCommandIT {
         var join = isthmusAtLocal("http://127.0.0.1:32110", "join", token.output().strip());
         assertEquals(1, join.exit(), join.output());
         assertTrue(join.output().contains("409") && join.output().contains("eu-west is a member of federation 'acme'"), join.output());
+
+        // eu-west drained: it says so, us-east sees it Draining; then the drain is ended.
+        var drain = isthmusAtLocal("http://127.0.0.1:32110", "drain", "--for", "5m");
+        assertEquals(0, drain.exit(), drain.output());
+        assertTrue(drain.output().contains("drained (the other clusters send it no traffic) until"), drain.output());
+        String seen = "";
+        for (int i = 0; i < 50 && !seen.contains("Draining"); i++) {
+            seen = isthmusAt("http://127.0.0.1:32010", "clusters").output();
+            Thread.sleep(100);
+        }
+        assertTrue(seen.lines().anyMatch(l -> l.contains("eu-west") && l.contains("Draining")), seen);
+        var badDrain = isthmusAtLocal("http://127.0.0.1:32110", "drain", "--for", "2d");
+        assertEquals(1, badDrain.exit(), badDrain.output());
+        assertTrue(badDrain.output().contains("1s to 24h"), badDrain.output());
+        var endDrain = isthmusAtLocal("http://127.0.0.1:32110", "drain", "--end");
+        assertEquals(0, endDrain.exit(), endDrain.output());
+        assertFalse(endDrain.output().contains("drained"), endDrain.output());
 
         var logs = isthmus("logs", "eu-west/federation-controller", "-n", "50");
         assertEquals(0, logs.exit());

@@ -119,6 +119,27 @@ class ThreeRegionsIT {
         assertMovedToApSouthAndBack(report, "no idempotent request fails: retries go to the next locality. ");
     }
 
+    /**
+     * The drill a production federation runs: eu-west drained through its controller (its heartbeats
+     * say so, every other controller shows it Draining and leaves its gateway out of its sidecars'
+     * failover), nothing killed; then the drain ended. No request fails, as no connection breaks.
+     */
+    @Test
+    @Order(2)
+    void drainedEuWestGetsNoTrafficFromUsEastUntilTheDrainEnds() throws Exception {
+        var report = FailoverDrill.run(FED.federation(), "eu-west", List.of("us-east"), 40, Duration.ofSeconds(8), Duration.ofSeconds(60), false, true,
+                line -> System.out.println("[drain] " + line));
+        System.out.println(report.text());
+        assertTrue(report.requestsBefore() > 100, "steady traffic before the drain: " + report);
+        assertEquals(0, report.failedDuring(), "a drain breaks no connection: " + report.text());
+        // eu-west still answers what was sent before the drain reached us-east's sidecar (a heartbeat, a rebuild, a push).
+        assertTrue(report.allReroutedMs() <= 5000, "all traffic on ap-south within 5 s of the drain: " + report.text());
+        assertTrue(report.servedDuring().containsKey("ap-south") && java.util.Set.of("ap-south", "eu-west").containsAll(report.servedDuring().keySet()),
+                report.text());
+        assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once the drain ended: " + report.text());
+        assertEquals("Active", stateOf("us-east", "eu-west"), "Active again once the drain ended");
+    }
+
     /** A drill's report: steady traffic before, nothing failed during the outage, all of it on ap-south within 5 s, and back on eu-west. */
     static void assertMovedToApSouthAndBack(FailoverDrill.Report report, String noFailure) {
         System.out.println(report.text());

@@ -12,10 +12,12 @@ import picocli.CommandLine.Parameters;
 
 /**
  * {@code isthmus drill REGION}: a failover drill on the local federation ({@link FailoverDrill}):
- * steady shop traffic from other regions, every process of REGION killed at once, then started again.
+ * steady shop traffic from other regions, every process of REGION killed at once, then started again;
+ * or, with {@code --drain}, REGION drained through its controller, then the drain ended.
  */
 @Command(name = "drill", description = {"Failover drill: under steady shop traffic from other regions, kill -9 every process of REGION,",
-        "measure how callers move to the next region and whether any request fails, then start REGION again and measure the return."})
+        "measure how callers move to the next region and whether any request fails, then start REGION again and measure the return.",
+        "With --drain, REGION is drained through its controller instead (nothing is killed)."})
 final class DrillCommand implements Callable<Integer> {
 
     @Mixin
@@ -36,6 +38,10 @@ final class DrillCommand implements Callable<Integer> {
     @Option(names = "--grpc", description = "order-processing calls the catalogue over gRPC (HTTP/2 POSTs between the sidecars) instead of HTTP/1.1 GETs.")
     boolean grpc;
 
+    @Option(names = "--drain", description = {"Drain REGION through its controller instead of killing it: the other regions send it no traffic,",
+            "its processes keep running; the drain then ends (the drill a production federation runs: POST /api/v1/federation/drain)."})
+    boolean drain;
+
     @Option(names = "--return-timeout", defaultValue = "120", description = "Seconds to wait for traffic to return after the restart (default ${DEFAULT-VALUE}).")
     int returnTimeout;
 
@@ -46,7 +52,7 @@ final class DrillCommand implements Callable<Integer> {
             var callers = from != null ? from : federation.topology().regions().stream()
                     .filter(r -> !r.equals(region) && federation.topology().runs(r, "order-processing")).toList();
             var report = FailoverDrill.run(federation, region, callers, rate, Duration.ofSeconds(outage), Duration.ofSeconds(returnTimeout), grpc,
-                    line -> System.out.println("  " + line));
+                    drain, line -> System.out.println("  " + line));
             System.out.println();
             System.out.print(report.text());
             return report.failedDuring() == 0 && !Double.isNaN(report.backAfterRestartSeconds()) ? 0 : 1;

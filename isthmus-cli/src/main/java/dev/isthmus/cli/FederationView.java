@@ -15,6 +15,9 @@ final class FederationView {
         }
         System.out.printf("cluster %s is %s%s%n", view.path("cluster").asText(), view.path("state").asText(),
                 view.hasNonNull("federation") ? " in federation " + view.path("federation").asText() : "");
+        if (view.hasNonNull("drainingUntil")) {
+            System.out.printf("drained (the other clusters send it no traffic) until %s%n", view.path("drainingUntil").asText());
+        }
         var table = new Table("PEER", "REGION", "STATE");
         for (var p : view.path("peers")) {
             table.row(p.path("cluster").asText(), p.path("region").asText(), p.path("state").asText());

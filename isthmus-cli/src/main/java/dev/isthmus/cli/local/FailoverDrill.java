@@ -11,7 +11,8 @@ import java.util.function.Consumer;
 /**
  * A failover drill on the local federation: steady shop traffic ({@link ShopLoad}) from some
  * regions, then every process of one region killed at once (SIGKILL, as a power cut), then the
- * region started again. It measures how the callers' traffic moves: from the fault to the first
+ * region started again; or, with {@code drain}, the region drained through its controller (the
+ * federation sends it no traffic, its processes keep running), then the drain ended. It measures how the callers' traffic moves: from the fault to the first
  * request served elsewhere and to the last one not served elsewhere, the requests that failed, the
  * latency p99 before, during and after, and how long after the restart traffic returns.
  *
@@ -20,24 +21,27 @@ import java.util.function.Consumer;
 public final class FailoverDrill {
 
     /** What one drill measured; times in milliseconds from the fault (or from the restart for {@code backAfterRestartSeconds}). */
-    public record Report(String region, int processesKilled, int requestsBefore, int failedBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
+    public record Report(String region, boolean drained, int processesKilled, int requestsBefore, int failedBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
             int requestsDuring, Map<String, Integer> servedDuring, double p99BeforeMs, double p99DuringMs, double p99AfterMs,
             double restartSeconds, double backAfterRestartSeconds, String firstFailure) {
 
         public String text() {
             return String.format(Locale.ROOT, """
-                    region killed:                      %s (%d processes, SIGKILL at once)
-                    requests failed before the fault:   %d of %d (sent before every process had exited)
+                    %s
+                    requests failed before the fault:   %d of %d%s
                     first request served elsewhere:     %.0f ms after the fault
                     all requests served elsewhere from: %.0f ms after the fault
                     requests failed during the outage:  %d of %d%s
                     served during the outage:           %s
                     latency p99 before/during/after:    %.1f / %.1f / %.1f ms
-                    region restarted in:                %.1f s; traffic back on it %s
-                    """, region, processesKilled, failedBefore, requestsBefore, firstReroutedMs, allReroutedMs, failedDuring, requestsDuring,
-                    firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs, p99AfterMs, restartSeconds,
-                    Double.isNaN(backAfterRestartSeconds) ? "NOT within the wait" : String.format(Locale.ROOT, "%.1f s after the restart",
-                            backAfterRestartSeconds));
+                    %s%.1f s; traffic back on it %s
+                    """, drained ? "region drained:                     " + region + " (its controller's POST /api/v1/federation/drain)"
+                            : "region killed:                      " + region + " (" + processesKilled + " processes, SIGKILL at once)",
+                    failedBefore, requestsBefore, drained ? "" : " (sent before every process had exited)", firstReroutedMs, allReroutedMs, failedDuring, requestsDuring,
+                    firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs, p99AfterMs,
+                    drained ? "drain ended in:                     " : "region restarted in:                ", restartSeconds,
+                    Double.isNaN(backAfterRestartSeconds) ? "NOT within the wait" : String.format(Locale.ROOT, "%.1f s after the %s",
+                            backAfterRestartSeconds, drained ? "drain ended" : "restart"));
         }
     }
 
@@ -57,6 +61,17 @@ public final class FailoverDrill {
     /** @param grpc order-processing calls the catalogue over gRPC (HTTP/2 POSTs between the sidecars) rather than HTTP/1.1 GETs */
     public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
             boolean grpc, Consumer<String> progress) throws Exception {
+        return run(federation, darkRegion, from, rate, outage, returnTimeout, grpc, false, progress);
+    }
+
+    /**
+     * @param drain instead of killing the region, drain it through its controller (the federation stops
+     *     sending it traffic; its processes keep running) and end the drain instead of restarting it:
+     *     the drill a production federation runs. The drain is asked for the outage and the return wait
+     *     together, so it ends by itself if this process dies
+     */
+    public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
+            boolean grpc, boolean drain, Consumer<String> progress) throws Exception {
         var topology = federation.topology();
         if (!topology.regions().contains(darkRegion)) {
             throw new IllegalArgumentException("no region '" + darkRegion + "' in the local federation; it has " + topology.regions());
@@ -71,9 +86,17 @@ public final class FailoverDrill {
             Thread.sleep(4000);
             // The fault is the instant every process of the region has exited: a request sent while the
             // signals were still going out could yet be answered there (seen in e2e: 1 of 480).
-            int killed = federation.killRegion(darkRegion);
+            var controller = new ControllerClient(java.net.URI.create("http://127.0.0.1:" + topology.controllerPort(darkRegion)),
+                    java.nio.file.Files.readString(topology.adminTokenFile(darkRegion)).strip());
+            int killed = 0;
+            if (drain) {
+                controller.post("/api/v1/federation/drain", "{\"duration\":\"" + outage.plus(returnTimeout).toSeconds() + "s\"}");
+                progress.accept("drained " + darkRegion + " through its controller");
+            } else {
+                killed = federation.killRegion(darkRegion);
+                progress.accept("killed every process of " + darkRegion + " (" + killed + ")");
+            }
             long killedAt = System.nanoTime();
-            progress.accept("killed every process of " + darkRegion + " (" + killed + ")");
             Thread.sleep(outage.toMillis());
             var samples = load.samples();
             var before = ShopLoad.window(samples, load.startedAt() + TimeUnit.SECONDS.toNanos(1), killedAt);
@@ -98,9 +121,14 @@ public final class FailoverDrill {
             }
             // who served before the fault is where the policy wants traffic: it should come back there
             long restartAt = System.nanoTime();
-            federation.startRegion(darkRegion, Duration.ofSeconds(120));
+            if (drain) {
+                controller.delete("/api/v1/federation/drain");
+            } else {
+                federation.startRegion(darkRegion, Duration.ofSeconds(120));
+            }
             double restartSeconds = (System.nanoTime() - restartAt) / 1e9;
-            progress.accept(String.format(Locale.ROOT, "started %s again (%.1f s); waiting for traffic to return", darkRegion, restartSeconds));
+            progress.accept(String.format(Locale.ROOT, "%s (%.1f s); waiting for traffic to return",
+                    drain ? "ended the drain of " + darkRegion : "started " + darkRegion + " again", restartSeconds));
             long deadline = System.nanoTime() + returnTimeout.toNanos();
             double back = Double.NaN;
             while (System.nanoTime() < deadline) {
@@ -117,7 +145,7 @@ public final class FailoverDrill {
             var after = ShopLoad.window(load.samples(), afterFrom - TimeUnit.SECONDS.toNanos(1), afterFrom + TimeUnit.SECONDS.toNanos(2));
             // 100% rerouted from: the first request after the last one that failed or went to the dark region (or the first rerouted)
             long allRerouted = firstRerouted == Long.MAX_VALUE ? Long.MAX_VALUE : Math.max(firstRerouted, lastElsewhere);
-            return new Report(darkRegion, killed, before.requests(), before.failed(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
+            return new Report(darkRegion, drain, killed, before.requests(), before.failed(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
                     allRerouted == Long.MAX_VALUE ? Double.NaN : (allRerouted - killedAt) / 1e6, during.failed(), during.requests(), new TreeMap<>(during.byRegion()), before.p99Millis(),
                     during.p99Millis(), after.p99Millis(), restartSeconds, back, firstFailure);
         } finally {
