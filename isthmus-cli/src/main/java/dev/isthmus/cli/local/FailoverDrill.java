@@ -12,9 +12,10 @@ import java.util.function.Consumer;
  * A failover drill on the local federation: steady shop traffic ({@link ShopLoad}) from some
  * regions, then every process of one region killed at once (SIGKILL, as a power cut), then the
  * region started again; or, with {@code drain}, the region drained through its controller (the
- * federation sends it no traffic, its processes keep running), then the drain ended. It measures how the callers' traffic moves: from the fault to the first
- * request served elsewhere and to the last one not served elsewhere, the requests that failed, the
- * latency p99 before, during and after, and how long after the restart traffic returns.
+ * federation sends it no traffic, its processes keep running), then the drain ended. It measures
+ * how the callers' traffic moves: from the fault to the first request served elsewhere and to the
+ * last one not served elsewhere, the requests that failed, the latency p99 before, during and after,
+ * and how long after the restart (or the drain's end) traffic returns.
  *
  * <p>Used by {@code isthmus drill}, the e2e test {@code ThreeRegionsIT} and {@code bench/run failover}.
  */
@@ -86,7 +87,7 @@ public final class FailoverDrill {
             Thread.sleep(4000);
             // The fault is the instant every process of the region has exited: a request sent while the
             // signals were still going out could yet be answered there (seen in e2e: 1 of 480).
-            var controller = new ControllerClient(java.net.URI.create("http://127.0.0.1:" + topology.controllerPort(darkRegion)),
+            var controller = !drain ? null : new ControllerClient(java.net.URI.create("http://127.0.0.1:" + topology.controllerPort(darkRegion)),
                     java.nio.file.Files.readString(topology.adminTokenFile(darkRegion)).strip());
             int killed = 0;
             if (drain) {
