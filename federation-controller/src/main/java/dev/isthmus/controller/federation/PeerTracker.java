@@ -43,6 +43,7 @@ public class PeerTracker {
      * @param generationLag how many generations the catalog here is behind that announcement
      * @param gateway {@code host:port} of the peer's east-west gateway from its last heartbeat, empty if unknown or none
      * @param policy the commit SHA of the policy the peer runs, from its last heartbeat, empty if unknown or none
+     * @param drainingUntil while the peer is {@code Draining}, when its drain ends (by its clock); else null
      */
     public record Peer(String cluster, String region, String zone, @com.fasterxml.jackson.annotation.JsonIgnore PeerState state,
             Instant lastHeartbeat, long registryGeneration, long generationLag, Instant joinedAt, String leftReason, String gateway, String policy,
