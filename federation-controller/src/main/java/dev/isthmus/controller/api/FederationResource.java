@@ -69,17 +69,12 @@ public class FederationResource {
     @Operation(summary = "Join the federation a token names. Body: {\"token\": \"isthmus-join-v1....\"}. "
             + "Answers once admitted; the state is Joining until every member's registry has arrived")
     public Response join(@RequestBody String body) {
-        JsonNode node;
-        try {
-            node = json.readTree(body == null ? "" : body);
-        } catch (IOException e) {
-            return Problem.badRequest("the body is not JSON: " + e.getMessage().lines().findFirst().orElse(""));
-        }
-        if (node == null || !node.isObject() || !node.hasNonNull("token") || !node.get("token").isTextual()) {
-            return Problem.badRequest("the body must be {\"token\": \"<the text printed by isthmus token create>\"}");
+        var token = textField(body, "token", false, "{\"token\": \"<the text printed by isthmus token create>\"}");
+        if (token.problem() != null) {
+            return token.problem();
         }
         try {
-            membership.join(node.get("token").asText());
+            membership.join(token.value());
             return Response.ok(get()).build();
         } catch (MembershipException e) {
             return problem(e);
@@ -106,24 +101,12 @@ public class FederationResource {
     @Operation(summary = "Drain this cluster for a while (a failover drill, maintenance): every other member sends it no traffic "
             + "until the time given or a DELETE; its own workloads keep calling each other. Body: {\"duration\": \"60s\"} (1s to 24h)")
     public Response drain(@RequestBody String body) {
-        JsonNode node;
-        try {
-            node = json.readTree(body == null ? "" : body);
-        } catch (IOException e) {
-            return Problem.badRequest("the body is not JSON: " + e.getMessage().lines().findFirst().orElse(""));
-        }
-        if (node == null || !node.isObject() || !node.hasNonNull("duration") || !node.get("duration").isTextual()) {
-            return Problem.badRequest("the body must be {\"duration\": \"<how long, e.g. 60s or 10m>\"}");
-        }
-        var names = node.fieldNames();
-        while (names.hasNext()) {
-            String f = names.next();
-            if (!f.equals("duration")) {
-                return Problem.badRequest("unknown field '" + f + "'; the only field is 'duration'");
-            }
+        var duration = textField(body, "duration", true, "{\"duration\": \"<how long, e.g. 60s or 10m>\"}");
+        if (duration.problem() != null) {
+            return duration.problem();
         }
         try {
-            drain.drain(JoinTokensResource.parseDuration(node.get("duration").asText()));
+            drain.drain(JoinTokensResource.parseDuration(duration.value()));
         } catch (IllegalArgumentException e) {
             return Problem.badRequest("field 'duration': " + e.getMessage());
         }
@@ -137,6 +120,34 @@ public class FederationResource {
     public Response restore() {
         drain.restore();
         return Response.ok(get()).build();
+    }
+
+    /** A body's one text field, or the 400 that says what is wrong with the body. */
+    private record Field(String value, Response problem) {
+    }
+
+    /**
+     * Reads a body that must be a JSON object with the text field {@code name} ({@code shape} shows
+     * it); with {@code only}, any other field is refused too.
+     */
+    private Field textField(String body, String name, boolean only, String shape) {
+        JsonNode node;
+        try {
+            node = json.readTree(body == null ? "" : body);
+        } catch (IOException e) {
+            return new Field(null, Problem.badRequest("the body is not JSON: " + e.getMessage().lines().findFirst().orElse("")));
+        }
+        if (node == null || !node.isObject() || !node.hasNonNull(name) || !node.get(name).isTextual()) {
+            return new Field(null, Problem.badRequest("the body must be " + shape));
+        }
+        var names = node.fieldNames();
+        while (only && names.hasNext()) {
+            String f = names.next();
+            if (!f.equals(name)) {
+                return new Field(null, Problem.badRequest("unknown field '" + f + "'; the only field is '" + name + "'"));
+            }
+        }
+        return new Field(node.get(name).asText(), null);
     }
 
     static Response problem(MembershipException e) {

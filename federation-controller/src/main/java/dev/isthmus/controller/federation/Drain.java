@@ -7,10 +7,10 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.Optional;
+import java.util.function.Supplier;
 import org.jboss.logging.Logger;
 
 /**
@@ -29,15 +29,15 @@ public class Drain {
     public static final Duration MAX = Duration.ofHours(24);
 
     private final Path file;
-    private final Clock clock;
+    private final Supplier<Instant> clock;
     private volatile Instant until;
 
     @jakarta.inject.Inject
     public Drain(ControllerConfig config) {
-        this(config.stateDir().resolve("draining-until"), Clock.systemUTC());
+        this(config.stateDir().resolve("draining-until"), Instant::now);
     }
 
-    Drain(Path file, Clock clock) {
+    Drain(Path file, Supplier<Instant> clock) {
         this.file = file;
         this.clock = clock;
         Instant loaded = null;
@@ -56,7 +56,7 @@ public class Drain {
         if (duration.compareTo(Duration.ofSeconds(1)) < 0 || duration.compareTo(MAX) > 0) {
             throw new IllegalArgumentException("a drain lasts from 1s to " + MAX.toHours() + "h, not " + duration);
         }
-        Instant end = clock.instant().plus(duration);
+        Instant end = clock.get().plus(duration);
         write(Long.toString(end.toEpochMilli()));
         until = end;
         LOG.infof("event=drain_started until=%s", end);
@@ -81,7 +81,7 @@ public class Drain {
     /** When the drain under way ends; empty when none (or the last one is over). */
     public Optional<Instant> until() {
         Instant u = until;
-        return u != null && u.isAfter(clock.instant()) ? Optional.of(u) : Optional.empty();
+        return u != null && u.isAfter(clock.get()) ? Optional.of(u) : Optional.empty();
     }
 
     private void write(String text) {
