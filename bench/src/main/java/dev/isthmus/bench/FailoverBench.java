@@ -16,7 +16,8 @@ import java.util.function.ToDoubleFunction;
  * ({@link FailoverDrill}), each killing every process of eu-west and starting it again. Prints each
  * run and the medians: time from the fault to the first rerouted request and to 100% rerouted,
  * requests failed, latency p99 before, during and after, and the return once eu-west is back.
- * {@code --grpc true}: order-processing calls the catalogue over gRPC.
+ * {@code --grpc true}: order-processing calls the catalogue over gRPC. {@code --drain true}: eu-west
+ * is drained through its controller instead of killed, and the drain ended instead of a restart.
  */
 final class FailoverBench {
 
@@ -28,6 +29,7 @@ final class FailoverBench {
         int rate = 40;
         int outage = 15;
         boolean grpc = false;
+        boolean drain = false;
         int basePort = 22500;
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
@@ -35,6 +37,7 @@ final class FailoverBench {
                 case "--rate" -> rate = Integer.parseInt(args[i + 1]);
                 case "--outage" -> outage = Integer.parseInt(args[i + 1]);
                 case "--grpc" -> grpc = Boolean.parseBoolean(args[i + 1]);
+                case "--drain" -> drain = Boolean.parseBoolean(args[i + 1]);
                 case "--base-port" -> basePort = Integer.parseInt(args[i + 1]);
                 default -> {
                     System.err.println("failover: unknown option " + args[i]);
@@ -49,7 +52,7 @@ final class FailoverBench {
             for (int r = 1; r <= runs; r++) {
                 int run = r;
                 var report = FailoverDrill.run(federation, "eu-west", List.of("us-east"), rate, Duration.ofSeconds(outage), Duration.ofSeconds(180), grpc,
-                        line -> System.err.println("failover: run " + run + ": " + line));
+                        drain, line -> System.err.println("failover: run " + run + ": " + line));
                 System.err.println(report.text());
                 reports.add(report);
             }
@@ -58,11 +61,14 @@ final class FailoverBench {
 
                     Three regions of the local federation (the processes of `isthmus up`), product-catalog in eu-west and ap-south only
                     (FailoverPolicy: eu-west, then ap-south). %d requests/s from us-east's order-processing to the catalogue through the
-                    sidecars%s; every process of eu-west killed at once (SIGKILL), down %d s, then started again. %d runs on one federation.
+                    sidecars%s; %s %d s, then %s. %d runs on one federation.
 
                     | figure | %s median |
                     | --- | %s--- |
-                    """, Instant.now().toString().substring(0, 16), rate, grpc ? " (over gRPC: `?catalog=grpc`)" : "", outage, runs, runHeader(runs),
+                    """, Instant.now().toString().substring(0, 16), rate, grpc ? " (over gRPC: `?catalog=grpc`)" : "",
+                    drain ? "eu-west drained through its controller (`POST /api/v1/federation/drain`, nothing killed) for"
+                            : "every process of eu-west killed at once (SIGKILL), down", outage,
+                    drain ? "the drain ended" : "started again", runs, runHeader(runs),
                     "--- | ".repeat(runs)));
             row(sb, "first request served by ap-south (ms after the fault)", reports, FailoverDrill.Report::firstReroutedMs, "%.0f");
             row(sb, "all requests served by ap-south (ms after the fault)", reports, FailoverDrill.Report::allReroutedMs, "%.0f");
@@ -72,8 +78,11 @@ final class FailoverBench {
             row(sb, "latency p99 before (ms)", reports, FailoverDrill.Report::p99BeforeMs, "%.1f");
             row(sb, "latency p99 during (ms)", reports, FailoverDrill.Report::p99DuringMs, "%.1f");
             row(sb, "latency p99 after (ms)", reports, FailoverDrill.Report::p99AfterMs, "%.1f");
-            row(sb, "eu-west restarted (s)", reports, FailoverDrill.Report::restartSeconds, "%.1f");
-            row(sb, "traffic back on eu-west (s after the restart)", reports, FailoverDrill.Report::backAfterRestartSeconds, "%.1f");
+            if (!drain) {
+                row(sb, "eu-west restarted (s)", reports, FailoverDrill.Report::restartSeconds, "%.1f");
+            }
+            row(sb, drain ? "traffic back on eu-west (s after the drain ended)" : "traffic back on eu-west (s after the restart)", reports,
+                    FailoverDrill.Report::backAfterRestartSeconds, "%.1f");
             String report = sb.toString();
             System.out.println();
             System.out.println(report);
