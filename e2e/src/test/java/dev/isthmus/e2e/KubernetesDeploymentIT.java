@@ -285,7 +285,7 @@ class KubernetesDeploymentIT {
 
     @Test
     @Order(5)
-    void aClusterJoinsByRestAndCallsCrossToTheOtherClustersGatewayWhenItsOwnCatalogueIsDown() throws Exception {
+    void aClusterJoinsByRestCallsCrossToTheOtherClustersGatewayWhenItsOwnCatalogueIsDownAndNotWhileThatOneIsDrained() throws Exception {
         // Join eu-west to us-east's federation: a token from us-east's controller, given to eu-west's.
         String token = controller("us-east").post("/api/v1/join-tokens", "{\"cluster\":\"eu-west\"}").path("token").asText();
         controller("eu-west").post("/api/v1/federation/join", "{\"token\":" + ControllerClient.quote(token) + "}");
@@ -304,6 +304,15 @@ class KubernetesDeploymentIT {
         String gateway = Http.get("http://" + pod("us-east", "isthmus-east-west-gateway").ip + ":15000/metrics").body();
         assertTrue(gateway.lines().anyMatch(l -> l.startsWith("isthmus_gateway_connections_total") && l.contains("product-catalog.shop")),
                 "the call went through us-east's gateway: " + gateway.lines().filter(l -> l.startsWith("isthmus_gateway")).toList());
+        // A drill: us-east drained (isthmus drain through its controller). eu-west, with no catalogue of its own
+        // ready, then has nowhere to send the call, and says so; once the drain ends, the calls cross again.
+        controller("us-east").post("/api/v1/federation/drain", "{\"duration\":\"5m\"}");
+        Http.await("http://" + pod("eu-west", "isthmus-controller").ip + ":8080/api/v1/federation", Duration.ofSeconds(10),
+                b -> b.contains("Draining"));
+        Http.await("http://" + orders.ip + ":8080/orders/checkout", Duration.ofSeconds(10), b -> b.contains("\"upstreamStatus\":503"));
+        controller("us-east").delete("/api/v1/federation/drain");
+        Http.await("http://" + orders.ip + ":8080/orders/checkout", Duration.ofSeconds(20),
+                b -> b.contains("\"upstreamStatus\":200") && b.contains("\"cluster\":\"us-east\""));
         // The NATS gateway link between the clusters runs over TLS with the certificates from the Secret.
         String gatewayz = Http.get("http://" + pod("us-east", "isthmus-nats").ip + ":8222/gatewayz").body();
         assertTrue(gatewayz.contains("\"eu-west\"") && gatewayz.contains("\"tls_version\""), gatewayz);
