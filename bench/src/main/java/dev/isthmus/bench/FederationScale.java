@@ -391,18 +391,7 @@ final class FederationScale {
     }
 
     private void stopAll() {
-        for (Process p : processes) {
-            p.destroy();
-        }
-        for (Process p : processes) {
-            try {
-                if (!p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
-                    p.destroyForcibly();
-                }
-            } catch (InterruptedException e) {
-                p.destroyForcibly();
-            }
-        }
+        dev.isthmus.cli.local.Processes.stop(processes.stream().map(Process::toHandle).toList(), java.time.Duration.ofSeconds(10));
         processes.clear();
     }
 }

@@ -414,17 +414,7 @@ final class KubeCluster implements AutoCloseable {
         }
 
         void stop() {
-            processes.forEach(Process::destroy);
-            for (Process p : processes) {
-                try {
-                    if (!p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
-                        p.destroyForcibly();
-                    }
-                } catch (InterruptedException e) {
-                    p.destroyForcibly();
-                    Thread.currentThread().interrupt();
-                }
-            }
+            dev.isthmus.cli.local.Processes.stop(processes.stream().map(Process::toHandle).toList(), Duration.ofSeconds(10));
         }
     }
 

@@ -479,23 +479,9 @@ public final class LocalFederation {
         var reversed = new ArrayList<>(topology.components());
         java.util.Collections.reverse(reversed);
         for (Component c : reversed) {
-            ourProcess(c).ifPresent(p -> {
-                live.add(p);
-                p.destroy();
-            });
+            ourProcess(c).ifPresent(live::add);
         }
-        Instant deadline = Instant.now().plusSeconds(10);
-        for (ProcessHandle p : live) {
-            while (p.isAlive() && Instant.now().isBefore(deadline)) {
-                Thread.sleep(50);
-            }
-            if (p.isAlive()) {
-                p.destroyForcibly();
-            }
-        }
-        for (ProcessHandle p : live) {
-            p.onExit().join();
-        }
+        Processes.stop(live, Duration.ofSeconds(10));
         for (Component c : reversed) {
             try {
                 Files.deleteIfExists(c.pidFile());
