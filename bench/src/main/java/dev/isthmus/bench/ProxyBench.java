@@ -27,9 +27,10 @@ import java.util.regex.Pattern;
  * The sidecar's data-plane benchmark (issue 5), side by side in one run on this machine: a client
  * straight to the app; through one sidecar (HTTP/1.1 listener from an Envoy bootstrap); through
  * HAProxy as the same reverse proxy; sidecar to sidecar over mTLS (SVIDs from a real trust bridge)
- * against HAProxy to HAProxy over TLS with client certificates. The "app" is an HAProxy answering
- * 200 itself, so the backend costs the same for every path. Every proxy runs one event-loop
- * thread ({@code nbthread 1}, {@code io-threads=1}).
+ * against HAProxy to HAProxy over TLS with client certificates. The "app" is an HAProxy process
+ * answering 200 itself, so the backend costs the same for every path. Every proxy runs one
+ * event-loop thread ({@code nbthread 1}, {@code io-threads=1}); the app, each sidecar and the
+ * HAProxy reverse proxy are processes of their own, the HAProxy pair's two ends share one.
  *
  * <p>Throughput: wrk (HTTP/1.1 keep-alive, small bodies). Latency: an open-loop generator in this
  * process at a fixed rate (latency counted from each request's scheduled time, so a stall is not
@@ -102,46 +103,49 @@ final class ProxyBench {
         try {
             // TLS material for the HAProxy pair (P-256, like the SVIDs)
             certs(work);
-            Files.writeString(work.resolve("haproxy.cfg"), """
-                    global
-                      maxconn 4000
-                      nbthread 1
-                    defaults
-                      mode http
-                      timeout connect 2s
-                      timeout client 30s
-                      timeout server 30s
-                      option http-keep-alive
+            // The app and the reverse proxy are separate HAProxy processes, as a sidecar is a process
+            // apart from the app (until 2026-11-27 they were frontends of one HAProxy thread: HAProxy as
+            // a separate process relays more, 150k against 120k req/s over HTTP/2 in windows by hand).
+            processes.add(haproxy(work, "app", """
                     frontend app
                       bind 127.0.0.1:%1$d
                       http-request return status 200 content-type text/plain string "ok"
+                    frontend app_h2
+                      bind 127.0.0.1:%2$d proto h2
+                      http-request return status 200 content-type text/plain string "ok"
+                    """.formatted(app, appH2)));
+            processes.add(haproxy(work, "rp", """
                     frontend rp
-                      bind 127.0.0.1:%2$d
-                      default_backend to_app
-                    frontend tls_front
-                      bind 127.0.0.1:%3$d
-                      default_backend to_tls_back
-                    frontend tls_back
-                      bind 127.0.0.1:%4$d ssl crt %5$s/server.pem ca-file %5$s/ca.pem verify required alpn http/1.1
+                      bind 127.0.0.1:%1$d
                       default_backend to_app
                     backend to_app
                       http-reuse always
-                      server app 127.0.0.1:%1$d
-                    backend to_tls_back
-                      http-reuse always
-                      server back 127.0.0.1:%4$d ssl crt %5$s/client.pem ca-file %5$s/ca.pem verify required alpn http/1.1
-                    frontend app_h2
-                      bind 127.0.0.1:%6$d proto h2
-                      http-request return status 200 content-type text/plain string "ok"
+                      server app 127.0.0.1:%2$d
                     frontend rp_h2
-                      bind 127.0.0.1:%7$d proto h2
+                      bind 127.0.0.1:%3$d proto h2
                       default_backend to_app_h2
                     backend to_app_h2
                       http-reuse always
-                      server app 127.0.0.1:%6$d proto h2
-                    """.formatted(app, haproxyRp, haproxyFront, haproxyBack, work, appH2, haproxyRpH2));
-            processes.add(new ProcessBuilder("haproxy", "-f", work.resolve("haproxy.cfg").toString()).redirectErrorStream(true)
-                    .redirectOutput(work.resolve("haproxy.log").toFile()).start());
+                      server app 127.0.0.1:%4$d proto h2
+                    """.formatted(haproxyRp, app, haproxyRpH2, appH2)));
+            // The pair's two ends share one HAProxy process: as two processes, some of the front's new TLS
+            // connections to the back failed their handshake at the start of each load (HAProxy 2.6.12
+            // logs "SSL handshake failure", retries after 1 s, and wrk counts timeouts); as one process
+            // none did, and it was slower (15k against 17-18k req/s, four windows each by hand).
+            processes.add(haproxy(work, "pair", """
+                    frontend tls_front
+                      bind 127.0.0.1:%1$d
+                      default_backend to_tls_back
+                    backend to_tls_back
+                      http-reuse always
+                      server back 127.0.0.1:%2$d ssl crt %3$s/client.pem ca-file %3$s/ca.pem verify required alpn http/1.1
+                    frontend tls_back
+                      bind 127.0.0.1:%2$d ssl crt %3$s/server.pem ca-file %3$s/ca.pem verify required alpn http/1.1
+                      default_backend back_to_app
+                    backend back_to_app
+                      http-reuse always
+                      server app 127.0.0.1:%4$d
+                    """.formatted(haproxyFront, haproxyBack, work, app)));
 
             String credential = "bench-bootstrap-credential-000000";
             Files.writeString(work.resolve("credential"), credential);
@@ -259,7 +263,7 @@ final class ProxyBench {
                     a 2-byte answer); req/s is the mean of the rounds, a ratio the median of the rounds' ratios (each from windows next to each
                     other in time; its range in brackets); latency from an open-loop generator at %d req/s
                     over 8 connections, counted from each request's scheduled time; every proxy on one event-loop thread; %d CPUs shared by
-                    client, proxies and the app (HAProxy answering itself). Sidecar JVM: %s, with an AppCDS archive
+                    client, proxies and the app (HAProxy answering itself); the app, each sidecar and the HAProxy reverse proxy are processes of their own, the HAProxy pair is one process. Sidecar JVM: %s, with an AppCDS archive
                     (-XX:+AutoCreateSharedArchive) made by a first start.
 
                     | path | req/s | rounds | p50 ms | p99 ms | added p50 ms | added p99 ms |
@@ -318,6 +322,24 @@ final class ProxyBench {
         double median = n % 2 == 1 ? ratios.get(n / 2) : (ratios.get(n / 2 - 1) + ratios.get(n / 2)) / 2;
         return n == 1 ? String.format(Locale.ROOT, "%.2f", median)
                 : String.format(Locale.ROOT, "%.2f (%.2f-%.2f)", median, ratios.get(0), ratios.get(n - 1));
+    }
+
+    /** One HAProxy process with one thread, {@code body} after the common global and defaults sections. */
+    private static Process haproxy(Path work, String name, String body) throws java.io.IOException {
+        Path cfg = work.resolve("haproxy-" + name + ".cfg");
+        Files.writeString(cfg, """
+                global
+                  maxconn 4000
+                  nbthread 1
+                defaults
+                  mode http
+                  timeout connect 2s
+                  timeout client 30s
+                  timeout server 30s
+                  option http-keep-alive
+                """ + body);
+        return new ProcessBuilder("haproxy", "-f", cfg.toString()).redirectErrorStream(true)
+                .redirectOutput(work.resolve("haproxy-" + name + ".log").toFile()).start();
     }
 
     private static Process sidecar(String java, Path home, Path work, String name, int app, int inbound, int admin, Map<String, String> env)
