@@ -1,15 +1,15 @@
 package dev.isthmus.proxy.http;
 
+import io.netty.util.collection.LongObjectHashMap;
 import io.netty.util.concurrent.EventExecutor;
 import io.netty.util.concurrent.FastThreadLocal;
 import io.netty.util.concurrent.ScheduledFuture;
-import java.util.HashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The per-request timeouts of one event loop that share a duration (a route's timeout): a list in
- * the order they were set, which is also the order they fall due, and one task scheduled on the
- * loop for the first of them. Setting one appends to the list and cancelling one unlinks it, both
+ * The per-request timeouts of one event loop that share a duration (a route's timeout, an HTTP/1.1
+ * listener's request and idle timeouts): a list in the order they were set, which is also the order
+ * they fall due, and one task scheduled on the loop for the first of them. Setting one appends to the list and cancelling one unlinks it, both
  * in constant time, where a task per request costs an insertion into and a removal from the loop's
  * scheduled-task heap; under h2load's 320 streams that heap's upkeep was about 2% of the sidecar's
  * CPU (async-profiler, docs/benchmarks.md). Confined to its event loop, like everything it calls.
@@ -41,10 +41,11 @@ final class Deadlines {
         }
     }
 
-    private static final FastThreadLocal<HashMap<Long, Deadlines>> BY_NANOS = new FastThreadLocal<>() {
+    /** By duration in nanoseconds, keyed without boxing. */
+    private static final FastThreadLocal<LongObjectHashMap<Deadlines>> BY_NANOS = new FastThreadLocal<>() {
         @Override
-        protected HashMap<Long, Deadlines> initialValue() {
-            return new HashMap<>();
+        protected LongObjectHashMap<Deadlines> initialValue() {
+            return new LongObjectHashMap<>();
         }
     };
 
@@ -63,7 +64,13 @@ final class Deadlines {
     static Timeout schedule(EventExecutor loop, long millis, Runnable task) {
         assert loop.inEventLoop();
         long nanos = TimeUnit.MILLISECONDS.toNanos(millis);
-        return BY_NANOS.get().computeIfAbsent(nanos, n -> new Deadlines(loop, n)).add(task);
+        LongObjectHashMap<Deadlines> byNanos = BY_NANOS.get();
+        Deadlines deadlines = byNanos.get(nanos);
+        if (deadlines == null) {
+            deadlines = new Deadlines(loop, nanos);
+            byNanos.put(nanos, deadlines);
+        }
+        return deadlines.add(task);
     }
 
     private Timeout add(Runnable task) {

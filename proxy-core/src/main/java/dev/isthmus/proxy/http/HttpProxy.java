@@ -24,7 +24,6 @@ import io.netty.channel.group.DefaultChannelGroup;
 import io.netty.handler.codec.TooLongFrameException;
 import io.netty.handler.codec.http.DefaultFullHttpRequest;
 import io.netty.handler.codec.http.DefaultFullHttpResponse;
-import io.netty.handler.codec.http.DefaultHttpResponse;
 import io.netty.handler.codec.http.FullHttpRequest;
 import io.netty.handler.codec.http.HttpClientCodec;
 import io.netty.handler.codec.http.HttpContent;
@@ -45,7 +44,6 @@ import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslHandler;
 import io.netty.util.ReferenceCountUtil;
 import io.netty.util.concurrent.GlobalEventExecutor;
-import io.netty.util.concurrent.ScheduledFuture;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
@@ -94,8 +92,9 @@ public final class HttpProxy implements AutoCloseable {
     static final int MAX_BODY = 1024 * 1024;
     static final Set<HttpMethod> IDEMPOTENT = Set.of(HttpMethod.GET, HttpMethod.HEAD, HttpMethod.OPTIONS, HttpMethod.PUT, HttpMethod.DELETE,
             HttpMethod.TRACE);
-    private static final List<String> HOP_BY_HOP = List.of("connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-            "proxy-authorization", "proxy-authenticate");
+    /** As Netty's AsciiStrings, whose hash is computed once (a String's is computed again on every lookup in Netty's headers). */
+    private static final List<io.netty.util.AsciiString> HOP_BY_HOP = java.util.stream.Stream.of("connection", "keep-alive", "proxy-connection", "te",
+            "trailer", "upgrade", "proxy-authorization", "proxy-authenticate").map(io.netty.util.AsciiString::cached).toList();
 
     /**
      * What an idle upstream connection can be reused for: its cluster and endpoint. Not the address
@@ -299,7 +298,10 @@ public final class HttpProxy implements AutoCloseable {
         private final String listener;
         private final MeterRegistry meters;
         private ChannelHandlerContext ctx;
-        private ScheduledFuture<?> timer;
+        /** One per request and one per idle spell: a {@link Deadlines} entry, not a task in the loop's scheduled-task heap. */
+        private Deadlines.Timeout timer;
+        private final Runnable requestExpired = () -> expire("request_timeout");
+        private final Runnable idleExpired = () -> expire("idle_timeout");
         private boolean receiving;
         private boolean busy;
 
@@ -321,7 +323,7 @@ public final class HttpProxy implements AutoCloseable {
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
             if (!receiving && !busy) {
                 receiving = true;
-                schedule(requestTimeout, "request_timeout");
+                schedule(requestTimeout, requestExpired);
             }
             ctx.fireChannelRead(msg);
         }
@@ -335,20 +337,20 @@ public final class HttpProxy implements AutoCloseable {
         void idle() {
             busy = false;
             receiving = false;
-            schedule(idleTimeout, "idle_timeout");
+            schedule(idleTimeout, idleExpired);
         }
 
-        private void schedule(Duration after, String reason) {
+        private void schedule(Duration after, Runnable expiry) {
             cancel();
             if (ctx == null) {
                 return;
             }
-            timer = ctx.executor().schedule(() -> expire(reason), after.toMillis(), TimeUnit.MILLISECONDS);
+            timer = Deadlines.schedule(ctx.executor(), after.toMillis(), expiry);
         }
 
         private void cancel() {
             if (timer != null) {
-                timer.cancel(false);
+                timer.cancel();
                 timer = null;
             }
         }
@@ -587,7 +589,9 @@ public final class HttpProxy implements AutoCloseable {
                 headers.remove(token.strip());
             }
         }
-        HOP_BY_HOP.forEach(headers::remove);
+        for (var name : HOP_BY_HOP) {
+            headers.remove(name);
+        }
     }
 
     /** One request: route, pick, send, maybe retry, stream the answer back. */
@@ -619,6 +623,8 @@ public final class HttpProxy implements AutoCloseable {
         private boolean upgrade;
         private int status;
         private Deadlines.Timeout timeout;
+        /** The answer's head, held until its first content comes in the same read ({@link #onContent}) or the read ends ({@link #writeHead}). */
+        private HttpResponse head;
 
         Exchange(Frontend front, FullHttpRequest request) {
             this.front = front;
@@ -685,6 +691,7 @@ public final class HttpProxy implements AutoCloseable {
             if (front.caller != null && !front.caller.isEmpty()) {
                 request.headers().set(CALLER_HEADER, front.caller);
             }
+            HttpUtil.setContentLength(request, request.content().readableBytes());
             attempt();
         }
 
@@ -815,12 +822,10 @@ public final class HttpProxy implements AutoCloseable {
             upstreamChannel = ch;
             upstream.endpoints().connected(target);
             ch.pipeline().get(Backend.class).exchange = this;
-            var copy = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, request.method(), request.uri(), request.content().retainedDuplicate());
-            copy.headers().set(request.headers());
-            if (!upgrade) {
-                copy.headers().remove(HttpHeaderNames.CONNECTION);
-            }
-            HttpUtil.setContentLength(copy, request.content().readableBytes());
+            // the request's own headers, not a copy: what differs from the caller's (hop-by-hop headers,
+            // the caller identity, the length) was set in begin() and is the same for every attempt
+            var copy = new DefaultFullHttpRequest(HttpVersion.HTTP_1_1, request.method(), request.uri(), request.content().retainedDuplicate(),
+                    request.headers(), request.trailingHeaders());
             ch.writeAndFlush(copy).addListener((ChannelFutureListener) f -> {
                 if (!f.isSuccess()) {
                     upstreamReset(ch);
@@ -876,14 +881,28 @@ public final class HttpProxy implements AutoCloseable {
                 discarding = true; // read the rest and drop it, then retry elsewhere
                 return;
             }
-            var out = new DefaultHttpResponse(HttpVersion.HTTP_1_1, res.status());
-            out.headers().set(res.headers());
-            stripHopByHop(out.headers());
+            // the decoder's head itself goes on (it is not used after this), less the hop-by-hop headers
+            res.setProtocolVersion(HttpVersion.HTTP_1_1);
+            stripHopByHop(res.headers());
             if (!keepAlive) {
-                out.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
+                res.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
             }
             headersSent = true;
-            front.channel.write(out);
+            head = res;
+        }
+
+        /**
+         * Writes the head held back by {@link #onResponse}: its content did not come in the same read
+         * (called at the end of each read of the upstream connection), so the caller gets it now.
+         */
+        void writeHead() {
+            HttpResponse h = head;
+            if (h != null) {
+                head = null;
+                if (!done) {
+                    front.channel.writeAndFlush(h);
+                }
+            }
         }
 
         /**
@@ -946,8 +965,24 @@ public final class HttpProxy implements AutoCloseable {
                 }
                 return;
             }
-            front.channel.writeAndFlush(content.retain());
-            content.release();
+            HttpResponse h = head;
+            if (h != null) {
+                head = null;
+                if (last) {
+                    // the whole answer came in one read: one message, whose encoder puts a small body in
+                    // the head's buffer, so the caller gets one buffer in one send instead of two
+                    var whole = new DefaultFullHttpResponse(h.protocolVersion(), h.status(), content.content().retain(), h.headers(),
+                            ((LastHttpContent) content).trailingHeaders());
+                    content.release();
+                    front.channel.writeAndFlush(whole);
+                } else {
+                    front.channel.write(h);
+                    front.channel.writeAndFlush(content);
+                }
+            } else {
+                front.channel.writeAndFlush(content.retain());
+                content.release();
+            }
             if (!front.channel.isWritable()) {
                 ch.config().setAutoRead(false);
             }
@@ -1142,6 +1177,15 @@ public final class HttpProxy implements AutoCloseable {
             } else {
                 ReferenceCountUtil.release(msg);
             }
+        }
+
+        @Override
+        public void channelReadComplete(ChannelHandlerContext ctx) {
+            Exchange e = exchange;
+            if (e != null) {
+                e.writeHead();
+            }
+            ctx.fireChannelReadComplete();
         }
 
         @Override

@@ -1,6 +1,7 @@
 package dev.isthmus.proxy.http;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.sun.net.httpserver.HttpServer;
@@ -583,6 +584,103 @@ class HttpProxyTest {
         var m = java.util.regex.Pattern.compile("(?i)content-length:\\s*(\\d+)").matcher(head);
         if (m.find()) {
             in.readNBytes(Integer.parseInt(m.group(1)));
+        }
+    }
+
+    /**
+     * An upstream that answers each request with {@code head} at once and then, once {@code release}
+     * opens, with {@code rest}; keeps the connection.
+     */
+    private int answeringInTwoParts(String head, String rest, java.util.concurrent.CountDownLatch release) throws Exception {
+        var server = new java.net.ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+        Thread.ofVirtual().start(() -> {
+            while (!server.isClosed()) {
+                try {
+                    var socket = server.accept();
+                    Thread.ofVirtual().start(() -> {
+                        try (socket) {
+                            var in = new java.io.BufferedInputStream(socket.getInputStream());
+                            while (true) {
+                                in.mark(1);
+                                if (in.read() < 0) {
+                                    return; // the proxy closed it
+                                }
+                                in.reset();
+                                readRequest(in);
+                                socket.getOutputStream().write(head.getBytes(StandardCharsets.US_ASCII));
+                                socket.getOutputStream().flush();
+                                release.await();
+                                socket.getOutputStream().write(rest.getBytes(StandardCharsets.US_ASCII));
+                                socket.getOutputStream().flush();
+                            }
+                        } catch (java.io.IOException | InterruptedException ignored) {
+                            // closed
+                        }
+                    });
+                } catch (java.io.IOException stopped) {
+                    return;
+                }
+            }
+        });
+        closers.add(server);
+        return server.getLocalPort();
+    }
+
+    /** Reads up to and including the blank line that ends a head. */
+    private static String readHead(InputStream in) throws java.io.IOException {
+        var head = new StringBuilder();
+        int c;
+        while ((c = in.read()) >= 0) {
+            head.append((char) c);
+            if (head.length() >= 4 && head.substring(head.length() - 4).equals("\r\n\r\n")) {
+                break;
+            }
+        }
+        return head.toString();
+    }
+
+    /**
+     * The proxy holds an answer's head back until the end of the read it came in, to send it with a
+     * body that came in the same read: a body that comes later must not hold the head back (a
+     * long poll, a server-sent event stream).
+     */
+    @Test
+    void anAnswersHeadReachesTheCallerBeforeABodyThatComesLater() throws Exception {
+        var release = new java.util.concurrent.CountDownLatch(1);
+        int app = answeringInTwoParts("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-App: events\r\n\r\n", "5\r\nhello\r\n0\r\n\r\n", release);
+        int port = start(everythingTo("cluster: a"), cluster("a", app));
+        try (var s = new Socket("127.0.0.1", port)) {
+            s.setSoTimeout(5000);
+            s.getOutputStream().write("GET /events HTTP/1.1\r\nHost: a\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            var in = new java.io.BufferedInputStream(s.getInputStream());
+            String head = readHead(in); // times out if the head waits for the body
+            assertTrue(head.startsWith("HTTP/1.1 200") && head.toLowerCase(java.util.Locale.ROOT).contains("x-app: events"), head);
+            release.countDown();
+            String body = new String(in.readNBytes("5\r\nhello\r\n0\r\n\r\n".length()), StandardCharsets.US_ASCII);
+            assertEquals("5\r\nhello\r\n0\r\n\r\n", body);
+        }
+    }
+
+    /**
+     * An answer that comes whole in one read goes on as one message: its head less the hop-by-hop
+     * headers, its body, and the next answer on the same connections after it.
+     */
+    @Test
+    void aWholeAnswerGoesOnWithItsBodyAndWithoutHopByHopHeaders() throws Exception {
+        var release = new java.util.concurrent.CountDownLatch(0);
+        int app = answeringInTwoParts("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive, x-private\r\nX-Private: 1\r\nX-App: whole\r\n\r\nhello", "",
+                release);
+        int port = start(everythingTo("cluster: a"), cluster("a", app));
+        try (var s = new Socket("127.0.0.1", port)) {
+            s.setSoTimeout(5000);
+            var in = new java.io.BufferedInputStream(s.getInputStream());
+            for (int i = 0; i < 2; i++) {
+                s.getOutputStream().write("GET /whole HTTP/1.1\r\nHost: a\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+                String head = readHead(in).toLowerCase(java.util.Locale.ROOT);
+                assertTrue(head.startsWith("http/1.1 200") && head.contains("x-app: whole") && head.contains("content-length: 5"), head);
+                assertFalse(head.contains("keep-alive:") || head.contains("x-private") || head.contains("connection:"), head);
+                assertEquals("hello", new String(in.readNBytes(5), StandardCharsets.US_ASCII));
+            }
         }
     }
 
