@@ -573,14 +573,7 @@ class HttpProxyTest {
 
     /** Reads a request's head and its Content-Length body. */
     static void readRequest(InputStream in) throws java.io.IOException {
-        var head = new StringBuilder();
-        int c;
-        while ((c = in.read()) >= 0) {
-            head.append((char) c);
-            if (head.length() >= 4 && head.substring(head.length() - 4).equals("\r\n\r\n")) {
-                break;
-            }
-        }
+        String head = readHead(in);
         var m = java.util.regex.Pattern.compile("(?i)content-length:\\s*(\\d+)").matcher(head);
         if (m.find()) {
             in.readNBytes(Integer.parseInt(m.group(1)));
