@@ -1,9 +1,10 @@
 package dev.isthmus.sidecar;
 
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.HttpURLConnection;
 import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -17,6 +18,10 @@ import org.slf4j.LoggerFactory;
  * the registration is re-sent every interval (the heartbeat), with the app's current health. On
  * shutdown the instance is deregistered. A controller that is away is retried at the next beat;
  * only changes of outcome are logged.
+ *
+ * <p>It speaks through {@link HttpURLConnection}, not the JDK's {@code java.net.http} client: that
+ * client loaded about 250 classes of its own and kept a selector thread, in every sidecar, for one
+ * request every few seconds.
  */
 final class WorkloadRegistrar implements AutoCloseable {
 
@@ -26,7 +31,6 @@ final class WorkloadRegistrar implements AutoCloseable {
     private final String instance;
     private final String body;
     private final BooleanSupplier healthy;
-    private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(1)).build();
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().daemon().name("registrar").unstarted(r));
     private volatile String lastOutcome = "";
@@ -63,11 +67,9 @@ final class WorkloadRegistrar implements AutoCloseable {
     private void beat() {
         String outcome;
         try {
-            var res = http.send(authorized(HttpRequest.newBuilder(workloads)).timeout(Duration.ofSeconds(2))
-                    .header("content-type", "application/json")
-                    .POST(HttpRequest.BodyPublishers.ofString(body + healthy.getAsBoolean() + ",\"identity\":\"" + identity.get() + "\"}")).build(),
-                    HttpResponse.BodyHandlers.ofString());
-            outcome = res.statusCode() < 300 ? "registered" : "refused status=" + res.statusCode() + " body=" + res.body();
+            var answer = new StringBuilder();
+            int status = send("POST", workloads, body + healthy.getAsBoolean() + ",\"identity\":\"" + identity.get() + "\"}", answer);
+            outcome = status < 300 ? "registered" : "refused status=" + status + " body=" + answer;
         } catch (Exception e) {
             outcome = "controller_unreachable cause=" + e.getClass().getSimpleName();
         }
@@ -77,18 +79,44 @@ final class WorkloadRegistrar implements AutoCloseable {
         }
     }
 
-    private HttpRequest.Builder authorized(HttpRequest.Builder b) {
-        String c = credential.get();
-        return c == null || c.isBlank() ? b : b.header("authorization", "Bearer " + c.strip());
+    /**
+     * One request to the controller (1 s to connect, 2 s for each read), with the credential when
+     * there is one; its status, and its answer's body in {@code answer}. Redirects are not followed.
+     */
+    private int send(String method, URI uri, String json, StringBuilder answer) throws IOException {
+        var c = (HttpURLConnection) uri.toURL().openConnection();
+        c.setConnectTimeout(1000);
+        c.setReadTimeout(2000);
+        c.setInstanceFollowRedirects(false);
+        c.setRequestMethod(method);
+        String token = credential.get();
+        if (token != null && !token.isBlank()) {
+            c.setRequestProperty("authorization", "Bearer " + token.strip());
+        }
+        if (json != null) {
+            byte[] bytes = json.getBytes(StandardCharsets.UTF_8);
+            c.setDoOutput(true);
+            c.setFixedLengthStreamingMode(bytes.length);
+            c.setRequestProperty("content-type", "application/json");
+            try (var out = c.getOutputStream()) {
+                out.write(bytes);
+            }
+        }
+        int status = c.getResponseCode();
+        try (InputStream in = status < 400 ? c.getInputStream() : c.getErrorStream()) {
+            if (in != null) {
+                answer.append(new String(in.readAllBytes(), StandardCharsets.UTF_8)); // read whole, so the connection is kept alive
+            }
+        }
+        return status;
     }
 
     @Override
     public void close() {
         timer.shutdownNow();
         try {
-            http.send(authorized(HttpRequest.newBuilder(URI.create(workloads + "/" + instance))).timeout(Duration.ofSeconds(2)).DELETE().build(),
-                    HttpResponse.BodyHandlers.discarding());
-            log.info("event=deregistered instance={}", instance);
+            int status = send("DELETE", URI.create(workloads + "/" + instance), null, new StringBuilder());
+            log.info("event=deregistered instance={} status={}", instance, status);
         } catch (Exception e) {
             log.warn("event=deregister_failed instance={} cause={}", instance, e.toString());
         } 
