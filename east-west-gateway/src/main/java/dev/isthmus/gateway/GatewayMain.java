@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
  * ({@code sni=host:port,...}: static exported endpoints, for running without a controller), {@code xds}
  * (host:port of the cluster's controller xDS server: the exported services and their endpoints come
  * from it and replace the static routes; the last accepted set is kept in
- * {@code <state-dir>/xds-last-good.json} and served at start while the controller is away),
+ * {@code <state-dir>/xds-last-good.pb} and served at start while the controller is away),
  * {@code instance} (the node id, default {@code east-west-gateway}), {@code state-dir} (default
  * {@code .}); with neither routes nor xDS nothing is exported and every connection is refused;
  * {@code max-connections} (10000), {@code max-connections-per-source} (1000),
@@ -90,7 +90,7 @@ public final class GatewayMain {
                     .setLocality(Locality.newBuilder().setRegion(settings.string("cluster", "")))
                     .setMetadata(Struct.newBuilder().putFields("ISTHMUS_PROXY_TYPE", Value.newBuilder().setStringValue("gateway").build()))
                     .build();
-            var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.json"),
+            var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.pb"),
                     config -> {
                         var next = SniRoutes.fromConfig(config, current.get());
                         current.set(next);

@@ -113,7 +113,7 @@ class GatewayXdsTest {
         if (xdsPort == 0) {
             xdsPort = xds.getPort(); // kept: a terminated server no longer tells its port
         }
-        var c = new AdsClient("127.0.0.1:" + xdsPort, Node.newBuilder().setId("gw").build(), state.resolve("xds-last-good.json"),
+        var c = new AdsClient("127.0.0.1:" + xdsPort, Node.newBuilder().setId("gw").build(), state.resolve("xds-last-good.pb"),
                 config -> routes.set(SniRoutes.fromConfig(config, routes.get())), meters);
         c.start();
         return c;
@@ -223,7 +223,7 @@ class GatewayXdsTest {
         int a = endpoints.get(0).getLocalPort();
         serve("1", List.of(cluster(SNI)), List.of(assignment(SNI, a)));
         client = connect();
-        eventually(() -> Files.exists(state.resolve("xds-last-good.json")), "the last good set written");
+        eventually(() -> Files.exists(state.resolve("xds-last-good.pb")), "the last good set written");
         client.close();
         xds.shutdownNow();
         routes.set(SniRoutes.NONE);

@@ -44,7 +44,7 @@ import org.slf4j.LoggerFactory;
  * 80), {@code ports} (the service's further ports, each with its own app and inbound address, see
  * {@link ServicePort}; needs {@code inbound-protocol=xds}),
  * {@code xds} (host:port of an ADS server: its Listeners, Clusters and ClusterLoadAssignments replace
- * the bootstrap's; the last accepted set is kept in {@code <state-dir>/xds-last-good.json} and run
+ * the bootstrap's; the last accepted set is kept in {@code <state-dir>/xds-last-good.pb} and run
  * at start), {@code state-dir} (default the working directory).
  *
  * <p>Ready when its listeners are bound, the app accepts connections and, with mTLS, it holds its
@@ -300,7 +300,7 @@ public final class SidecarMain {
             var node = io.envoyproxy.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
                     .setCluster(service).setLocality(io.envoyproxy.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
                     .setMetadata(metadata).build();
-            var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.json"),
+            var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.pb"),
                     manager, process.meters()));
             client.start();
             return client;

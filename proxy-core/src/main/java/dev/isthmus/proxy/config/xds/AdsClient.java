@@ -1,11 +1,8 @@
 package dev.isthmus.proxy.config.xds;
 
-import com.google.gson.JsonArray;
-import com.google.gson.JsonParser;
 import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Message;
-import com.google.protobuf.util.JsonFormat;
 import io.envoyproxy.envoy.config.cluster.v3.Cluster;
 import io.envoyproxy.envoy.config.core.v3.Node;
 import io.envoyproxy.envoy.config.endpoint.v3.ClusterLoadAssignment;
@@ -353,32 +350,27 @@ public final class AdsClient implements AutoCloseable {
                 (List<ClusterLoadAssignment>) all.getOrDefault(ENDPOINT, List.of()));
     }
 
-    // ----- last good config on disk: {"versions": {...}, "<type url>": [resource JSON, ...]} -----
+    // ----- last good config on disk: one length-delimited DiscoveryResponse per type (its version and the resources applied) -----
+    // Protobuf's binary form, as the resources came: JSON went through JsonFormat, which initialises the
+    // reflective field accessors of every message type it prints (about 12,000 Method objects in a
+    // sidecar's heap) and Gson's type adapters, for a file read only at start.
 
     private void saveLastGood() {
         if (lastGoodFile == null) {
             return;
         }
         try {
-            var printer = JsonFormat.printer().usingTypeRegistry(XdsTranslator.TYPES).omittingInsignificantWhitespace();
-            var out = new StringBuilder("{\"versions\":{");
-            boolean first = true;
-            for (var v : versions.entrySet()) {
-                out.append(first ? "" : ",").append('"').append(v.getKey()).append("\":\"").append(v.getValue().replace("\"", "")).append('"');
-                first = false;
-            }
-            out.append('}');
+            var out = new java.io.ByteArrayOutputStream();
             for (var e : applied.entrySet()) { // what runs, held clusters too: the listeners saved route to them
-                out.append(",\"").append(e.getKey()).append("\":[");
-                for (int i = 0; i < e.getValue().size(); i++) {
-                    out.append(i == 0 ? "" : ",").append(printer.print(e.getValue().get(i)));
+                var r = DiscoveryResponse.newBuilder().setTypeUrl(e.getKey()).setVersionInfo(versions.getOrDefault(e.getKey(), ""));
+                for (Message m : e.getValue()) {
+                    r.addResources(Any.pack(m));
                 }
-                out.append(']');
+                r.build().writeDelimitedTo(out);
             }
-            out.append('}');
             Files.createDirectories(lastGoodFile.toAbsolutePath().getParent());
             Path tmp = lastGoodFile.resolveSibling(lastGoodFile.getFileName() + ".tmp");
-            Files.writeString(tmp, out);
+            Files.write(tmp, out.toByteArray());
             Files.move(tmp, lastGoodFile, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             log.warn("event=xds_last_good_not_saved file={} cause=\"{}\"", lastGoodFile, e.toString());
@@ -389,26 +381,20 @@ public final class AdsClient implements AutoCloseable {
         if (lastGoodFile == null || !Files.exists(lastGoodFile)) {
             return;
         }
-        try {
-            var tree = JsonParser.parseString(Files.readString(lastGoodFile)).getAsJsonObject();
-            var parser = JsonFormat.parser().usingTypeRegistry(XdsTranslator.TYPES);
+        try (var in = new java.io.BufferedInputStream(Files.newInputStream(lastGoodFile))) {
             var loaded = new LinkedHashMap<String, List<? extends Message>>();
-            for (String type : TYPES) {
-                var list = new ArrayList<Message>();
-                var nodes = tree.has(type) ? tree.getAsJsonArray(type) : new JsonArray();
-                for (var node : nodes) {
-                    Message.Builder b = type.equals(LISTENER) ? Listener.newBuilder() : type.equals(CLUSTER) ? Cluster.newBuilder()
-                            : ClusterLoadAssignment.newBuilder();
-                    parser.merge(node.toString(), b);
-                    list.add(b.build());
-                }
-                if (tree.has(type)) {
-                    loaded.put(type, list);
-                }
-            }
             var v = new LinkedHashMap<String, String>();
-            if (tree.has("versions")) {
-                tree.getAsJsonObject("versions").entrySet().forEach(e -> v.put(e.getKey(), e.getValue().getAsString()));
+            DiscoveryResponse r;
+            while ((r = DiscoveryResponse.parseDelimitedFrom(in)) != null) {
+                if (!TYPES.contains(r.getTypeUrl())) {
+                    throw new IOException("a set of an unknown type: " + r.getTypeUrl());
+                }
+                var list = new ArrayList<Message>();
+                for (Any any : r.getResourcesList()) {
+                    list.add(unpack(r.getTypeUrl(), any));
+                }
+                loaded.put(r.getTypeUrl(), list);
+                v.put(r.getTypeUrl(), r.getVersionInfo());
             }
             ProxyConfig config = translate("last-good:" + v, loaded);
             applier.apply(config);
