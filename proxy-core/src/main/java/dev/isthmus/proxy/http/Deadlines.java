@@ -9,10 +9,11 @@ import java.util.concurrent.TimeUnit;
 /**
  * The per-request timeouts of one event loop that share a duration (a route's timeout, an HTTP/1.1
  * listener's request and idle timeouts): a list in the order they were set, which is also the order
- * they fall due, and one task scheduled on the loop for the first of them. Setting one appends to the list and cancelling one unlinks it, both
- * in constant time, where a task per request costs an insertion into and a removal from the loop's
- * scheduled-task heap; under h2load's 320 streams that heap's upkeep was about 2% of the sidecar's
- * CPU (async-profiler, docs/benchmarks.md). Confined to its event loop, like everything it calls.
+ * they fall due, and one task scheduled on the loop for the first of them. Setting one appends to
+ * the list and cancelling one unlinks it, both in constant time, where a task per request costs an
+ * insertion into and a removal from the loop's scheduled-task heap; under h2load's 320 streams that
+ * heap's upkeep was about 2% of the sidecar's CPU (async-profiler, docs/benchmarks.md). Confined to
+ * its event loop, like everything it calls.
  */
 final class Deadlines {
 
