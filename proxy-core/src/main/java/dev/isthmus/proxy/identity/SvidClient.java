@@ -7,7 +7,6 @@ import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
 import java.io.ByteArrayInputStream;
-import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.security.KeyPair;
 import java.security.KeyPairGenerator;
@@ -28,15 +27,6 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
-import org.bouncycastle.asn1.pkcs.PKCSObjectIdentifiers;
-import org.bouncycastle.asn1.x500.X500Name;
-import org.bouncycastle.asn1.x509.Extension;
-import org.bouncycastle.asn1.x509.ExtensionsGenerator;
-import org.bouncycastle.asn1.x509.GeneralName;
-import org.bouncycastle.asn1.x509.GeneralNames;
-import org.bouncycastle.openssl.jcajce.JcaPEMWriter;
-import org.bouncycastle.operator.jcajce.JcaContentSignerBuilder;
-import org.bouncycastle.pkcs.jcajce.JcaPKCS10CertificationRequestBuilder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -218,17 +208,8 @@ public final class SvidClient implements AutoCloseable {
             var generator = KeyPairGenerator.getInstance("EC");
             generator.initialize(new ECGenParameterSpec("secp256r1"));
             KeyPair pair = generator.generateKeyPair();
-            var ext = new ExtensionsGenerator();
-            ext.addExtension(Extension.subjectAlternativeName, true,
-                    new GeneralNames(new GeneralName(GeneralName.uniformResourceIdentifier, spiffeId)));
-            var csr = new JcaPKCS10CertificationRequestBuilder(new X500Name("CN=workload"), pair.getPublic())
-                    .addAttribute(PKCSObjectIdentifiers.pkcs_9_at_extensionRequest, ext.generate())
-                    .build(new JcaContentSignerBuilder("SHA256withECDSA").build(pair.getPrivate()));
-            var pem = new StringWriter();
-            try (var w = new JcaPEMWriter(pem)) {
-                w.writeObject(csr);
-            }
-            IssueResponse res = stub.withDeadlineAfter(10, TimeUnit.SECONDS).issue(IssueRequest.newBuilder().setCsrPem(pem.toString())
+            String pem = Csr.pem(pair, spiffeId);
+            IssueResponse res = stub.withDeadlineAfter(10, TimeUnit.SECONDS).issue(IssueRequest.newBuilder().setCsrPem(pem)
                     .setSpiffeId(spiffeId).setCredential(credential.get()).setTtlSeconds(ttl.toSeconds()).build());
             X509Certificate cert = parse(res.getCertificatePem());
             if (!cert.getPublicKey().equals(pair.getPublic())) {
