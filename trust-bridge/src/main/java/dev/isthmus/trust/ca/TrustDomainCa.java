@@ -168,11 +168,13 @@ public class TrustDomainCa {
         } else {
             EmbeddedRoot.loadOrCreate(config.ca().dir(), "next-root", trustDomain(), config.ca().rootTtl());
         }
-        saveRotation(new Rotation("Distributing", now, now.plus(config.ca().rotation().distributionPeriod()), null, rotation.sequence() + 1,
-                nextIssuer));
+        // the roots first, then the sequence: a bundle built between the two must not carry the new
+        // sequence with the old roots (it would be cached and pushed as the new bundle)
         if (!(b instanceof VaultBackend)) {
             rebuildEmbedded();
         }
+        saveRotation(new Rotation("Distributing", now, now.plus(config.ca().rotation().distributionPeriod()), null, rotation.sequence() + 1,
+                nextIssuer));
         LOG.infof("event=root_rotation phase=Distributing backend=%s switch_at=%s", b.name(), rotation.switchAt());
         bundleChanged.fire(new BundleChanged(rotation.sequence()));
         return rotation;
@@ -203,11 +205,11 @@ public class TrustDomainCa {
                     EmbeddedRoot.rename(dir, "root", "retiring-root");
                     EmbeddedRoot.rename(dir, "next-root", "root");
                 }
+                if (!(b instanceof VaultBackend)) {
+                    rebuildEmbedded(); // the roots before the sequence, as in rotate()
+                }
                 saveRotation(new Rotation("Issuing", r.startedAt(), r.switchAt(), now.plus(config.ca().maxSvidTtl()), r.sequence() + 1,
                         r.nextIssuer()));
-                if (!(b instanceof VaultBackend)) {
-                    rebuildEmbedded();
-                }
                 LOG.infof("event=root_rotation phase=Issuing retire_at=%s", rotation.retireAt());
                 bundleChanged.fire(new BundleChanged(rotation.sequence()));
             } else if (r.phase().equals("Issuing") && !now.isBefore(r.retireAt())) {
@@ -216,10 +218,10 @@ public class TrustDomainCa {
                 } else {
                     EmbeddedRoot.rename(dir, "retiring-root", "retired-" + now.getEpochSecond() + "-root");
                 }
-                saveRotation(Rotation.stable(r.sequence() + 1));
                 if (!(b instanceof VaultBackend)) {
-                    rebuildEmbedded();
+                    rebuildEmbedded(); // the roots before the sequence, as in rotate()
                 }
+                saveRotation(Rotation.stable(r.sequence() + 1));
                 LOG.infof("event=root_rotation phase=Stable (old root retired)");
                 bundleChanged.fire(new BundleChanged(rotation.sequence()));
             }
