@@ -1265,8 +1265,7 @@ final class Http2Relay {
      */
     private static io.netty.channel.ChannelFuture connection(EventLoop loop, Class<? extends io.netty.channel.socket.SocketChannel> type,
             InetSocketAddress endpoint, HttpProxy.Upstream cluster) {
-        long idle = idleNanos;
-        Map<HttpProxy.PoolKey, List<Channel>> byEndpoint = HttpProxy.loopPools(CONNECTIONS, loop, idle / 2, pool -> closeIdle(pool, idle));
+        Map<HttpProxy.PoolKey, List<Channel>> byEndpoint = HttpProxy.loopPools(CONNECTIONS, loop, idleNanos / 2, Http2Relay::closeIdle);
         var key = new HttpProxy.PoolKey(cluster.name(), endpoint);
         List<Channel> open = byEndpoint.computeIfAbsent(key, k -> new ArrayList<>(2));
         long now = System.nanoTime();
@@ -1326,7 +1325,8 @@ final class Http2Relay {
     }
 
     /** Closes the loop's upstream connections that have carried no stream for {@link #idleNanos} (on the loop). */
-    private static void closeIdle(Map<HttpProxy.PoolKey, List<Channel>> pool, long idle) {
+    private static void closeIdle(Map<HttpProxy.PoolKey, List<Channel>> pool) {
+        long idle = idleNanos;
         long now = System.nanoTime();
         for (var open : List.copyOf(pool.values())) {
             for (Channel ch : List.copyOf(open)) {

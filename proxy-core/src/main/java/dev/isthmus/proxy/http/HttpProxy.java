@@ -214,7 +214,7 @@ public final class HttpProxy implements AutoCloseable {
         var pools = new ConcurrentHashMap<EventLoop, Map<PoolKey, ArrayDeque<Channel>>>();
         var routes = new java.util.concurrent.atomic.AtomicReference<>(spec);
         var shared = new Shared(name, loops, routes, clusters, meters, pools, open, sourceCluster, new ConcurrentHashMap<>(),
-                new java.util.concurrent.ConcurrentLinkedQueue<>());
+                new java.util.concurrent.atomic.AtomicReference<>(), new java.util.concurrent.ConcurrentLinkedQueue<>());
         Channel server = new ServerBootstrap()
                 .group(loops.boss(), loops.workers())
                 .channel(loops.serverChannelType())
@@ -389,10 +389,22 @@ public final class HttpProxy implements AutoCloseable {
     record RequestMeters(Counter requests, Timer duration) {
     }
 
+    /**
+     * The labels of the last request counted, as {@link Shared#count} was given them, with their
+     * meters: while requests keep the same labels (as they mostly do), counting one builds no key.
+     */
+    record CountedAs(String cluster, int status, String caller, String endpointRegion, RequestMeters meters) {
+        boolean same(String cluster, int status, String caller, String endpointRegion) {
+            return this.status == status && java.util.Objects.equals(this.cluster, cluster) && java.util.Objects.equals(this.caller, caller)
+                    && java.util.Objects.equals(this.endpointRegion, endpointRegion);
+        }
+    }
+
     record Shared(String listener, EventLoops loops, java.util.concurrent.atomic.AtomicReference<ProxyConfig.HttpSpec> spec,
             Function<String, Upstream> clusters, MeterRegistry meters,
             Map<EventLoop, Map<PoolKey, ArrayDeque<Channel>>> pools, ChannelGroup open, String sourceCluster,
-            Map<List<String>, RequestMeters> requestMeters, java.util.Queue<java.util.concurrent.Future<?>> sweeps) {
+            Map<List<String>, RequestMeters> requestMeters, java.util.concurrent.atomic.AtomicReference<CountedAs> lastCounted,
+            java.util.Queue<java.util.concurrent.Future<?>> sweeps) {
 
         Optional<ProxyConfig.Route> route(String host, String path) {
             return route(host, path, name -> null);
@@ -402,19 +414,21 @@ public final class HttpProxy implements AutoCloseable {
         Optional<ProxyConfig.Route> route(String host, String path, java.util.function.Function<String, String> header) {
             // A domain with a port ("catalog.shop:9090", a service port's virtual host) is matched against the
             // whole host first; then the host without its port against the domains (Istio lists both forms).
+            // the host is compared in place (its first hostEnd characters, without the port), not copied
             String full = host == null ? "" : host.toLowerCase(java.util.Locale.ROOT);
-            String h = full;
-            int colon = h.lastIndexOf(':');
-            if (colon > 0 && !h.endsWith("]")) {
-                h = h.substring(0, colon);
-            }
+            int colon = full.lastIndexOf(':');
+            int hostEnd = colon > 0 && !full.endsWith("]") ? colon : full.length();
+            boolean withPort = hostEnd < full.length();
             ProxyConfig.VirtualHost best = null;
             int bestRank = 0;
             for (var vh : spec.get().virtualHosts()) {
                 for (String d : vh.domains()) {
                     String dl = d.toLowerCase(java.util.Locale.ROOT);
-                    int rank = !full.equals(h) && dl.equals(full) ? 4 : dl.equals(h) ? 3
-                            : dl.startsWith("*") && dl.length() > 1 && h.endsWith(dl.substring(1)) ? 2 : dl.equals("*") ? 1 : 0;
+                    int suffix = dl.length() - 1; // of a wildcard domain, after its '*'
+                    int rank = withPort && dl.equals(full) ? 4
+                            : dl.length() == hostEnd && full.regionMatches(0, dl, 0, hostEnd) ? 3
+                            : suffix > 0 && dl.charAt(0) == '*' && suffix <= hostEnd && full.regionMatches(hostEnd - suffix, dl, 1, suffix) ? 2
+                            : dl.equals("*") ? 1 : 0;
                     if (rank > bestRank) {
                         best = vh;
                         bestRank = rank;
@@ -453,17 +467,29 @@ public final class HttpProxy implements AutoCloseable {
          * the region of the endpoint that answered, else this proxy's.
          */
         void count(String cluster, int status, long startNanos, String caller, String endpointRegion) {
+            var last = lastCounted.get();
+            RequestMeters m;
+            if (last != null && last.same(cluster, status, caller, endpointRegion)) {
+                m = last.meters();
+            } else {
+                m = meters(cluster, status, caller, endpointRegion);
+                lastCounted.set(new CountedAs(cluster, status, caller, endpointRegion, m));
+            }
+            m.requests().increment();
+            m.duration().record(System.nanoTime() - startNanos, TimeUnit.NANOSECONDS);
+        }
+
+        /** The meters of one label set, made on its first request. */
+        private RequestMeters meters(String cluster, int status, String caller, String endpointRegion) {
             String source = caller != null && caller.startsWith("spiffe://") ? SpiffeTls.trustDomain(caller).split("\\.")[0] : sourceCluster;
             String destination = endpointRegion == null || endpointRegion.isEmpty() ? sourceCluster : endpointRegion;
-            var m = requestMeters.computeIfAbsent(List.of(cluster, Integer.toString(status), source, destination), k -> {
+            return requestMeters.computeIfAbsent(List.of(cluster, Integer.toString(status), source, destination), k -> {
                 var tags = io.micrometer.core.instrument.Tags.of(ProxyMetrics.LABEL_LISTENER, listener, ProxyMetrics.LABEL_DESTINATION_SERVICE, k.get(0),
                         ProxyMetrics.LABEL_RESPONSE_CODE, k.get(1), ProxyMetrics.LABEL_SOURCE_CLUSTER, k.get(2), ProxyMetrics.LABEL_DESTINATION_CLUSTER,
                         k.get(3));
                 return new RequestMeters(Counter.builder(ProxyMetrics.REQUESTS).tags(tags).register(meters),
                         Timer.builder(ProxyMetrics.REQUEST_DURATION).tags(tags).publishPercentileHistogram().register(meters));
             });
-            m.requests().increment();
-            m.duration().record(System.nanoTime() - startNanos, TimeUnit.NANOSECONDS);
         }
     }
 
@@ -1125,6 +1151,10 @@ public final class HttpProxy implements AutoCloseable {
      */
     static <V> Map<PoolKey, V> loopPools(Map<EventLoop, Map<PoolKey, V>> byLoop, EventLoop loop, long everyNanos,
             java.util.function.Consumer<Map<PoolKey, V>> sweep) {
+        Map<PoolKey, V> made = byLoop.get(loop);
+        if (made != null) { // the usual case: no capturing lambda made for computeIfAbsent
+            return made;
+        }
         return byLoop.computeIfAbsent(loop, l -> {
             var pools = new HashMap<PoolKey, V>();
             l.scheduleAtFixedRate(() -> sweep.accept(pools), everyNanos, everyNanos, java.util.concurrent.TimeUnit.NANOSECONDS);

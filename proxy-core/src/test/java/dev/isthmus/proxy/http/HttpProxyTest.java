@@ -181,6 +181,40 @@ class HttpProxyTest {
         assertEquals(3.0, requests("b", "200"));
     }
 
+    /**
+     * A wildcard domain matches a host that ends with what follows its '*', with or without a port,
+     * in any case, over the catch-all; a host shorter than that, or only starting with it, does not.
+     * Requests that alternate between clusters are each counted under their own labels.
+     */
+    @Test
+    void aWildcardDomainMatchesTheHostsSuffixWithOrWithoutAPort() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(200, "A", 0, hits);
+        int b = app(200, "B", 0, hits);
+        int port = start("""
+                          - name: shop
+                            domains: [ "*.shop" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: a } }
+                          - name: other
+                            domains: [ "*" ]
+                            routes:
+                            - { match: { prefix: "/" }, route: { cluster: b } }""", cluster("a", a) + cluster("b", b));
+        try (var s = new Socket("127.0.0.1", port)) {
+            s.setSoTimeout(5000);
+            var out = s.getOutputStream();
+            var in = s.getInputStream();
+            for (String[] hostAndApp : new String[][] {{"orders.shop:8080", "A"}, {"shop", "B"}, {"Orders.SHOP", "A"}, {"orders.shopping", "B"},
+                {"x.shop", "A"}, {"shop:80", "B"}}) {
+                out.write(("GET / HTTP/1.1\r\nHost: " + hostAndApp[0] + "\r\n\r\n").getBytes());
+                String answer = readResponse(in);
+                assertTrue(answer.startsWith("HTTP/1.1 200") && answer.contains(hostAndApp[1] + " caller="), hostAndApp[0] + " -> " + answer);
+            }
+        }
+        assertEquals(3.0, requests("a", "200"));
+        assertEquals(3.0, requests("b", "200"));
+    }
+
     /** Reads one response with a Content-Length body; returns status line + body. */
     static String readResponse(InputStream in) throws Exception {
         var head = new StringBuilder();
