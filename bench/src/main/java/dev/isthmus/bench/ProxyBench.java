@@ -35,7 +35,9 @@ import java.util.regex.Pattern;
  * <p>Throughput: wrk (HTTP/1.1 keep-alive, small bodies). Latency: an open-loop generator in this
  * process at a fixed rate (latency counted from each request's scheduled time, so a stall is not
  * hidden), p50/p99, and the difference to the direct path. Memory: the sidecar's RSS when ready and
- * its peak under load, and the HTTP/2 sidecar's peak; time from process start to ready. HTTP/2: h2load (h2c with prior knowledge,
+ * its peak under load, and the HTTP/2 sidecar's peak; what each sidecar allocated on its heap per
+ * request during the rounds, from its GC log (eden is full when a young collection starts); time
+ * from process start to ready. HTTP/2: h2load (h2c with prior knowledge,
  * 32 connections of 10 concurrent streams) straight to an HTTP/2 app, through one sidecar whose
  * cluster speaks HTTP/2, and through HAProxy as the same HTTP/2 reverse proxy.
  *
@@ -218,6 +220,7 @@ final class ProxyBench {
             }
             // throughput in rounds: every path once per round, so each ratio compares windows next to each other in time
             var throughput = new LinkedHashMap<String, List<Double>>();
+            long edenBefore = edenKiB(work.resolve("single.gc"));
             for (int r = 0; r < rounds; r++) {
                 for (var t : targets.entrySet()) {
                     throughput.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(wrk(t.getValue(), seconds, connections));
@@ -234,12 +237,15 @@ final class ProxyBench {
             for (int port : h2Targets.values()) {
                 h2load(port, warmup, connections); // warm-up
             }
+            long edenAfter = edenKiB(work.resolve("single.gc"));
             var h2Throughput = new LinkedHashMap<String, List<Double>>();
+            long edenBeforeH2 = edenKiB(work.resolve("single-h2.gc"));
             for (int r = 0; r < rounds; r++) {
                 for (var t : h2Targets.entrySet()) {
                     h2Throughput.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(h2load(t.getValue(), seconds, connections));
                 }
             }
+            long edenAfterH2 = edenKiB(work.resolve("single-h2.gc"));
             sampler.interrupt();
             var h2Table = new StringBuilder();
             h2Throughput.forEach((k, v) -> h2Table.append(String.format(Locale.ROOT, "| %s | %.0f | %s |%n", k, mean(v), rates(v))));
@@ -256,6 +262,9 @@ final class ProxyBench {
             }
             String ratioSingle = ratio(throughput.get("one sidecar (HTTP/1.1 listener)"), throughput.get("HAProxy as the same reverse proxy"));
             String ratioPair = ratio(throughput.get("sidecar -> sidecar over mTLS"), throughput.get("HAProxy -> HAProxy over TLS (client certs)"));
+            // requests through each sidecar in its rounds: rate x window, as the tools compute the rate from the count
+            double allocH1 = (edenAfter - edenBefore) * 1024.0 / (mean(throughput.get("one sidecar (HTTP/1.1 listener)")) * rounds * seconds);
+            double allocH2 = (edenAfterH2 - edenBeforeH2) * 1024.0 / (mean(h2Throughput.get("one sidecar (HTTP/2 both sides)")) * rounds * seconds);
             var report = String.format(Locale.ROOT, """
                     ## Proxy data plane (issue 5), %s
 
@@ -282,11 +291,12 @@ final class ProxyBench {
                     | sidecar RSS when ready | %.1f MiB | <= 64 MiB |
                     | sidecar RSS peak under load | %.1f MiB | <= 128 MiB |
                     | HTTP/2 sidecar RSS peak under load (h2load, 320 streams) | %.1f MiB | <= 128 MiB |
+                    | heap allocated per request, HTTP/1.1 sidecar / HTTP/2 sidecar | %.0f / %.0f bytes | |
                     | sidecar start to ready, with its class-data archive | %.0f ms | <= 1000 ms |
                     | sidecar start to ready, cold (first start, no archive) | %.0f ms | |
                     """, Instant.now().toString().substring(0, 16), connections, rounds, seconds, warmup, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM,
                     table, connections, rounds, seconds, warmup, h2Table, ratioSingle, ratioH2, ratioPair, idleRss / 1024.0, peak.get() / 1024.0, peakH2.get() / 1024.0,
-                    readyMs, coldReadyMs);
+                    allocH1, allocH2, readyMs, coldReadyMs);
             System.out.println();
             System.out.println(report);
             Files.writeString(home.resolve("bench/target/proxy.md"), report);
@@ -346,7 +356,8 @@ final class ProxyBench {
             throws Exception {
         var command = new ArrayList<>(List.of(java));
         command.addAll(List.of(SIDECAR_JVM.split("\\s+")));
-        command.addAll(List.of("-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + work.resolve("sidecar-lite.jsa")));
+        command.addAll(List.of("-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + work.resolve("sidecar-lite.jsa"),
+                "-Xlog:gc+heap=info:file=" + work.resolve(name + ".gc")));
         command.addAll(List.of("-jar", home.resolve("sidecar-lite/target/sidecar-lite.jar").toString()));
         var pb = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(work.resolve(name + ".log").toFile());
         pb.environment().putAll(Map.of("ISTHMUS_APP", "127.0.0.1:" + app, "ISTHMUS_INBOUND", "127.0.0.1:" + inbound, "ISTHMUS_ADMIN",
@@ -549,6 +560,26 @@ final class ProxyBench {
         if (!head.toString().startsWith("HTTP/1.1 200")) {
             throw new IllegalStateException("answer: " + head);
         }
+    }
+
+    /**
+     * The sum of eden's occupancy at the start of every young collection in a sidecar's GC log
+     * ({@code -Xlog:gc+heap=info}: "DefNew: ... Eden: 4416K(4416K)->0K"): what it allocated on its
+     * heap so far, but for what eden holds now (at most one eden, a few MiB, against the GiBs a
+     * benchmark window allocates).
+     */
+    static long edenKiB(Path gcLog) throws java.io.IOException {
+        var eden = Pattern.compile("Eden: (\\d+)K\\(");
+        long sum = 0;
+        try (var lines = Files.lines(gcLog)) {
+            for (String line : (Iterable<String>) lines::iterator) {
+                var m = eden.matcher(line);
+                if (m.find()) {
+                    sum += Long.parseLong(m.group(1));
+                }
+            }
+        }
+        return sum;
     }
 
     static long rssKiB(long pid) {
