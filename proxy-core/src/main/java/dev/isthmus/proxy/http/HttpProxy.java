@@ -424,10 +424,10 @@ public final class HttpProxy implements AutoCloseable {
             for (var vh : spec.get().virtualHosts()) {
                 for (String d : vh.domains()) {
                     String dl = d.toLowerCase(java.util.Locale.ROOT);
-                    int suffix = dl.length() - 1; // of a wildcard domain, after its '*'
+                    int suffix = dl.length() - 1; // of a wildcard domain, after its '*', which stands for one character or more (as in Envoy)
                     int rank = withPort && dl.equals(full) ? 4
                             : dl.length() == hostEnd && full.regionMatches(0, dl, 0, hostEnd) ? 3
-                            : suffix > 0 && dl.charAt(0) == '*' && suffix <= hostEnd && full.regionMatches(hostEnd - suffix, dl, 1, suffix) ? 2
+                            : suffix > 0 && dl.charAt(0) == '*' && suffix < hostEnd && full.regionMatches(hostEnd - suffix, dl, 1, suffix) ? 2
                             : dl.equals("*") ? 1 : 0;
                     if (rank > bestRank) {
                         best = vh;
