@@ -9,11 +9,9 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.channel.EventLoop;
 import io.netty.handler.codec.ByteToMessageDecoder;
 import io.netty.handler.codec.http.HttpHeaderNames;
-import io.netty.handler.codec.http2.DefaultHttp2Connection;
 import io.netty.handler.codec.http2.DefaultHttp2DataFrame;
 import io.netty.handler.codec.http2.DefaultHttp2Headers;
 import io.netty.handler.codec.http2.DefaultHttp2HeadersFrame;
-import io.netty.handler.codec.http2.DefaultHttp2RemoteFlowController;
 import io.netty.handler.codec.http2.DefaultHttp2ResetFrame;
 import io.netty.handler.codec.http2.DefaultHttp2WindowUpdateFrame;
 import io.netty.handler.codec.http2.Http2DataFrame;
@@ -28,7 +26,6 @@ import io.netty.handler.codec.http2.Http2HeadersFrame;
 import io.netty.handler.codec.http2.Http2ResetFrame;
 import io.netty.handler.codec.http2.Http2SettingsFrame;
 import io.netty.handler.codec.http2.Http2Stream;
-import io.netty.handler.codec.http2.UniformStreamByteDistributor;
 import io.netty.util.ReferenceCountUtil;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
@@ -125,36 +122,10 @@ final class Http2Relay {
                     p.remove(h);
                 }
             }
-            p.addAfter(ctx.name(), "h2", new CodecBuilder(true).validateHeaders(true)
+            p.addAfter(ctx.name(), "h2", Http2FrameCodecBuilder.forServer().validateHeaders(true)
                     .decoderEnforceMaxRstFramesPerWindow(200, 30).build());
             p.addAfter("h2", "h2-relay", new Front(shared, HttpProxy.callerOf(ctx.channel())));
             p.remove(this);
-        }
-    }
-
-    /**
-     * Netty's frame codec (as {@code Http2FrameCodecBuilder.forServer()} or {@code forClient()} make
-     * it) with a flow controller for what it sends that shares a connection's window between its
-     * streams in equal parts ({@link UniformStreamByteDistributor}), instead of by HTTP/2 priority
-     * (Netty's default, a weighted fair queue over the priority tree, with a priority queue per
-     * stream). RFC 9113 deprecates priority and the relay forwards none; the weighted queue's state
-     * was about 250 of the 4,500 bytes the HTTP/2 relay allocated per request.
-     */
-    static final class CodecBuilder extends Http2FrameCodecBuilder {
-        private final boolean server;
-
-        /** The side is given to the connection: Netty's builder takes either {@code server(...)} or {@code connection(...)}. */
-        CodecBuilder(boolean server) {
-            this.server = server;
-            gracefulShutdownTimeoutMillis(0);
-        }
-
-        @Override
-        public Http2FrameCodec build() {
-            var connection = new DefaultHttp2Connection(server, maxReservedStreams());
-            connection.remote().flowController(new DefaultHttp2RemoteFlowController(connection, new UniformStreamByteDistributor(connection)));
-            connection(connection);
-            return super.build();
         }
     }
 
@@ -1289,7 +1260,7 @@ final class Http2Relay {
         var breakers = cluster.breakers();
         // streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec
         var connect = cluster.connect(loop, type, endpoint,
-                p -> p.addLast(new CodecBuilder(false).encoderEnforceMaxConcurrentStreams(true).build()).addLast(new Back()));
+                p -> p.addLast(Http2FrameCodecBuilder.forClient().encoderEnforceMaxConcurrentStreams(true).build()).addLast(new Back()));
         Channel ch = connect.channel();
         Back b = ch.pipeline().get(Back.class);
         if (b != null) { // registered on this loop already, so initialised
