@@ -95,6 +95,7 @@ public final class GatewayMain {
                         var next = SniRoutes.fromConfig(config, current.get());
                         current.set(next);
                         log.info("event=gateway_routes_applied version={} services={}", config.version(), next.routes().size());
+                        listener.closeDropped(next);
                     }, process.meters()));
             client.start();
             return client;

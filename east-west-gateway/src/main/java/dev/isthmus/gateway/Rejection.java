@@ -10,7 +10,9 @@ public enum Rejection {
     UPSTREAM_UNREACHABLE("upstream_unreachable"),
     TOO_MANY_CONNECTIONS("too_many_connections"),
     TOO_MANY_FROM_SOURCE("too_many_from_source"),
-    DRAINING("draining");
+    DRAINING("draining"),
+    /** The route drops this share of its traffic (xDS {@code drop_overloads}: the cluster is isolated for a drill). */
+    DROP_OVERLOAD("drop_overload");
 
     private final String label;
 

@@ -44,6 +44,8 @@ public final class SniPassthrough implements AutoCloseable {
     private static final long LOG_INTERVAL_NANOS = Duration.ofSeconds(10).toNanos();
 
     private static final io.netty.util.AttributeKey<Boolean> REJECTED = io.netty.util.AttributeKey.valueOf("isthmus.rejected");
+    /** The SNI a relayed connection was routed by. */
+    private static final io.netty.util.AttributeKey<String> ROUTED_SNI = io.netty.util.AttributeKey.valueOf("isthmus.sni");
 
     /** The gateway's limits; {@link #DEFAULT}: 10,000 connections, 1,000 per source, 1 h idle, 30 s drain. */
     public record Limits(int maxConnections, int maxPerSource, Duration idleTimeout, Duration drainTimeout) {
@@ -53,11 +55,13 @@ public final class SniPassthrough implements AutoCloseable {
     private final Channel server;
     private final io.netty.channel.group.ChannelGroup accepted;
     private final Limits limits;
+    private final Counter closedByDrop;
 
-    private SniPassthrough(Channel server, io.netty.channel.group.ChannelGroup accepted, Limits limits) {
+    private SniPassthrough(Channel server, io.netty.channel.group.ChannelGroup accepted, Limits limits, Counter closedByDrop) {
         this.server = server;
         this.accepted = accepted;
         this.limits = limits;
+        this.closedByDrop = closedByDrop;
     }
 
     public static SniPassthrough start(EventLoops loops, InetSocketAddress listen, Supplier<SniRoutes> routes,
@@ -162,7 +166,8 @@ public final class SniPassthrough implements AutoCloseable {
                 })
                 .bind(listen).sync().channel();
         log.info("event=listener_started listener=gateway address={} transport={}", server.localAddress(), loops.transportDescription());
-        return new SniPassthrough(server, accepted, limits);
+        return new SniPassthrough(server, accepted, limits, Counter.builder(ProxyMetrics.CONNECTIONS_CLOSED)
+                .tag(ProxyMetrics.LABEL_LISTENER, "gateway").tag(ProxyMetrics.LABEL_REASON, Rejection.DROP_OVERLOAD.label()).register(meters));
     }
 
     public InetSocketAddress address() {
@@ -172,6 +177,30 @@ public final class SniPassthrough implements AutoCloseable {
     /** Flows in progress. */
     public int activeFlows() {
         return accepted.size();
+    }
+
+    /**
+     * Closes the flows in progress whose route now drops all of its traffic ({@code routes}, just put
+     * in force: a cluster isolated for a drill); counted in {@code isthmus_tcp_connections_closed_total}
+     * with reason {@code drop_overload}. New connections to such a route are refused as they come.
+     *
+     * @return how many flows were closed
+     */
+    public int closeDropped(SniRoutes routes) {
+        int closed = 0;
+        for (Channel ch : accepted) {
+            String sni = ch.attr(ROUTED_SNI).get();
+            if (sni != null && routes.lookup(sni).filter(r -> r instanceof dev.isthmus.proxy.lb.ClusterLoadBalancer lb
+                    && lb.spec().dropsAll().isPresent()).isPresent()) {
+                closedByDrop.increment();
+                ch.close();
+                closed++;
+            }
+        }
+        if (closed > 0) {
+            log.warn("event=flows_closed reason=drop_overload flows={}", closed);
+        }
+        return closed;
     }
 
     /** Drains: stops accepting, waits up to the drain timeout for the flows in progress, then closes the rest. */
@@ -284,6 +313,14 @@ public final class SniPassthrough implements AutoCloseable {
                 return promise.setFailure(new RouteException(Rejection.UNKNOWN_SNI, "sni=" + hostname));
             }
             var selector = target.get();
+            if (selector instanceof dev.isthmus.proxy.lb.ClusterLoadBalancer lb) {
+                for (var drop : lb.spec().drops()) {
+                    if (drop.fraction() >= 1.0 || java.util.concurrent.ThreadLocalRandom.current().nextDouble() < drop.fraction()) {
+                        return promise.setFailure(new RouteException(Rejection.DROP_OVERLOAD, "sni=" + hostname + " category=" + drop.category()));
+                    }
+                }
+            }
+            ctx.channel().attr(ROUTED_SNI).set(hostname.toLowerCase());
             String refused = selector.admit();
             if (refused != null) {
                 return promise.setFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE, "sni=" + hostname + " circuit breaker " + refused + " is open"));

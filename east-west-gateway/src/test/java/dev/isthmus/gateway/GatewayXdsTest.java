@@ -113,8 +113,11 @@ class GatewayXdsTest {
         if (xdsPort == 0) {
             xdsPort = xds.getPort(); // kept: a terminated server no longer tells its port
         }
-        var c = new AdsClient("127.0.0.1:" + xdsPort, Node.newBuilder().setId("gw").build(), state.resolve("xds-last-good.pb"),
-                config -> routes.set(SniRoutes.fromConfig(config, routes.get())), meters);
+        var c = new AdsClient("127.0.0.1:" + xdsPort, Node.newBuilder().setId("gw").build(), state.resolve("xds-last-good.pb"), config -> {
+            var next = SniRoutes.fromConfig(config, routes.get());
+            routes.set(next);
+            gateway.closeDropped(next); // as GatewayMain does
+        }, meters);
         c.start();
         return c;
     }
@@ -216,6 +219,72 @@ class GatewayXdsTest {
         hello(SNI);
         eventually(() -> rejected(Rejection.UNKNOWN_SNI) == 1.0, "unknown_sni counted");
         assertEquals(1, hits.get(0).get());
+    }
+
+    /**
+     * An isolated cluster's gateway (DESIGN.md, "Failover drills"): its controller serves every
+     * service with all of its traffic dropped (drop_overloads at 100%). The flow in progress is
+     * closed, a new connection is refused as {@code drop_overload}, and both are counted; once the
+     * drop is gone, connections reach the endpoint again.
+     */
+    @Test
+    void aRouteThatDropsAllOfItsTrafficClosesItsFlowsAndRefusesNewOnes() throws Exception {
+        var holding = new ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+        endpoints.add(holding);
+        var accepted = new AtomicInteger();
+        var ended = new AtomicInteger();
+        Thread.ofVirtual().start(() -> {
+            while (!holding.isClosed()) {
+                try {
+                    Socket s = holding.accept();
+                    accepted.incrementAndGet();
+                    Thread.ofVirtual().start(() -> {
+                        try (s) {
+                            while (s.getInputStream().read() >= 0) {
+                                // holds the flow open, as a sidecar's pooled connection stays open
+                            }
+                        } catch (IOException ignored) {
+                            // closed under us
+                        }
+                        ended.incrementAndGet();
+                    });
+                } catch (IOException e) {
+                    return;
+                }
+            }
+        });
+        int port = holding.getLocalPort();
+        serve("1", List.of(cluster(SNI)), List.of(assignment(SNI, port)));
+        client = connect();
+        eventually(() -> routes.get().lookup(SNI).isPresent(), "the route from xDS");
+        // openssl waits for a ServerHello that never comes: the flow stays open until the gateway closes it
+        var flow = new ProcessBuilder("openssl", "s_client", "-connect", "127.0.0.1:" + gateway.address().getPort(), "-servername", SNI)
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        try {
+            eventually(() -> accepted.get() == 1, "the flow reached the endpoint");
+            Thread.sleep(200);
+            assertTrue(flow.isAlive() && ended.get() == 0, "the flow is open");
+
+            var isolated = assignment(SNI, port).toBuilder().setPolicy(ClusterLoadAssignment.Policy.newBuilder().addDropOverloads(
+                    ClusterLoadAssignment.Policy.DropOverload.newBuilder().setCategory("isthmus_isolated").setDropPercentage(
+                            io.envoyproxy.envoy.type.v3.FractionalPercent.newBuilder().setNumerator(100)))).build();
+            serve("2", List.of(cluster(SNI)), List.of(isolated));
+            assertTrue(flow.waitFor(10, TimeUnit.SECONDS), "the gateway closed the flow in progress");
+            eventually(() -> ended.get() == 1, "and its endpoint side");
+            assertEquals(1.0, meters.get("isthmus_tcp_connections_closed").tag("reason", "drop_overload").counter().count());
+            hello(SNI);
+            eventually(() -> rejected(Rejection.DROP_OVERLOAD) == 1.0, "a new connection refused as drop_overload");
+            assertEquals(1, accepted.get(), "nothing more reached the endpoint");
+
+            serve("3", List.of(cluster(SNI)), List.of(assignment(SNI, port)));
+            eventually(() -> routes.get().lookup(SNI).filter(r -> r instanceof dev.isthmus.proxy.lb.ClusterLoadBalancer lb
+                    && lb.spec().drops().isEmpty()).isPresent(), "the drop lifted");
+            flow = new ProcessBuilder("openssl", "s_client", "-connect", "127.0.0.1:" + gateway.address().getPort(), "-servername", SNI)
+                    .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+            eventually(() -> accepted.get() == 2, "connections reach the endpoint again");
+        } finally {
+            flow.destroyForcibly();
+        }
     }
 
     @Test

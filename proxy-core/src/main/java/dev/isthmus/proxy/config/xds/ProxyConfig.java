@@ -233,11 +233,23 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
      * @param overprovisioningFactor Envoy's, in percent (default 140)
      */
     public record ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
-            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits, Outlier outlier, boolean http2) {
+            Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits, Outlier outlier, boolean http2,
+            List<DropOverload> drops) {
 
         public ClusterSpec {
             expectedSpiffeIds = List.copyOf(expectedSpiffeIds);
             endpoints = List.copyOf(endpoints);
+            drops = List.copyOf(drops);
+        }
+
+        public ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
+                Optional<String> sni, List<EndpointSpec> endpoints, int overprovisioningFactor, Limits limits, Outlier outlier, boolean http2) {
+            this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, limits, outlier, http2, List.of());
+        }
+
+        /** The drop category that takes all of the traffic, if one does (the cluster's traffic is all refused). */
+        public Optional<String> dropsAll() {
+            return drops.stream().filter(d -> d.fraction() >= 1.0).map(DropOverload::category).findFirst();
         }
 
         public ClusterSpec(String name, LbPolicy lbPolicy, Duration connectTimeout, boolean mtls, List<String> expectedSpiffeIds,
@@ -245,6 +257,13 @@ public record ProxyConfig(String version, List<ListenerSpec> listeners, Map<Stri
             this(name, lbPolicy, connectTimeout, mtls, expectedSpiffeIds, sni, endpoints, overprovisioningFactor, Limits.DEFAULT, Outlier.DEFAULT,
                     false);
         }
+    }
+
+    /**
+     * A share of a cluster's traffic to refuse (Envoy's {@code ClusterLoadAssignment.policy.drop_overloads}):
+     * {@code fraction} from 0 to 1 of the connections (the east-west gateway) under {@code category}.
+     */
+    public record DropOverload(String category, double fraction) {
     }
 
     /**

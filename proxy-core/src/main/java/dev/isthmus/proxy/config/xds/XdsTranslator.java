@@ -614,6 +614,30 @@ public final class XdsTranslator {
         if (overprovisioning < 100) {
             errors.add(where + ": " + cla + ".policy.overprovisioning_factor: " + overprovisioning + " is below 100");
         }
+        var drops = new ArrayList<ProxyConfig.DropOverload>();
+        for (int i = 0; i < assignment.getPolicy().getDropOverloadsCount(); i++) {
+            var d = assignment.getPolicy().getDropOverloads(i);
+            String path = where + ": " + cla + ".policy.drop_overloads[" + i + "]";
+            if (d.getCategory().isEmpty()) {
+                errors.add(path + ".category: is empty");
+            }
+            if (!d.hasDropPercentage()) {
+                errors.add(path + ".drop_percentage: is missing");
+                continue;
+            }
+            double denominator = switch (d.getDropPercentage().getDenominator()) {
+                case HUNDRED -> 100;
+                case TEN_THOUSAND -> 10_000;
+                case MILLION -> 1_000_000;
+                default -> 0;
+            };
+            if (denominator == 0) {
+                errors.add(path + ".drop_percentage.denominator: " + d.getDropPercentage().getDenominatorValue() + " is not HUNDRED, TEN_THOUSAND or MILLION");
+                continue;
+            }
+            // Envoy: a numerator above the denominator means 100%
+            drops.add(new ProxyConfig.DropOverload(d.getCategory(), Math.min(1.0, d.getDropPercentage().getNumerator() / denominator)));
+        }
         var limits = ProxyConfig.Limits.DEFAULT;
         for (int i = 0; i < c.getCircuitBreakers().getThresholdsCount(); i++) {
             var t = c.getCircuitBreakers().getThresholds(i);
@@ -668,7 +692,7 @@ public final class XdsTranslator {
             return Optional.empty();
         }
         return Optional.of(new ProxyConfig.ClusterSpec(c.getName(), lb, connectTimeout, mtls, ids, sni, endpoints, overprovisioning, limits, outlier,
-                http2));
+                http2, drops));
     }
 
     private static Optional<InetSocketAddress> socketAddress(Address address, String where, String path, List<String> errors) {

@@ -98,6 +98,28 @@ class XdsTranslatorTest {
         assertTrue(both.contains("lb_endpoints[0]") && both.contains("Listener"), both);
     }
 
+    /**
+     * drop_overloads: each category's share of the traffic, with Envoy's three denominators (a
+     * numerator above its denominator is all of it); a category without a name or a share, or an
+     * unknown denominator, is refused where it is.
+     */
+    @Test
+    void dropOverloadsAreReadAsSharesAndBadOnesAreRefusedWhereTheyAre() throws Exception {
+        String s = sample();
+        String policy = "policy: { overprovisioning_factor: 140 }";
+        assertEquals(List.of(), translate(s).clusters().get("product-catalog").drops());
+        var spec = translate(s.replace(policy, "policy: { overprovisioning_factor: 140, drop_overloads: ["
+                + "{ category: throttle, drop_percentage: { numerator: 25, denominator: TEN_THOUSAND } },"
+                + "{ category: isolated, drop_percentage: { numerator: 150 } } ] }")).clusters().get("product-catalog");
+        assertEquals(List.of(new ProxyConfig.DropOverload("throttle", 0.0025), new ProxyConfig.DropOverload("isolated", 1.0)), spec.drops());
+        assertEquals(java.util.Optional.of("isolated"), spec.dropsAll());
+        assertEquals(java.util.Optional.empty(), translate(s.replace(policy, "policy: { drop_overloads: [ { category: half, drop_percentage: "
+                + "{ numerator: 500000, denominator: MILLION } } ] }")).clusters().get("product-catalog").dropsAll());
+        String bad = refusal(s.replace(policy, "policy: { drop_overloads: [ { drop_percentage: { numerator: 5 } }, { category: x } ] }"));
+        assertTrue(bad.contains("Cluster 'product-catalog': load_assignment.policy.drop_overloads[0].category: is empty"), bad);
+        assertTrue(bad.contains("Cluster 'product-catalog': load_assignment.policy.drop_overloads[1].drop_percentage: is missing"), bad);
+    }
+
     @Test
     void unreadableFilesSayWhereAndWhat() {
         var e = assertThrows(XdsTranslator.ConfigException.class, () -> XdsTranslator.parseBootstrap("static_resources: [", "b.yaml"));
