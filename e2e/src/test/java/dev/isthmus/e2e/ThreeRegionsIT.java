@@ -44,6 +44,18 @@ class ThreeRegionsIT {
         return gatewayConnections(region, "product-catalog");
     }
 
+    /** The gateway's {@code counter} with the label {@code reason="<reason>"}, from its /metrics. */
+    static double gatewayCounter(String region, String counter, String reason) throws Exception {
+        String metrics = Http.get("http://127.0.0.1:" + FED.topology().gatewayAdminPort(region) + "/metrics").body();
+        double total = 0;
+        for (String line : metrics.split("\n")) {
+            if (line.startsWith(counter + "{") && line.contains("reason=\"" + reason + "\"")) {
+                total += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return total;
+    }
+
     /** Flows through {@code region}'s gateway whose metric line (SNI) contains {@code sniPart}. */
     static long gatewayConnections(String region, String sniPart) throws Exception {
         String metrics = Http.get("http://127.0.0.1:" + FED.topology().gatewayAdminPort(region) + "/metrics").body();
@@ -138,6 +150,48 @@ class ThreeRegionsIT {
                 report.text());
         assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once the drain ended: " + report.text());
         assertEquals("Active", stateOf("us-east", "eu-west"), "Active again once the drain ended");
+    }
+
+    /**
+     * eu-west isolated through its controller: its gateway refuses cross-region traffic and closes
+     * the flows it carries, and nobody is told (eu-west stays Active everywhere), so us-east's sidecar
+     * finds out from the refused connections and retries onto the next locality. No request fails.
+     */
+    @Test
+    @Order(2)
+    void isolatedEuWestIsLeftByUsEastFromWhatItsSidecarSeesUntilTheIsolationEnds() throws Exception {
+        // what us-east's controller says of eu-west all along: the isolation is not announced
+        var seen = java.util.concurrent.ConcurrentHashMap.<String>newKeySet();
+        var watching = new java.util.concurrent.atomic.AtomicBoolean(true);
+        var watcher = Thread.ofVirtual().start(() -> {
+            while (watching.get()) {
+                try {
+                    seen.add(stateOf("us-east", "eu-west"));
+                    Thread.sleep(500);
+                } catch (Exception e) {
+                    seen.add(e.toString());
+                }
+            }
+        });
+        FailoverDrill.Report report;
+        try {
+            report = FailoverDrill.run(FED.federation(), "eu-west", List.of("us-east"), 40, Duration.ofSeconds(8), Duration.ofSeconds(90), false,
+                    FailoverDrill.Fault.ISOLATE, line -> System.out.println("[isolate] " + line));
+        } finally {
+            watching.set(false);
+            watcher.join();
+        }
+        System.out.println(report.text());
+        assertTrue(report.requestsBefore() > 100, "steady traffic before the isolation: " + report);
+        assertEquals(java.util.Set.of("Active"), seen, "nobody was told: eu-west stayed Active to us-east");
+        assertEquals(0, report.failedDuring(), "refused connections are retried elsewhere: " + report.text());
+        assertTrue(report.allReroutedMs() <= 5000, "all traffic on ap-south within 5 s of the isolation: " + report.text());
+        assertTrue(report.servedDuring().containsKey("ap-south") && java.util.Set.of("ap-south", "eu-west").containsAll(report.servedDuring().keySet()),
+                report.text());
+        assertTrue(gatewayCounter("eu-west", "isthmus_tcp_connections_closed_total", "drop_overload")
+                + gatewayCounter("eu-west", "isthmus_tcp_connections_rejected_total", "drop_overload") > 0,
+                "eu-west's gateway closed or refused flows as isolated");
+        assertFalse(Double.isNaN(report.backAfterRestartSeconds()), "traffic returned to eu-west once the isolation ended: " + report.text());
     }
 
     /** A drill's report: steady traffic before, nothing failed during the outage, all of it on ap-south within 5 s, and back on eu-west. */

@@ -13,11 +13,14 @@ import picocli.CommandLine.Parameters;
 /**
  * {@code isthmus drill REGION}: a failover drill on the local federation ({@link FailoverDrill}):
  * steady shop traffic from other regions, every process of REGION killed at once, then started again;
- * or, with {@code --drain}, REGION drained through its controller, then the drain ended.
+ * or, with {@code --drain}, REGION drained through its controller, then the drain ended; or, with
+ * {@code --isolate}, REGION's gateway made to refuse cross-region traffic through its controller,
+ * then the isolation ended.
  */
 @Command(name = "drill", description = {"Failover drill: under steady shop traffic from other regions, kill -9 every process of REGION,",
         "measure how callers move to the next region and whether any request fails, then start REGION again and measure the return.",
-        "With --drain, REGION is drained through its controller instead (nothing is killed)."})
+        "With --drain, REGION is drained through its controller instead (nothing is killed);",
+        "with --isolate, its gateway refuses cross-region traffic instead, and nobody is told (nothing is killed)."})
 final class DrillCommand implements Callable<Integer> {
 
     @Mixin
@@ -42,17 +45,27 @@ final class DrillCommand implements Callable<Integer> {
             "its processes keep running; the drain then ends (the drill a production federation runs: POST /api/v1/federation/drain)."})
     boolean drain;
 
+    @Option(names = "--isolate", description = {"Isolate REGION through its controller instead of killing it: its east-west gateway refuses",
+            "cross-region traffic and closes the flows it carries, and the other regions are not told, so their sidecars must fail over",
+            "from the refused connections (POST /api/v1/federation/isolate); the isolation then ends."})
+    boolean isolate;
+
     @Option(names = "--return-timeout", defaultValue = "120", description = "Seconds to wait for traffic to return after the restart (default ${DEFAULT-VALUE}).")
     int returnTimeout;
 
     @Override
     public Integer call() throws Exception {
+        if (drain && isolate) {
+            System.err.println("isthmus drill: --drain and --isolate are two different drills; give one");
+            return 2;
+        }
         try {
             var federation = local.recorded();
             var callers = from != null ? from : federation.topology().regions().stream()
                     .filter(r -> !r.equals(region) && federation.topology().runs(r, "order-processing")).toList();
             var report = FailoverDrill.run(federation, region, callers, rate, Duration.ofSeconds(outage), Duration.ofSeconds(returnTimeout), grpc,
-                    drain, line -> System.out.println("  " + line));
+                    isolate ? FailoverDrill.Fault.ISOLATE : drain ? FailoverDrill.Fault.DRAIN : FailoverDrill.Fault.KILL,
+                    line -> System.out.println("  " + line));
             System.out.println();
             System.out.print(report.text());
             return report.failedDuring() == 0 && !Double.isNaN(report.backAfterRestartSeconds()) ? 0 : 1;

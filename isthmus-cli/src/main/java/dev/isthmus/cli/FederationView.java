@@ -18,6 +18,9 @@ final class FederationView {
         if (view.hasNonNull("drainingUntil")) {
             System.out.printf("drained (the other clusters send it no traffic) until %s%n", view.path("drainingUntil").asText());
         }
+        if (view.hasNonNull("isolatedUntil")) {
+            System.out.printf("isolated (its gateway refuses cross-region traffic) until %s%n", view.path("isolatedUntil").asText());
+        }
         var table = new Table("PEER", "REGION", "STATE");
         for (var p : view.path("peers")) {
             table.row(p.path("cluster").asText(), p.path("region").asText(), p.path("state").asText());

@@ -7,7 +7,7 @@ import picocli.CommandLine.Command;
 @Command(name = "isthmus", mixinStandardHelpOptions = true, version = "isthmus 0.1.0",
         description = "Isthmus: a federated multi-cluster service mesh.",
         subcommands = {UpCommand.class, DownCommand.class, StatusCommand.class, LogsCommand.class, ClustersCommand.class, ServicesCommand.class, TokenCommand.class, JoinCommand.class,
-                LeaveCommand.class, EvictCommand.class, TrustCommand.class, PolicyCommand.class, LoadCommand.class, DrillCommand.class, DrainCommand.class,
+                LeaveCommand.class, EvictCommand.class, TrustCommand.class, PolicyCommand.class, LoadCommand.class, DrillCommand.class, DrainCommand.class, IsolateCommand.class,
                 CommandLine.HelpCommand.class})
 public final class IsthmusCommand implements Runnable {
 

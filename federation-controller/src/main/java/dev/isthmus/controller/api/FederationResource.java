@@ -32,9 +32,12 @@ public class FederationResource {
      * @param state Unfederated, Joining or Active
      * @param publicKey this cluster's signing key fingerprint
      * @param drainingUntil while this cluster is drained, when the drain ends; else null
+     * @param isolatedUntil while this cluster's gateway refuses cross-region traffic (an isolation
+     *     drill), when that ends; else null
      */
     public record FederationView(String federation, String cluster, String region, String state, String publicKey,
-            boolean natsConnected, String natsServer, java.time.Instant drainingUntil, List<PeerTracker.Peer> peers) {
+            boolean natsConnected, String natsServer, java.time.Instant drainingUntil, java.time.Instant isolatedUntil,
+            List<PeerTracker.Peer> peers) {
     }
 
     private final ControllerConfig config;
@@ -44,6 +47,8 @@ public class FederationResource {
     private final ObjectMapper json;
     @jakarta.inject.Inject
     dev.isthmus.controller.federation.Drain drain;
+    @jakarta.inject.Inject
+    dev.isthmus.controller.federation.Isolation isolation;
 
     public FederationResource(ControllerConfig config, PeerTracker peers, NatsConnection nats, Membership membership, ObjectMapper json) {
         this.config = config;
@@ -59,7 +64,7 @@ public class FederationResource {
         return new FederationView(membership.roster().map(r -> r.federation()).orElse(null), config.cluster().name(),
                 config.cluster().region().orElse(config.cluster().name()), membership.state().display(),
                 membership.identity().fingerprint(), nats.isConnected(), nats.connectedUrl().orElse(""), drain.until().orElse(null),
-                peers.peers());
+                isolation.until().orElse(null), peers.peers());
     }
 
     @POST
@@ -101,16 +106,7 @@ public class FederationResource {
     @Operation(summary = "Drain this cluster for a while (a failover drill, maintenance): every other member sends it no traffic "
             + "until the time given or a DELETE; its own workloads keep calling each other. Body: {\"duration\": \"60s\"} (1s to 24h)")
     public Response drain(@RequestBody String body) {
-        var duration = textField(body, "duration", true, "{\"duration\": \"<how long, e.g. 60s or 10m>\"}");
-        if (duration.problem() != null) {
-            return duration.problem();
-        }
-        try {
-            drain.drain(JoinTokensResource.parseDuration(duration.value()));
-        } catch (IllegalArgumentException e) {
-            return Problem.badRequest("field 'duration': " + e.getMessage());
-        }
-        return Response.ok(get()).build();
+        return hold(drain, body);
     }
 
     @jakarta.ws.rs.DELETE
@@ -119,6 +115,40 @@ public class FederationResource {
     @Operation(summary = "End this cluster's drain now: the other members send it traffic again")
     public Response restore() {
         drain.restore();
+        return Response.ok(get()).build();
+    }
+
+    @POST
+    @Path("/isolate")
+    @AdminOnly
+    @Consumes(MediaType.WILDCARD)
+    @Operation(summary = "Isolate this cluster for a while (a failover drill): its east-west gateway refuses cross-region traffic and "
+            + "closes the flows it carries, and nobody is told, so the other members must fail over from what their sidecars see; "
+            + "its own workloads keep calling each other. Until the time given or a DELETE. Body: {\"duration\": \"60s\"} (1s to 24h)")
+    public Response isolate(@RequestBody String body) {
+        return hold(isolation, body);
+    }
+
+    @jakarta.ws.rs.DELETE
+    @Path("/isolate")
+    @AdminOnly
+    @Operation(summary = "End this cluster's isolation now: its gateway takes cross-region traffic again")
+    public Response endIsolation() {
+        isolation.restore();
+        return Response.ok(get()).build();
+    }
+
+    /** Starts a drain or an isolation for the body's duration; the 400 says what is wrong with the body. */
+    private Response hold(dev.isthmus.controller.federation.TimedHold hold, String body) {
+        var duration = textField(body, "duration", true, "{\"duration\": \"<how long, e.g. 60s or 10m>\"}");
+        if (duration.problem() != null) {
+            return duration.problem();
+        }
+        try {
+            hold.start(JoinTokensResource.parseDuration(duration.value()));
+        } catch (IllegalArgumentException e) {
+            return Problem.badRequest("field 'duration': " + e.getMessage());
+        }
         return Response.ok(get()).build();
     }
 

@@ -115,6 +115,22 @@ public final class ProxyResources {
         }
     }
 
+    /**
+     * The gateway's set with all of every exported service's traffic dropped (Envoy's
+     * {@code ClusterLoadAssignment.policy.drop_overloads} at 100%, under {@code category}): what an
+     * isolated cluster's gateway is served. Its endpoints stay, so the end of the isolation changes
+     * the drop only.
+     */
+    static ClusterSet droppingAll(ClusterSet set, String category) {
+        var drop = ClusterLoadAssignment.Policy.DropOverload.newBuilder().setCategory(category)
+                .setDropPercentage(io.envoyproxy.envoy.type.v3.FractionalPercent.newBuilder().setNumerator(100)
+                        .setDenominator(io.envoyproxy.envoy.type.v3.FractionalPercent.DenominatorType.HUNDRED))
+                .build();
+        var assignments = set.assignments().stream()
+                .map(a -> a.toBuilder().setPolicy(a.getPolicy().toBuilder().clearDropOverloads().addDropOverloads(drop)).build()).toList();
+        return new ClusterSet(set.clusters(), assignments, set.clustersVersion(), "");
+    }
+
     static final String ROUTE_CONFIG = "outbound";
     /** Retries a sidecar may always have in flight per cluster under a retry budget ({@code min_retry_concurrency}). */
     static final int MIN_RETRY_CONCURRENCY = 10;

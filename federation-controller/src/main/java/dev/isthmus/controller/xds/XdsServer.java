@@ -123,6 +123,9 @@ public class XdsServer {
             new ProxyResources.ClusterSet(List.of(), List.of()));
     @jakarta.inject.Inject
     dev.isthmus.controller.policy.PolicyStore policy;
+    /** While this cluster is isolated (a drill), its gateway is served every service with all traffic dropped. */
+    @jakarta.inject.Inject
+    dev.isthmus.controller.federation.Isolation isolation;
     private Timer buildTimer;
     private final ProxyResources.Memo gatewayMemo = new ProxyResources.Memo();
     private final ProxyResources.Memo sidecarMemo = new ProxyResources.Memo();
@@ -248,7 +251,12 @@ public class XdsServer {
                         .append(' ').append(p.zone()).append(' ').append(gatewayOf(p));
             }
         }
-        return sb.append("|policy ").append(policy.sha()).append('/').append(policy.version()).toString();
+        sb.append("|policy ").append(policy.sha()).append('/').append(policy.version());
+        return isolated() ? sb.append("|isolated").toString() : sb.toString();
+    }
+
+    private boolean isolated() {
+        return isolation != null && isolation.until().isPresent();
     }
 
     /** Rebuilds every proxy's snapshot if the inputs changed (or always, when {@code force}). */
@@ -261,6 +269,9 @@ public class XdsServer {
         var in = inputs();
         gatewaySet = ProxyResources.gateway(in, gatewayMemo);
         int gatewayRebuilt = gatewayMemo.rebuilt();
+        if (isolated()) {
+            gatewaySet = ProxyResources.droppingAll(gatewaySet, dev.isthmus.controller.federation.Isolation.DROP_CATEGORY);
+        }
         sidecarSet = ProxyResources.sidecarClusters(in, sidecarMemo);
         proxylessSet = ProxyResources.proxyless(in);
         sharedVersions.clear();

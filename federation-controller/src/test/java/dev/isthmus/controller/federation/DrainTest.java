@@ -12,7 +12,10 @@ import java.time.Instant;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** A drain lasts the time asked, survives a restart of the controller, ends early on restore, and refuses silly lengths. */
+/**
+ * A drain lasts the time asked, survives a restart of the controller, ends early on restore, and
+ * refuses silly lengths; an isolation, the other {@link TimedHold}, alike and in its own file.
+ */
 class DrainTest {
 
     /** A clock the test moves. */
@@ -58,6 +61,21 @@ class DrainTest {
         assertTrue(e.getMessage().contains("1s to 24h"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> drain.drain(Duration.ZERO));
         assertEquals(end, drain.until().orElseThrow());
+    }
+
+    @Test
+    void anIsolationIsHeldAsADrainIsAndApartFromIt(@TempDir Path dir) {
+        var clock = new TestClock();
+        var isolation = new Isolation(dir.resolve("isolated-until"), clock);
+        var drain = new Drain(dir.resolve("draining-until"), clock);
+        Instant end = isolation.start(Duration.ofSeconds(45));
+        assertTrue(drain.until().isEmpty(), "isolating is not draining");
+        assertEquals(end, new Isolation(dir.resolve("isolated-until"), clock).until().orElseThrow(), "a restarted controller resumes it");
+        var e = assertThrows(IllegalArgumentException.class, () -> isolation.start(Duration.ofDays(2)));
+        assertTrue(e.getMessage().startsWith("an isolation lasts from 1s to 24h"), e.getMessage());
+        assertTrue(isolation.restore());
+        assertTrue(isolation.until().isEmpty());
+        assertFalse(Files.exists(dir.resolve("isolated-until")));
     }
 
     @Test

@@ -83,6 +83,38 @@ class XdsServerTest {
         }
     }
 
+    /**
+     * An isolation drill (POST /api/v1/federation/isolate): the gateway keeps its services and their
+     * endpoints, with all of their traffic dropped under the isolation's category; the end of the
+     * isolation lifts the drop. The REST API shows it and refuses a bad duration where it is.
+     */
+    @Test
+    void anIsolatedClustersGatewayDropsAllOfItsTrafficUntilTheIsolationEnds() throws Exception {
+        register("ledger-9", 18009);
+        var applied = new LinkedBlockingQueue<ProxyConfig>();
+        String target = "127.0.0.1:" + xds.address().getPort();
+        String admin = "test-admin-credential-0123456789"; // the test profile's admin credential
+        String sni = "outbound_.80_._.ledger.shop.svc.cluster.local";
+        try (var client = new AdsClient(target, node("gw-iso", "gateway", "", null), null, applied::add, new SimpleMeterRegistry())) {
+            client.start();
+            next(applied, c -> c.clusters().containsKey(sni) && c.clusters().get(sni).drops().isEmpty());
+            given().auth().oauth2(admin).body("{\"duration\":\"forever\"}").post("/api/v1/federation/isolate").then().statusCode(400)
+                    .body("detail", org.hamcrest.Matchers.containsString("field 'duration'"));
+            given().body("{\"duration\":\"60s\"}").post("/api/v1/federation/isolate").then().statusCode(401);
+            given().auth().oauth2(admin).body("{\"duration\":\"60s\"}").post("/api/v1/federation/isolate").then().statusCode(200)
+                    .body("isolatedUntil", org.hamcrest.Matchers.notNullValue()).body("drainingUntil", org.hamcrest.Matchers.nullValue());
+            var isolated = next(applied, c -> c.clusters().containsKey(sni) && c.clusters().get(sni).dropsAll().isPresent());
+            assertEquals(java.util.Optional.of(dev.isthmus.controller.federation.Isolation.DROP_CATEGORY), isolated.clusters().get(sni).dropsAll());
+            assertEquals(1, isolated.clusters().get(sni).endpoints().size(), "its endpoints stay");
+            given().auth().oauth2(admin).delete("/api/v1/federation/isolate").then().statusCode(200)
+                    .body("isolatedUntil", org.hamcrest.Matchers.nullValue());
+            next(applied, c -> c.clusters().containsKey(sni) && c.clusters().get(sni).drops().isEmpty());
+        } finally {
+            given().auth().oauth2(admin).delete("/api/v1/federation/isolate");
+            given().auth().oauth2(WORKLOAD).delete("/api/v1/workloads/ledger-9");
+        }
+    }
+
     @Test
     void aSidecarGetsAnOutboundListenerAndARejectedPushIsReported() throws Exception {
         register("ledger-3", 18003);

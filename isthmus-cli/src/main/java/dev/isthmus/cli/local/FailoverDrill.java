@@ -10,9 +10,11 @@ import java.util.function.Consumer;
 
 /**
  * A failover drill on the local federation: steady shop traffic ({@link ShopLoad}) from some
- * regions, then every process of one region killed at once (SIGKILL, as a power cut), then the
- * region started again; or, with {@code drain}, the region drained through its controller (the
- * federation sends it no traffic, its processes keep running), then the drain ended. It measures
+ * regions, then a fault in one region ({@link Fault}): every process of it killed at once (SIGKILL,
+ * as a power cut), then the region started again; or the region drained through its controller
+ * (the federation sends it no traffic, its processes keep running), then the drain ended; or the
+ * region isolated through its controller (its gateway refuses cross-region traffic and nobody is
+ * told, so the callers' sidecars must find out), then the isolation ended. It measures
  * how the callers' traffic moves: from the fault to the first request served elsewhere and to the
  * last one not served elsewhere, the requests that failed, the latency p99 before, during and after,
  * and how long after the restart (or the drain's end) traffic returns.
@@ -21,8 +23,21 @@ import java.util.function.Consumer;
  */
 public final class FailoverDrill {
 
+    /** What is done to the region. */
+    public enum Fault {
+        /** every process killed at once, then started again */
+        KILL,
+        /** drained through its controller ({@code POST /api/v1/federation/drain}), then the drain ended */
+        DRAIN,
+        /**
+         * isolated through its controller ({@code POST /api/v1/federation/isolate}): its gateway
+         * refuses cross-region traffic and closes the flows it carries; then the isolation ended
+         */
+        ISOLATE
+    }
+
     /** What one drill measured; times in milliseconds from the fault (or from the restart for {@code backAfterRestartSeconds}). */
-    public record Report(String region, boolean drained, int processesKilled, int requestsBefore, int failedBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
+    public record Report(String region, Fault fault, int processesKilled, int requestsBefore, int failedBefore, double firstReroutedMs, double allReroutedMs, int failedDuring,
             int requestsDuring, Map<String, Integer> servedDuring, double p99BeforeMs, double p99DuringMs, double p99AfterMs,
             double restartSeconds, double backAfterRestartSeconds, String firstFailure) {
 
@@ -36,13 +51,29 @@ public final class FailoverDrill {
                     served during the outage:           %s
                     latency p99 before/during/after:    %.1f / %.1f / %.1f ms
                     %s%.1f s; traffic back on it %s
-                    """, drained ? "region drained:                     " + region + " (its controller's POST /api/v1/federation/drain)"
-                            : "region killed:                      " + region + " (" + processesKilled + " processes, SIGKILL at once)",
-                    failedBefore, requestsBefore, drained ? "" : " (sent before every process had exited)", firstReroutedMs, allReroutedMs, failedDuring, requestsDuring,
-                    firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs, p99AfterMs,
-                    drained ? "drain ended in:                     " : "region restarted in:                ", restartSeconds,
+                    """, switch (fault) {
+                        case DRAIN -> "region drained:                     " + region + " (its controller's POST /api/v1/federation/drain)";
+                        case ISOLATE -> "region isolated:                    " + region + " (its controller's POST /api/v1/federation/isolate)";
+                        case KILL -> "region killed:                      " + region + " (" + processesKilled + " processes, SIGKILL at once)";
+                    },
+                    failedBefore, requestsBefore, fault == Fault.KILL ? " (sent before every process had exited)" : "", firstReroutedMs, allReroutedMs,
+                    failedDuring, requestsDuring, firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs,
+                    p99AfterMs, switch (fault) {
+                        case DRAIN -> "drain ended in:                     ";
+                        case ISOLATE -> "isolation ended in:                 ";
+                        case KILL -> "region restarted in:                ";
+                    }, restartSeconds,
                     Double.isNaN(backAfterRestartSeconds) ? "NOT within the wait" : String.format(Locale.ROOT, "%.1f s after the %s",
-                            backAfterRestartSeconds, drained ? "drain ended" : "restart"));
+                            backAfterRestartSeconds, switch (fault) {
+                                case DRAIN -> "drain ended";
+                                case ISOLATE -> "isolation ended";
+                                case KILL -> "restart";
+                            }));
+        }
+
+        /** The region was drained, not killed or isolated. */
+        public boolean drained() {
+            return fault == Fault.DRAIN;
         }
     }
 
@@ -73,6 +104,15 @@ public final class FailoverDrill {
      */
     public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
             boolean grpc, boolean drain, Consumer<String> progress) throws Exception {
+        return run(federation, darkRegion, from, rate, outage, returnTimeout, grpc, drain ? Fault.DRAIN : Fault.KILL, progress);
+    }
+
+    /**
+     * @param fault what is done to the region; a drain or an isolation is asked for the outage and the
+     *     return wait together, so it ends by itself if this process dies
+     */
+    public static Report run(LocalFederation federation, String darkRegion, List<String> from, int rate, Duration outage, Duration returnTimeout,
+            boolean grpc, Fault fault, Consumer<String> progress) throws Exception {
         var topology = federation.topology();
         if (!topology.regions().contains(darkRegion)) {
             throw new IllegalArgumentException("no region '" + darkRegion + "' in the local federation; it has " + topology.regions());
@@ -87,12 +127,14 @@ public final class FailoverDrill {
             Thread.sleep(4000);
             // The fault is the instant every process of the region has exited: a request sent while the
             // signals were still going out could yet be answered there (seen in e2e: 1 of 480).
-            var controller = !drain ? null : new ControllerClient(java.net.URI.create("http://127.0.0.1:" + topology.controllerPort(darkRegion)),
+            boolean held = fault != Fault.KILL;
+            String holdPath = fault == Fault.ISOLATE ? "/api/v1/federation/isolate" : "/api/v1/federation/drain";
+            var controller = !held ? null : new ControllerClient(java.net.URI.create("http://127.0.0.1:" + topology.controllerPort(darkRegion)),
                     java.nio.file.Files.readString(topology.adminTokenFile(darkRegion)).strip());
             int killed = 0;
-            if (drain) {
-                controller.post("/api/v1/federation/drain", "{\"duration\":\"" + outage.plus(returnTimeout).toSeconds() + "s\"}");
-                progress.accept("drained " + darkRegion + " through its controller");
+            if (held) {
+                controller.post(holdPath, "{\"duration\":\"" + outage.plus(returnTimeout).toSeconds() + "s\"}");
+                progress.accept((fault == Fault.ISOLATE ? "isolated " : "drained ") + darkRegion + " through its controller");
             } else {
                 killed = federation.killRegion(darkRegion);
                 progress.accept("killed every process of " + darkRegion + " (" + killed + ")");
@@ -122,14 +164,18 @@ public final class FailoverDrill {
             }
             // who served before the fault is where the policy wants traffic: it should come back there
             long restartAt = System.nanoTime();
-            if (drain) {
-                controller.delete("/api/v1/federation/drain");
+            if (held) {
+                controller.delete(holdPath);
             } else {
                 federation.startRegion(darkRegion, Duration.ofSeconds(120));
             }
             double restartSeconds = (System.nanoTime() - restartAt) / 1e9;
             progress.accept(String.format(Locale.ROOT, "%s (%.1f s); waiting for traffic to return",
-                    drain ? "ended the drain of " + darkRegion : "started " + darkRegion + " again", restartSeconds));
+                    switch (fault) {
+                        case DRAIN -> "ended the drain of " + darkRegion;
+                        case ISOLATE -> "ended the isolation of " + darkRegion;
+                        case KILL -> "started " + darkRegion + " again";
+                    }, restartSeconds));
             long deadline = System.nanoTime() + returnTimeout.toNanos();
             double back = Double.NaN;
             while (System.nanoTime() < deadline) {
@@ -146,7 +192,7 @@ public final class FailoverDrill {
             var after = ShopLoad.window(load.samples(), afterFrom - TimeUnit.SECONDS.toNanos(1), afterFrom + TimeUnit.SECONDS.toNanos(2));
             // 100% rerouted from: the first request after the last one that failed or went to the dark region (or the first rerouted)
             long allRerouted = firstRerouted == Long.MAX_VALUE ? Long.MAX_VALUE : Math.max(firstRerouted, lastElsewhere);
-            return new Report(darkRegion, drain, killed, before.requests(), before.failed(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
+            return new Report(darkRegion, fault, killed, before.requests(), before.failed(), firstRerouted == Long.MAX_VALUE ? Double.NaN : (firstRerouted - killedAt) / 1e6,
                     allRerouted == Long.MAX_VALUE ? Double.NaN : (allRerouted - killedAt) / 1e6, during.failed(), during.requests(), new TreeMap<>(during.byRegion()), before.p99Millis(),
                     during.p99Millis(), after.p99Millis(), restartSeconds, back, firstFailure);
         } finally {
