@@ -18,6 +18,8 @@ import java.util.function.ToDoubleFunction;
  * requests failed, latency p99 before, during and after, and the return once eu-west is back.
  * {@code --grpc true}: order-processing calls the catalogue over gRPC. {@code --drain true}: eu-west
  * is drained through its controller instead of killed, and the drain ended instead of a restart.
+ * {@code --isolate true}: eu-west is isolated through its controller (its gateway refuses
+ * cross-region traffic, nobody is told), and the isolation ended instead of a restart.
  */
 final class FailoverBench {
 
@@ -30,6 +32,7 @@ final class FailoverBench {
         int outage = 15;
         boolean grpc = false;
         boolean drain = false;
+        boolean isolate = false;
         int basePort = 22500;
         for (int i = 0; i + 1 < args.length; i += 2) {
             switch (args[i]) {
@@ -38,6 +41,7 @@ final class FailoverBench {
                 case "--outage" -> outage = Integer.parseInt(args[i + 1]);
                 case "--grpc" -> grpc = Boolean.parseBoolean(args[i + 1]);
                 case "--drain" -> drain = Boolean.parseBoolean(args[i + 1]);
+                case "--isolate" -> isolate = Boolean.parseBoolean(args[i + 1]);
                 case "--base-port" -> basePort = Integer.parseInt(args[i + 1]);
                 default -> {
                     System.err.println("failover: unknown option " + args[i]);
@@ -45,6 +49,11 @@ final class FailoverBench {
                 }
             }
         }
+        if (drain && isolate) {
+            System.err.println("failover: --drain and --isolate are two different drills; give one");
+            return 2;
+        }
+        var fault = isolate ? FailoverDrill.Fault.ISOLATE : drain ? FailoverDrill.Fault.DRAIN : FailoverDrill.Fault.KILL;
         try (var bench = BenchFederation.start("failover", basePort, List.of("us-east/product-catalog", "us-east/product-catalog-v2"))) {
             var federation = bench.federation();
             Thread.sleep(5000); // the registries and the sidecars' routes settle
@@ -52,7 +61,7 @@ final class FailoverBench {
             for (int r = 1; r <= runs; r++) {
                 int run = r;
                 var report = FailoverDrill.run(federation, "eu-west", List.of("us-east"), rate, Duration.ofSeconds(outage), Duration.ofSeconds(180), grpc,
-                        drain, line -> System.err.println("failover: run " + run + ": " + line));
+                        fault, line -> System.err.println("failover: run " + run + ": " + line));
                 System.err.println(report.text());
                 reports.add(report);
             }
@@ -66,9 +75,16 @@ final class FailoverBench {
                     | figure | %s median |
                     | --- | %s--- |
                     """, Instant.now().toString().substring(0, 16), rate, grpc ? " (over gRPC: `?catalog=grpc`)" : "",
-                    drain ? "eu-west drained through its controller (`POST /api/v1/federation/drain`, nothing killed) for"
-                            : "every process of eu-west killed at once (SIGKILL), down", outage,
-                    drain ? "the drain ended" : "started again", runs, runHeader(runs),
+                    switch (fault) {
+                        case DRAIN -> "eu-west drained through its controller (`POST /api/v1/federation/drain`, nothing killed) for";
+                        case ISOLATE -> "eu-west isolated through its controller (`POST /api/v1/federation/isolate`: its gateway refuses"
+                                + " cross-region traffic, nobody is told, nothing killed) for";
+                        case KILL -> "every process of eu-west killed at once (SIGKILL), down";
+                    }, outage, switch (fault) {
+                        case DRAIN -> "the drain ended";
+                        case ISOLATE -> "the isolation ended";
+                        case KILL -> "started again";
+                    }, runs, runHeader(runs),
                     "--- | ".repeat(runs)));
             row(sb, "first request served by ap-south (ms after the fault)", reports, FailoverDrill.Report::firstReroutedMs, "%.0f");
             row(sb, "all requests served by ap-south (ms after the fault)", reports, FailoverDrill.Report::allReroutedMs, "%.0f");
@@ -78,10 +94,14 @@ final class FailoverBench {
             row(sb, "latency p99 before (ms)", reports, FailoverDrill.Report::p99BeforeMs, "%.1f");
             row(sb, "latency p99 during (ms)", reports, FailoverDrill.Report::p99DuringMs, "%.1f");
             row(sb, "latency p99 after (ms)", reports, FailoverDrill.Report::p99AfterMs, "%.1f");
-            if (!drain) {
+            if (fault == FailoverDrill.Fault.KILL) {
                 row(sb, "eu-west restarted (s)", reports, FailoverDrill.Report::restartSeconds, "%.1f");
             }
-            row(sb, drain ? "traffic back on eu-west (s after the drain ended)" : "traffic back on eu-west (s after the restart)", reports,
+            row(sb, switch (fault) {
+                case DRAIN -> "traffic back on eu-west (s after the drain ended)";
+                case ISOLATE -> "traffic back on eu-west (s after the isolation ended)";
+                case KILL -> "traffic back on eu-west (s after the restart)";
+            }, reports,
                     FailoverDrill.Report::backAfterRestartSeconds, "%.1f");
             String report = sb.toString();
             System.out.println();
