@@ -70,11 +70,6 @@ public final class FailoverDrill {
                                 case KILL -> "restart";
                             }));
         }
-
-        /** The region was drained, not killed or isolated. */
-        public boolean drained() {
-            return fault == Fault.DRAIN;
-        }
     }
 
     private FailoverDrill() {
