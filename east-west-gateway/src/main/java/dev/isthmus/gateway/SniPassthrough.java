@@ -44,7 +44,7 @@ public final class SniPassthrough implements AutoCloseable {
     private static final long LOG_INTERVAL_NANOS = Duration.ofSeconds(10).toNanos();
 
     private static final io.netty.util.AttributeKey<Boolean> REJECTED = io.netty.util.AttributeKey.valueOf("isthmus.rejected");
-    /** The SNI a relayed connection was routed by. */
+    /** The SNI a connection asked for, once its ClientHello is read. */
     private static final io.netty.util.AttributeKey<String> ROUTED_SNI = io.netty.util.AttributeKey.valueOf("isthmus.sni");
 
     /** The gateway's limits; {@link #DEFAULT}: 10,000 connections, 1,000 per source, 1 h idle, 30 s drain. */
@@ -308,6 +308,9 @@ public final class SniPassthrough implements AutoCloseable {
             if (hostname == null) {
                 return promise.setFailure(new RouteException(Rejection.NO_SNI, "ClientHello carries no server_name"));
             }
+            // Marked before the routes are read: a set applied after this read finds the connection
+            // in closeDropped, so no flow slips past an isolation between the two.
+            ctx.channel().attr(ROUTED_SNI).set(hostname.toLowerCase());
             var target = routes.get().lookup(hostname);
             if (target.isEmpty()) {
                 return promise.setFailure(new RouteException(Rejection.UNKNOWN_SNI, "sni=" + hostname));
@@ -320,7 +323,6 @@ public final class SniPassthrough implements AutoCloseable {
                     }
                 }
             }
-            ctx.channel().attr(ROUTED_SNI).set(hostname.toLowerCase());
             String refused = selector.admit();
             if (refused != null) {
                 return promise.setFailure(new RouteException(Rejection.UPSTREAM_UNREACHABLE, "sni=" + hostname + " circuit breaker " + refused + " is open"));
