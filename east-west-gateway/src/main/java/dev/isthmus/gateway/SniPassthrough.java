@@ -316,12 +316,9 @@ public final class SniPassthrough implements AutoCloseable {
                 return promise.setFailure(new RouteException(Rejection.UNKNOWN_SNI, "sni=" + hostname));
             }
             var selector = target.get();
-            if (selector instanceof dev.isthmus.proxy.lb.ClusterLoadBalancer lb) {
-                for (var drop : lb.spec().drops()) {
-                    if (drop.fraction() >= 1.0 || java.util.concurrent.ThreadLocalRandom.current().nextDouble() < drop.fraction()) {
-                        return promise.setFailure(new RouteException(Rejection.DROP_OVERLOAD, "sni=" + hostname + " category=" + drop.category()));
-                    }
-                }
+            String dropped = selector.dropped();
+            if (dropped != null) {
+                return promise.setFailure(new RouteException(Rejection.DROP_OVERLOAD, "sni=" + hostname + " category=" + dropped));
             }
             String refused = selector.admit();
             if (refused != null) {

@@ -495,6 +495,10 @@ final class Http2Relay {
                 answer("502", "no_healthy_upstream");
                 return;
             }
+            if (cluster.endpoints().dropped() != null) {
+                answer("503", "drop_overload");
+                return;
+            }
             String breaker = cluster.breakers().tryRequest();
             if (breaker != null) {
                 overloaded(breaker);

@@ -698,6 +698,12 @@ public final class HttpProxy implements AutoCloseable {
                 local(HttpResponseStatus.SERVICE_UNAVAILABLE, "no_healthy_upstream", "cluster '" + cluster + "' is not known", cluster);
                 return;
             }
+            String dropped = upstream.endpoints().dropped();
+            if (dropped != null) {
+                local(HttpResponseStatus.SERVICE_UNAVAILABLE, "drop_overload", "cluster '" + cluster + "' drops this request (category '" + dropped + "')",
+                        cluster);
+                return;
+            }
             String open = upstream.breakers().tryRequest();
             if (open != null) {
                 overloaded(open);

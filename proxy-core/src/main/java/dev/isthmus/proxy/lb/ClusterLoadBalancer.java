@@ -80,6 +80,20 @@ public final class ClusterLoadBalancer implements UpstreamSelector {
         return spec;
     }
 
+    @Override
+    public String dropped() {
+        var drops = spec.drops();
+        if (drops.isEmpty()) {
+            return null;
+        }
+        for (var d : drops) {
+            if (d.fraction() >= 1.0 || d.fraction() > 0 && java.util.concurrent.ThreadLocalRandom.current().nextDouble() < d.fraction()) {
+                return d.category();
+            }
+        }
+        return null;
+    }
+
     /**
      * The load balancer of the cluster's new spec, keeping what this one knows of the endpoints that
      * stay (by address): requests in flight, consecutive failures, ejections and their end, as Envoy

@@ -302,6 +302,11 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
             public void refused(InetSocketAddress a) {
                 ref.get().refused(a);
             }
+
+            @Override
+            public String dropped() {
+                return ref.get().dropped();
+            }
         };
     }
 

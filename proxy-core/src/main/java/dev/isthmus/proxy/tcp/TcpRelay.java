@@ -104,6 +104,13 @@ public final class TcpRelay implements AutoCloseable {
                         open.add(downstream);
                         opened.increment();
                         downstream.closeFuture().addListener(f -> closed.increment());
+                        String dropped = upstreams.dropped();
+                        if (dropped != null) {
+                            Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED).tag(ProxyMetrics.LABEL_LISTENER, name)
+                                    .tag(ProxyMetrics.LABEL_REASON, "drop_overload").register(meters).increment();
+                            downstream.close();
+                            return;
+                        }
                         String breaker = upstreams.admit();
                         if (breaker != null) {
                             Counter.builder(ProxyMetrics.CONNECTIONS_REJECTED).tag(ProxyMetrics.LABEL_LISTENER, name)

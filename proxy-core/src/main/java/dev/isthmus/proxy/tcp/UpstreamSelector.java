@@ -52,6 +52,14 @@ public interface UpstreamSelector {
     default void leave() {
     }
 
+    /**
+     * The drop category (xDS {@code drop_overloads}) under which this new request or connection is
+     * refused, each category's share drawn in order; null when it goes on.
+     */
+    default String dropped() {
+        return null;
+    }
+
     /** The region of {@code address}'s locality, empty when unknown (a metrics label). */
     default String region(InetSocketAddress address) {
         return "";

@@ -391,6 +391,33 @@ class HttpProxyTest {
         assertEquals(ok, hits.get(), "refused requests never reached the app");
     }
 
+    /**
+     * A cluster whose assignment drops all of its traffic (xDS drop_overloads at 100%): an HTTP/1.1
+     * and an h2c caller get 503 {@code drop_overload}, and the app sees nothing; a 0% drop lets all
+     * through.
+     */
+    @Test
+    void aClusterThatDropsAllOfItsTrafficAnswers503AndTheAppSeesNothing() throws Exception {
+        var hits = new AtomicInteger();
+        int a = app(200, "A", 0, hits);
+        String drop = "      policy: { drop_overloads: [ { category: isolated, drop_percentage: { numerator: %d } } ] }\n";
+        int port = start(everythingTo("cluster: c"), cluster("c", a).replace("      endpoints:\n", drop.formatted(100) + "      endpoints:\n"));
+        var res = get(port, "/x");
+        assertEquals(503, res.statusCode());
+        assertEquals("drop_overload", res.headers().firstValue(HttpProxy.REASON_HEADER).orElse(""));
+        var h2 = new ProcessBuilder("curl", "-s", "--http2-prior-knowledge", "-i", "http://127.0.0.1:" + port + "/x").redirectErrorStream(true).start();
+        String out = new String(h2.getInputStream().readAllBytes(), StandardCharsets.ISO_8859_1);
+        assertTrue(h2.waitFor(10, java.util.concurrent.TimeUnit.SECONDS));
+        assertTrue(out.startsWith("HTTP/2 503") && out.contains(HttpProxy.REASON_HEADER + ": drop_overload"), out);
+        assertEquals(0, hits.get(), "the app saw nothing");
+
+        manager.close();
+        manager = null;
+        int open = start(everythingTo("cluster: c"), cluster("c", a).replace("      endpoints:\n", drop.formatted(0) + "      endpoints:\n"));
+        assertEquals(200, get(open, "/x").statusCode());
+        assertEquals(1, hits.get());
+    }
+
     @Test
     void aSlowlorisCallerIsCutAtTheRequestTimeoutWhileOthersAreServed() throws Exception {
         var hits = new AtomicInteger();

@@ -68,4 +68,35 @@ class RelayManagerTest {
             assertEquals(3, meters.find("isthmus_circuit_breaker_in_use").tag("cluster", "d").gauges().size());
         }
     }
+
+    /**
+     * A TCP listener whose cluster drops all of its traffic (drop_overloads at 100%): each caller
+     * connection is closed at once, counted, and never reaches the upstream; with the drop lifted by
+     * the next config, connections are relayed again.
+     */
+    @Test
+    void aClusterThatDropsAllOfItsTrafficClosesEachNewConnection() throws Exception {
+        var meters = new SimpleMeterRegistry();
+        try (var upstream = new ServerSocket(0, 10, InetAddress.getLoopbackAddress());
+             var manager = new RelayManager(loops, meters, null)) {
+            int port = dev.isthmus.proxy.Loopback.freePort();
+            var open = config(port, upstream.getLocalPort());
+            var c = open.clusters().get("c");
+            var dropping = new ProxyConfig.ClusterSpec(c.name(), c.lbPolicy(), c.connectTimeout(), c.mtls(), c.expectedSpiffeIds(), c.sni(),
+                    c.endpoints(), c.overprovisioningFactor(), c.limits(), c.outlier(), c.http2(), List.of(new ProxyConfig.DropOverload("isolated", 1.0)));
+            manager.apply(new ProxyConfig("v1", open.listeners(), Map.of("c", dropping)));
+            upstream.setSoTimeout(500);
+            try (var client = new Socket("127.0.0.1", port)) {
+                client.setSoTimeout(5000);
+                assertEquals(-1, client.getInputStream().read(), "closed at once");
+            }
+            assertThrows(java.net.SocketTimeoutException.class, upstream::accept, "nothing reached the upstream");
+            assertEquals(1.0, meters.get("isthmus_tcp_connections_rejected").tag("reason", "drop_overload").counter().count());
+
+            manager.apply(new ProxyConfig("v2", open.listeners(), open.clusters()));
+            try (var client = new Socket("127.0.0.1", port); var relayed = upstream.accept()) {
+                assertTrue(relayed.isConnected(), "relayed again once the drop is lifted");
+            }
+        }
+    }
 }
