@@ -80,11 +80,7 @@ final class FailoverBench {
                         case ISOLATE -> "eu-west isolated through its controller (`POST /api/v1/federation/isolate`: its gateway refuses"
                                 + " cross-region traffic, nobody is told, nothing killed) for";
                         case KILL -> "every process of eu-west killed at once (SIGKILL), down";
-                    }, outage, switch (fault) {
-                        case DRAIN -> "the drain ended";
-                        case ISOLATE -> "the isolation ended";
-                        case KILL -> "started again";
-                    }, runs, runHeader(runs),
+                    }, outage, fault == FailoverDrill.Fault.KILL ? "started again" : "the " + fault.end(), runs, runHeader(runs),
                     "--- | ".repeat(runs)));
             row(sb, "first request served by ap-south (ms after the fault)", reports, FailoverDrill.Report::firstReroutedMs, "%.0f");
             row(sb, "all requests served by ap-south (ms after the fault)", reports, FailoverDrill.Report::allReroutedMs, "%.0f");
@@ -97,11 +93,7 @@ final class FailoverBench {
             if (fault == FailoverDrill.Fault.KILL) {
                 row(sb, "eu-west restarted (s)", reports, FailoverDrill.Report::restartSeconds, "%.1f");
             }
-            row(sb, switch (fault) {
-                case DRAIN -> "traffic back on eu-west (s after the drain ended)";
-                case ISOLATE -> "traffic back on eu-west (s after the isolation ended)";
-                case KILL -> "traffic back on eu-west (s after the restart)";
-            }, reports,
+            row(sb, "traffic back on eu-west (s after the " + fault.end() + ")", reports,
                     FailoverDrill.Report::backAfterRestartSeconds, "%.1f");
             String report = sb.toString();
             System.out.println();

@@ -26,14 +26,39 @@ public final class FailoverDrill {
     /** What is done to the region. */
     public enum Fault {
         /** every process killed at once, then started again */
-        KILL,
+        KILL("killed", null, null),
         /** drained through its controller ({@code POST /api/v1/federation/drain}), then the drain ended */
-        DRAIN,
+        DRAIN("drained", "drain", "/api/v1/federation/drain"),
         /**
          * isolated through its controller ({@code POST /api/v1/federation/isolate}): its gateway
          * refuses cross-region traffic and closes the flows it carries; then the isolation ended
          */
-        ISOLATE
+        ISOLATE("isolated", "isolation", "/api/v1/federation/isolate");
+
+        private final String participle;
+        private final String hold;
+        private final String path;
+
+        Fault(String participle, String hold, String path) {
+            this.participle = participle;
+            this.hold = hold;
+            this.path = path;
+        }
+
+        /** "killed", "drained", "isolated" */
+        public String participle() {
+            return participle;
+        }
+
+        /** What ends the fault, after "the": "restart", "drain ended", "isolation ended". */
+        public String end() {
+            return hold == null ? "restart" : hold + " ended";
+        }
+
+        /** Asked of the region's controller (a hold that ends by itself), not done to its processes. */
+        boolean held() {
+            return hold != null;
+        }
     }
 
     /** What one drill measured; times in milliseconds from the fault (or from the restart for {@code backAfterRestartSeconds}). */
@@ -51,24 +76,13 @@ public final class FailoverDrill {
                     served during the outage:           %s
                     latency p99 before/during/after:    %.1f / %.1f / %.1f ms
                     %s%.1f s; traffic back on it %s
-                    """, switch (fault) {
-                        case DRAIN -> "region drained:                     " + region + " (its controller's POST /api/v1/federation/drain)";
-                        case ISOLATE -> "region isolated:                    " + region + " (its controller's POST /api/v1/federation/isolate)";
-                        case KILL -> "region killed:                      " + region + " (" + processesKilled + " processes, SIGKILL at once)";
-                    },
+                    """, String.format(Locale.ROOT, "%-36s", "region " + fault.participle() + ":") + region
+                            + (fault.held() ? " (its controller's POST " + fault.path + ")" : " (" + processesKilled + " processes, SIGKILL at once)"),
                     failedBefore, requestsBefore, fault == Fault.KILL ? " (sent before every process had exited)" : "", firstReroutedMs, allReroutedMs,
                     failedDuring, requestsDuring, firstFailure.isEmpty() ? "" : " (first: " + firstFailure + ")", servedDuring, p99BeforeMs, p99DuringMs,
-                    p99AfterMs, switch (fault) {
-                        case DRAIN -> "drain ended in:                     ";
-                        case ISOLATE -> "isolation ended in:                 ";
-                        case KILL -> "region restarted in:                ";
-                    }, restartSeconds,
+                    p99AfterMs, String.format(Locale.ROOT, "%-36s", (fault.held() ? fault.end() : "region restarted") + " in:"), restartSeconds,
                     Double.isNaN(backAfterRestartSeconds) ? "NOT within the wait" : String.format(Locale.ROOT, "%.1f s after the %s",
-                            backAfterRestartSeconds, switch (fault) {
-                                case DRAIN -> "drain ended";
-                                case ISOLATE -> "isolation ended";
-                                case KILL -> "restart";
-                            }));
+                            backAfterRestartSeconds, fault.end()));
         }
     }
 
@@ -122,14 +136,13 @@ public final class FailoverDrill {
             Thread.sleep(4000);
             // The fault is the instant every process of the region has exited: a request sent while the
             // signals were still going out could yet be answered there (seen in e2e: 1 of 480).
-            boolean held = fault != Fault.KILL;
-            String holdPath = fault == Fault.ISOLATE ? "/api/v1/federation/isolate" : "/api/v1/federation/drain";
+            boolean held = fault.held();
             var controller = !held ? null : new ControllerClient(java.net.URI.create("http://127.0.0.1:" + topology.controllerPort(darkRegion)),
                     java.nio.file.Files.readString(topology.adminTokenFile(darkRegion)).strip());
             int killed = 0;
             if (held) {
-                controller.post(holdPath, "{\"duration\":\"" + outage.plus(returnTimeout).toSeconds() + "s\"}");
-                progress.accept((fault == Fault.ISOLATE ? "isolated " : "drained ") + darkRegion + " through its controller");
+                controller.post(fault.path, "{\"duration\":\"" + outage.plus(returnTimeout).toSeconds() + "s\"}");
+                progress.accept(fault.participle() + " " + darkRegion + " through its controller");
             } else {
                 killed = federation.killRegion(darkRegion);
                 progress.accept("killed every process of " + darkRegion + " (" + killed + ")");
@@ -160,17 +173,13 @@ public final class FailoverDrill {
             // who served before the fault is where the policy wants traffic: it should come back there
             long restartAt = System.nanoTime();
             if (held) {
-                controller.delete(holdPath);
+                controller.delete(fault.path);
             } else {
                 federation.startRegion(darkRegion, Duration.ofSeconds(120));
             }
             double restartSeconds = (System.nanoTime() - restartAt) / 1e9;
             progress.accept(String.format(Locale.ROOT, "%s (%.1f s); waiting for traffic to return",
-                    switch (fault) {
-                        case DRAIN -> "ended the drain of " + darkRegion;
-                        case ISOLATE -> "ended the isolation of " + darkRegion;
-                        case KILL -> "started " + darkRegion + " again";
-                    }, restartSeconds));
+                    held ? "ended the " + fault.hold + " of " + darkRegion : "started " + darkRegion + " again", restartSeconds));
             long deadline = System.nanoTime() + returnTimeout.toNanos();
             double back = Double.NaN;
             while (System.nanoTime() < deadline) {
