@@ -16,15 +16,12 @@ import io.netty.handler.codec.http2.DefaultHttp2ResetFrame;
 import io.netty.handler.codec.http2.DefaultHttp2WindowUpdateFrame;
 import io.netty.handler.codec.http2.Http2DataFrame;
 import io.netty.handler.codec.http2.Http2Error;
-import io.netty.handler.codec.http2.Http2FrameCodec;
 import io.netty.handler.codec.http2.Http2FrameCodecBuilder;
 import io.netty.handler.codec.http2.Http2FrameStream;
 import io.netty.handler.codec.http2.Http2FrameStreamEvent;
-import io.netty.handler.codec.http2.Http2GoAwayFrame;
 import io.netty.handler.codec.http2.Http2Headers;
 import io.netty.handler.codec.http2.Http2HeadersFrame;
 import io.netty.handler.codec.http2.Http2ResetFrame;
-import io.netty.handler.codec.http2.Http2SettingsFrame;
 import io.netty.handler.codec.http2.Http2Stream;
 import io.netty.util.ReferenceCountUtil;
 import java.net.InetSocketAddress;
@@ -171,10 +168,12 @@ final class Http2Relay {
             ctx.flush();
         }
 
-        /** Ends the call of a stream that closed; false when {@code evt} is not such an event. */
+        /** Ends the call of a stream that closed (an event of either side's codec); false when {@code evt} is not such an event. */
         boolean streamClosed(Object evt) {
-            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
-                Call call = calls.remove(e.stream());
+            Http2FrameStream stream = evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED ? e.stream()
+                    : evt instanceof Http2Upstream.Closed c ? c.stream() : null;
+            if (stream != null) {
+                Call call = calls.remove(stream);
                 if (call != null) {
                     closed.accept(call);
                 }
@@ -193,7 +192,7 @@ final class Http2Relay {
     }
 
     /** The handler of one HTTP/2 connection of the relay, after its frame codec: what both sides do alike. */
-    private abstract static class Side extends io.netty.handler.codec.http2.Http2ChannelDuplexHandler {
+    private abstract static class Side extends io.netty.channel.ChannelDuplexHandler {
         final Streams streams;
 
         Side(java.util.function.Consumer<Call> closed) {
@@ -233,7 +232,7 @@ final class Http2Relay {
         }
 
         @Override
-        protected void handlerAdded0(ChannelHandlerContext ctx) {
+        public void handlerAdded(ChannelHandlerContext ctx) {
             channel = ctx.channel();
         }
 
@@ -272,7 +271,7 @@ final class Http2Relay {
         }
     }
 
-    /** An upstream HTTP/2 connection: the calls riding on it, by their upstream stream. */
+    /** An upstream HTTP/2 connection, after its {@link Http2Upstream}: the calls riding on it, by their upstream stream. */
     private static final class Back extends Side {
         private final Flusher flusher = streams.flusher;
         private final Map<Http2FrameStream, Call> calls = streams.calls;
@@ -286,39 +285,49 @@ final class Http2Relay {
          * connection, and its streams above that id were not processed.
          */
         int goAwayLastStreamId = -1;
-        /** The server's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS come, as the codec assumes). */
-        long maxStreams = 100;
         /** When a stream of this connection last ended (or the connection was made). */
         long lastEnded = System.nanoTime();
         /** The pending check for streams waiting in the codec behind long-lived ones ({@link #checkStall}). */
         io.netty.util.concurrent.ScheduledFuture<?> stallCheck;
         private ChannelHandlerContext ctx;
+        private Http2Upstream codec;
 
         Back() {
             super(Call::upstreamClosed);
         }
 
         @Override
-        protected void handlerAdded0(ChannelHandlerContext ctx) {
+        public void handlerAdded(ChannelHandlerContext ctx) {
             this.ctx = ctx;
+            codec = ctx.pipeline().get(Http2Upstream.class);
+        }
+
+        Http2Upstream.Stream newStream() {
+            return codec.newStream();
         }
 
         @Override
         public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
-            if (evt instanceof Http2FrameStreamEvent e && e.stream().state() == Http2Stream.State.CLOSED) {
+            if (evt instanceof Http2Upstream.Closed) {
                 lastEnded = System.nanoTime();
+            } else if (evt instanceof Http2Upstream.GoAway goAway) {
+                // before the codec closes the streams above lastStreamId and fails those it still held
+                goAwayLastStreamId = goAwayLastStreamId < 0 ? goAway.lastStreamId() : Math.min(goAwayLastStreamId, goAway.lastStreamId());
+                log.debug("event=h2_upstream_goaway remote={} last_stream_id={} error_code={}", ctx.channel().remoteAddress(), goAway.lastStreamId(),
+                        goAway.errorCode());
+                return;
             }
             super.userEventTriggered(ctx, evt);
         }
 
         /** More calls than the server lets run at once: some wait in the codec. */
         boolean overLimit() {
-            return calls.size() + pending > maxStreams;
+            return calls.size() + pending > codec.maxStreams();
         }
 
         /** At the server's limit with no stream ended for {@link #stallNanos}: new streams should go elsewhere. */
         boolean stalled(long now) {
-            return calls.size() >= maxStreams && now - lastEnded >= stallNanos;
+            return calls.size() >= codec.maxStreams() && now - lastEnded >= stallNanos;
         }
 
         /** Checks, after {@link #stallNanos}, whether calls still wait in the codec behind streams that do not end. */
@@ -360,10 +369,7 @@ final class Http2Relay {
 
         /** Takes a stream that waits in the codec out of it (its headers were never sent). */
         void dropWaiting(Http2FrameStream stream) {
-            var codec = ctx.pipeline().get(Http2FrameCodec.class);
-            if (codec != null) {
-                codec.encoder().writeRstStream(ctx.pipeline().context(codec), stream.id(), Http2Error.CANCEL.code(), ctx.newPromise());
-            }
+            ctx.write(new DefaultHttp2ResetFrame(Http2Error.CANCEL).stream(stream));
         }
 
         @Override
@@ -385,15 +391,6 @@ final class Http2Relay {
                 if (call != null) {
                     call.upstreamReset(reset.errorCode());
                 }
-            } else if (msg instanceof Http2SettingsFrame settings) {
-                Long max = settings.settings().maxConcurrentStreams();
-                maxStreams = max == null ? Integer.MAX_VALUE : max;
-            } else if (msg instanceof Http2GoAwayFrame goAway) {
-                // before the codec closes the streams above lastStreamId and fails those it still held
-                goAwayLastStreamId = goAwayLastStreamId < 0 ? goAway.lastStreamId() : Math.min(goAwayLastStreamId, goAway.lastStreamId());
-                log.debug("event=h2_upstream_goaway remote={} last_stream_id={} error_code={}", ctx.channel().remoteAddress(), goAway.lastStreamId(),
-                        goAway.errorCode());
-                goAway.release();
             } else {
                 ReferenceCountUtil.release(msg);
             }
@@ -429,7 +426,7 @@ final class Http2Relay {
         private InetSocketAddress endpoint;
         private Channel backChannel;
         private Back back;
-        private Http2FrameStream up;
+        private Http2Upstream.Stream up;
         private String status = "0";
         private boolean counted;
         private boolean downDone;
@@ -892,7 +889,7 @@ final class Http2Relay {
 
         /** Its upstream stream was given to the codec but waits there (not sent: the server's limit of streams), and can be sent again. */
         boolean waitsInCodec() {
-            return up != null && up.state() == Http2Stream.State.IDLE && up.id() > 0 && sent != null && status.equals("0") && !downDone && !counted;
+            return up != null && up.waiting() && sent != null && status.equals("0") && !downDone && !counted;
         }
 
         /** Off a stalled connection ({@link Back#checkStall}): out of its codec, and on to the same endpoint over another connection. */
@@ -1264,7 +1261,7 @@ final class Http2Relay {
         var breakers = cluster.breakers();
         // streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in the codec
         var connect = cluster.connect(loop, type, endpoint,
-                p -> p.addLast(Http2FrameCodecBuilder.forClient().encoderEnforceMaxConcurrentStreams(true).build()).addLast(new Back()));
+                p -> p.addLast(new Http2Upstream()).addLast(new Back()));
         Channel ch = connect.channel();
         Back b = ch.pipeline().get(Back.class);
         if (b != null) { // registered on this loop already, so initialised
