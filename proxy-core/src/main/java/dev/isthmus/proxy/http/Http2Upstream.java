@@ -455,7 +455,9 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
     private void close(Stream s, boolean announce) {
         boolean wasOpen = s.id != 0 && active.remove(s.id) != null;
         s.state = Http2Stream.State.CLOSED;
-        fail(s, new ClosedChannelException());
+        if (s.queue != null && !s.queue.isEmpty()) { // an exception (its stack trace) only when a frame is left to fail
+            fail(s, new ClosedChannelException());
+        }
         if (s.unconsumed > 0) {
             int bytes = s.unconsumed;
             s.unconsumed = 0;
