@@ -258,6 +258,44 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
         s.state = Http2Stream.State.OPEN;
         s.sendWindow = peerInitialWindow;
         active.put(s.id, s);
+        if (nextId < 0) {
+            // ids used up (at 100k streams a second, after about three hours): the connection is going
+            // away as if the server had said so after this stream, so new streams go on another one
+            goingAway(lastOpened, Http2Error.NO_ERROR.code(), "HTTP/2 upstream: stream ids used up, stream not sent");
+        }
+    }
+
+    /**
+     * No new stream on this connection: the relay is told ({@link GoAway}), the waiting streams'
+     * frames fail (they were never sent, so the relay may send them again), and the streams above
+     * {@code lastStreamId} close (not processed).
+     */
+    private void goingAway(int lastStreamId, long errorCode, String why) {
+        goAwayLastStreamId = goAwayLastStreamId < 0 ? lastStreamId : Math.min(goAwayLastStreamId, lastStreamId);
+        ctx.fireUserEventTriggered(new GoAway(lastStreamId, errorCode));
+        if (!waiting.isEmpty()) {
+            var refused = Http2Exception.connectionError(Http2Error.REFUSED_STREAM, why);
+            for (Stream s : waiting) {
+                s.waiting = false;
+                s.state = Http2Stream.State.CLOSED;
+                fail(s, refused);
+            }
+            waiting.clear();
+        }
+        List<Stream> above = new ArrayList<>();
+        for (Stream s : active.values()) {
+            if (s.id > goAwayLastStreamId) {
+                above.add(s);
+            }
+        }
+        for (Stream s : above) {
+            close(s, true); // not processed: the relay may send them again
+        }
+    }
+
+    /** For tests: the next stream takes id {@code id} (odd), as if the ones before had been used. */
+    void skipStreamIdsTo(int id) {
+        nextId = id;
     }
 
     /**
@@ -670,24 +708,7 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
 
         @Override
         public void onGoAwayRead(ChannelHandlerContext ctx, int lastStreamId, long errorCode, ByteBuf debugData) {
-            goAwayLastStreamId = goAwayLastStreamId < 0 ? lastStreamId : Math.min(goAwayLastStreamId, lastStreamId);
-            ctx.fireUserEventTriggered(new GoAway(lastStreamId, errorCode));
-            var refused = Http2Exception.connectionError(Http2Error.REFUSED_STREAM, "HTTP/2 upstream: GOAWAY received, stream not sent");
-            for (Stream s : waiting) {
-                s.waiting = false;
-                s.state = Http2Stream.State.CLOSED;
-                fail(s, refused);
-            }
-            waiting.clear();
-            List<Stream> above = new ArrayList<>();
-            for (Stream s : active.values()) {
-                if (s.id > goAwayLastStreamId) {
-                    above.add(s);
-                }
-            }
-            for (Stream s : above) {
-                close(s, true); // not processed: the relay may send them again
-            }
+            goingAway(lastStreamId, errorCode, "HTTP/2 upstream: GOAWAY received, stream not sent");
         }
 
         @Override

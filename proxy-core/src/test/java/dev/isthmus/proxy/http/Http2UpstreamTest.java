@@ -360,4 +360,22 @@ class Http2UpstreamTest {
         assertFalse(late.isSuccess());
         assertNull(written().stream().filter(f -> f.type().equals("HEADERS")).findAny().orElse(null));
     }
+
+    @Test
+    void whenStreamIdsRunOutTheConnectionGoesAwayAfterTheLastOne() throws Exception {
+        written();
+        serverSettings(new Http2Settings().maxConcurrentStreams(1));
+        codec.skipStreamIdsTo(Integer.MAX_VALUE);
+        var last = codec.newStream();
+        var next = codec.newStream();
+        send(last, new DefaultHttp2HeadersFrame(request(), true));
+        ChannelFuture waiting = send(next, new DefaultHttp2HeadersFrame(request(), true));
+        assertEquals(Integer.MAX_VALUE, last.id());
+        assertEquals(new Http2Upstream.GoAway(Integer.MAX_VALUE, 0), seen.get(0), "the relay takes no new stream to this connection");
+        assertTrue(waiting.isDone() && !waiting.isSuccess(), "a stream after the last is refused, to be sent on another connection");
+        assertFalse(send(codec.newStream(), new DefaultHttp2HeadersFrame(request(), true)).isSuccess());
+        fromServer(ctx -> server.writeHeaders(ctx, Integer.MAX_VALUE, new DefaultHttp2Headers().status("200"), 0, true, ctx.newPromise()));
+        assertEquals(Http2Stream.State.CLOSED, last.state(), "the last stream is answered");
+        assertTrue(ch.isOpen());
+    }
 }
