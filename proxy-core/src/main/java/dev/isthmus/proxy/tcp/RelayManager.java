@@ -257,57 +257,74 @@ public final class RelayManager implements AdsClient.Applier, AutoCloseable {
     private UpstreamSelector selector(String cluster) {
         var ref = balancers.get(cluster);
         var cb = breakers.computeIfAbsent(cluster, n -> newBreakers(n, ref.get().spec().limits()));
-        return new UpstreamSelector() {
-            @Override
-            public String admit() {
-                return cb.tryConnection();
-            }
+        return new ClusterSelector(ref, cb);
+    }
 
-            @Override
-            public void leave() {
-                cb.endConnection();
-            }
+    /**
+     * A cluster's selector for its listeners and HTTP upstreams: its connections admitted by the
+     * cluster's breakers, everything else asked of its load balancer in force (replaced when the
+     * cluster's config changes). It declares every method of {@link UpstreamSelector}: one left to
+     * the interface's default would silently not reach the load balancer (as {@code dropped()} once
+     * did); {@code RelayManagerTest} checks that none is.
+     */
+    static final class ClusterSelector implements UpstreamSelector {
+        private final AtomicReference<ClusterLoadBalancer> ref;
+        private final dev.isthmus.proxy.lb.CircuitBreakers cb;
 
-            @Override
-            public Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
-                return ref.get().pick(tried);
-            }
+        ClusterSelector(AtomicReference<ClusterLoadBalancer> ref, dev.isthmus.proxy.lb.CircuitBreakers cb) {
+            this.ref = ref;
+            this.cb = cb;
+        }
 
-            @Override
-            public void connected(InetSocketAddress a) {
-                ref.get().connected(a);
-            }
+        @Override
+        public String admit() {
+            return cb.tryConnection();
+        }
 
-            @Override
-            public void released(InetSocketAddress a) {
-                ref.get().released(a);
-            }
+        @Override
+        public void leave() {
+            cb.endConnection();
+        }
 
-            @Override
-            public void succeeded(InetSocketAddress a) {
-                ref.get().succeeded(a);
-            }
+        @Override
+        public Optional<InetSocketAddress> pick(Set<InetSocketAddress> tried) {
+            return ref.get().pick(tried);
+        }
 
-            @Override
-            public String region(InetSocketAddress a) {
-                return ref.get().region(a);
-            }
+        @Override
+        public void connected(InetSocketAddress a) {
+            ref.get().connected(a);
+        }
 
-            @Override
-            public void failed(InetSocketAddress a) {
-                ref.get().failed(a);
-            }
+        @Override
+        public void released(InetSocketAddress a) {
+            ref.get().released(a);
+        }
 
-            @Override
-            public void refused(InetSocketAddress a) {
-                ref.get().refused(a);
-            }
+        @Override
+        public void succeeded(InetSocketAddress a) {
+            ref.get().succeeded(a);
+        }
 
-            @Override
-            public String dropped() {
-                return ref.get().dropped();
-            }
-        };
+        @Override
+        public String region(InetSocketAddress a) {
+            return ref.get().region(a);
+        }
+
+        @Override
+        public void failed(InetSocketAddress a) {
+            ref.get().failed(a);
+        }
+
+        @Override
+        public void refused(InetSocketAddress a) {
+            ref.get().refused(a);
+        }
+
+        @Override
+        public String dropped() {
+            return ref.get().dropped();
+        }
     }
 
     private TcpRelay.Tls tls(ProxyConfig.ClusterSpec cluster) throws javax.net.ssl.SSLException {

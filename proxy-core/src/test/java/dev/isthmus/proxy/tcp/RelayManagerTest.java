@@ -33,6 +33,23 @@ class RelayManagerTest {
         return new ProxyConfig("v", List.of(new ProxyConfig.ListenerSpec("l1", new InetSocketAddress("127.0.0.1", listenPort), "c")), Map.of("c", cluster));
     }
 
+    /** A method of UpstreamSelector left to its default in the cluster's selector would never reach the load balancer. */
+    @Test
+    void theClustersSelectorDeclaresEveryMethodOfUpstreamSelector() {
+        var missing = new java.util.ArrayList<String>();
+        for (var m : UpstreamSelector.class.getMethods()) {
+            if (java.lang.reflect.Modifier.isStatic(m.getModifiers())) {
+                continue;
+            }
+            try {
+                RelayManager.ClusterSelector.class.getDeclaredMethod(m.getName(), m.getParameterTypes());
+            } catch (NoSuchMethodException e) {
+                missing.add(m.getName());
+            }
+        }
+        assertEquals(List.of(), missing, "UpstreamSelector methods RelayManager.ClusterSelector does not forward");
+    }
+
     @Test
     void aListenerThatCannotMoveKeepsRunningWhereItWas() throws Exception {
         try (var upstream = new ServerSocket(0, 10, InetAddress.getLoopbackAddress());
