@@ -79,6 +79,10 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
     private static final int ACK = 0x1;
     /** DATA up to this size is copied behind its frame header: one buffer, one write. */
     private static final int COPY_BELOW = 1024;
+    /** Acknowledgements (of SETTINGS and PING) not yet written, at most: more is a server that asks and does not read (Netty's limit). */
+    static final int MAX_OUTSTANDING_CONTROL = 10_000;
+    /** Empty DATA frames without END_STREAM in a row, at most (Netty's limit): more is a flood. */
+    static final int MAX_EMPTY_DATA = 2;
 
     /** A stream of this connection, as the relay's frames name it. */
     static final class Stream implements Http2FrameStream {
@@ -146,6 +150,9 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
     private int goAwayLastStreamId = -1;
     private boolean goAwaySent;
     private boolean needsFlush;
+    private int outstandingControl;
+    private int emptyData;
+    private final io.netty.channel.ChannelFutureListener controlWritten = f -> outstandingControl--;
 
     /** A new stream: an id comes with its first HEADERS written. */
     Stream newStream() {
@@ -441,6 +448,21 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
         }
     }
 
+    /** A SETTINGS or PING acknowledgement; a server that keeps asking while it does not read what is sent ends the connection. */
+    private void writeControl(ByteBuf frame) throws Http2Exception {
+        if (outstandingControl >= MAX_OUTSTANDING_CONTROL) {
+            ctx.flush();
+            if (outstandingControl >= MAX_OUTSTANDING_CONTROL) {
+                frame.release();
+                throw Http2Exception.connectionError(Http2Error.ENHANCE_YOUR_CALM,
+                        "HTTP/2 upstream: %d acknowledgements (SETTINGS, PING) not yet written, the server does not read them", outstandingControl);
+            }
+        }
+        outstandingControl++;
+        ctx.write(frame).addListener(controlWritten);
+        needsFlush = true;
+    }
+
     private void windowUpdate(int streamId, int increment) {
         ByteBuf buf = ctx.alloc().buffer(13);
         frameHeader(buf, 4, WINDOW_UPDATE, 0, streamId);
@@ -591,6 +613,12 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
 
         @Override
         public int onDataRead(ChannelHandlerContext ctx, int streamId, ByteBuf data, int padding, boolean endOfStream) throws Http2Exception {
+            if (endOfStream || data.isReadable()) {
+                emptyData = 0;
+            } else if (++emptyData > MAX_EMPTY_DATA) {
+                throw Http2Exception.connectionError(Http2Error.ENHANCE_YOUR_CALM, "HTTP/2 upstream: more than %d empty DATA frames in a row",
+                        MAX_EMPTY_DATA);
+            }
             int n = data.readableBytes() + padding;
             connRecvWindow -= n;
             if (connRecvWindow < 0) {
@@ -621,6 +649,7 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
         @Override
         public void onHeadersRead(ChannelHandlerContext ctx, int streamId, Http2Headers headers, int padding, boolean endOfStream)
                 throws Http2Exception {
+            emptyData = 0;
             Stream s = stream(streamId, "HEADERS");
             if (s == null) {
                 return;
@@ -691,19 +720,17 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
             }
             ByteBuf ack = ctx.alloc().buffer(9);
             frameHeader(ack, 0, SETTINGS, ACK, 0);
-            ctx.write(ack, ctx.voidPromise());
-            needsFlush = true;
+            writeControl(ack);
             openWaiting();
             drainBlocked();
         }
 
         @Override
-        public void onPingRead(ChannelHandlerContext ctx, long data) {
+        public void onPingRead(ChannelHandlerContext ctx, long data) throws Http2Exception {
             ByteBuf pong = ctx.alloc().buffer(17);
             frameHeader(pong, 8, PING, ACK, 0);
             pong.writeLong(data);
-            ctx.write(pong, ctx.voidPromise());
-            needsFlush = true;
+            writeControl(pong);
         }
 
         @Override

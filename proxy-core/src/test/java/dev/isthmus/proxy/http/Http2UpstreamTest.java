@@ -157,7 +157,11 @@ class Http2UpstreamTest {
         frames.accept(out.pipeline().firstContext());
         out.flushOutbound();
         for (Object o; (o = out.readOutbound()) != null; ) {
-            ch.writeInbound(o);
+            if (ch.isOpen()) {
+                ch.writeInbound(o);
+            } else { // the codec closed the connection on a frame before
+                io.netty.util.ReferenceCountUtil.release(o);
+            }
         }
         out.finishAndReleaseAll();
     }
@@ -377,5 +381,74 @@ class Http2UpstreamTest {
         fromServer(ctx -> server.writeHeaders(ctx, Integer.MAX_VALUE, new DefaultHttp2Headers().status("200"), 0, true, ctx.newPromise()));
         assertEquals(Http2Stream.State.CLOSED, last.state(), "the last stream is answered");
         assertTrue(ch.isOpen());
+    }
+
+    @Test
+    void emptyDataFramesInARowAreAFlood() throws Exception {
+        written();
+        serverSettings(new Http2Settings());
+        var s = codec.newStream();
+        send(s, new DefaultHttp2HeadersFrame(request(), true));
+        written();
+        fromServer(ctx -> {
+            server.writeHeaders(ctx, 1, new DefaultHttp2Headers().status("200"), 0, false, ctx.newPromise());
+            for (int i = 0; i < Http2Upstream.MAX_EMPTY_DATA; i++) {
+                server.writeData(ctx, 1, Unpooled.EMPTY_BUFFER, 0, false, ctx.newPromise());
+            }
+        });
+        assertTrue(ch.isOpen(), "two in a row are allowed");
+        fromServer(ctx -> server.writeData(ctx, 1, Unpooled.EMPTY_BUFFER, 0, false, ctx.newPromise()));
+        var frames = written();
+        assertEquals(new Frame("GOAWAY", 0, Http2Error.ENHANCE_YOUR_CALM.code(), false), frames.get(frames.size() - 1));
+        assertFalse(ch.isOpen());
+    }
+
+    /**
+     * A real server that sends PING after PING and never reads: the acknowledgements pile up once the
+     * socket's buffers are full, and past {@link Http2Upstream#MAX_OUTSTANDING_CONTROL} the
+     * connection is closed, rather than the proxy's memory filling with them.
+     */
+    @Test
+    void aServerThatFloodsPingsAndDoesNotReadTheAcknowledgementsIsCutOff() throws Exception {
+        var loop = new io.netty.channel.nio.NioEventLoopGroup(1);
+        try (var listener = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            var flooder = new Thread(() -> {
+                try (var socket = listener.accept(); var out = socket.getOutputStream()) {
+                    var settings = new byte[] {0, 0, 0, 4, 0, 0, 0, 0, 0};
+                    out.write(settings);
+                    byte[] pings = new byte[17 * 4096];
+                    for (int i = 0; i < 4096; i++) {
+                        System.arraycopy(new byte[] {0, 0, 8, 6, 0, 0, 0, 0, 0}, 0, pings, i * 17, 9);
+                    }
+                    for (int i = 0; i < 2_000; i++) { // up to 139 MB: far more than the sockets' buffers hold
+                        out.write(pings);
+                    }
+                } catch (java.io.IOException expected) {
+                    // the client closed the connection
+                }
+            });
+            flooder.start();
+            var errors = new java.util.concurrent.LinkedBlockingQueue<Throwable>();
+            var client = new io.netty.bootstrap.Bootstrap().group(loop).channel(io.netty.channel.socket.nio.NioSocketChannel.class)
+                    .handler(new io.netty.channel.ChannelInitializer<io.netty.channel.Channel>() {
+                        @Override
+                        protected void initChannel(io.netty.channel.Channel c) {
+                            c.pipeline().addLast(new Http2Upstream(), new ChannelInboundHandlerAdapter() {
+                                @Override
+                                public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+                                    errors.add(cause);
+                                }
+                            });
+                        }
+                    })
+                    .connect(listener.getLocalSocketAddress()).sync().channel();
+            assertTrue(client.closeFuture().await(60, java.util.concurrent.TimeUnit.SECONDS), "the connection was closed");
+            var error = errors.poll();
+            assertInstanceOf(Http2Exception.class, error);
+            assertEquals(Http2Error.ENHANCE_YOUR_CALM, ((Http2Exception) error).error(), error.getMessage());
+            flooder.join(10_000);
+        } finally {
+            loop.shutdownGracefully(0, 1, java.util.concurrent.TimeUnit.SECONDS);
+        }
     }
 }
