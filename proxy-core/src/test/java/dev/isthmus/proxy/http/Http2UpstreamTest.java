@@ -170,6 +170,16 @@ class Http2UpstreamTest {
         fromServer(ctx -> server.writeSettings(ctx, settings, ctx.newPromise()));
     }
 
+    /** After the server's (default) SETTINGS: a stream whose whole request (headers only) has been sent, as stream 1; what was written is read. */
+    Http2Upstream.Stream requestSent() throws Http2Exception {
+        written();
+        serverSettings(new Http2Settings());
+        var s = codec.newStream();
+        send(s, new DefaultHttp2HeadersFrame(request(), true));
+        written();
+        return s;
+    }
+
     static Http2Headers request() {
         return new DefaultHttp2Headers().method("POST").scheme("http").authority("app").path("/");
     }
@@ -262,11 +272,7 @@ class Http2UpstreamTest {
 
     @Test
     void bytesGivenBackAreAnnouncedWhenHalfAWindowIsDueAndAClosedStreamsGoBackToTheConnection() throws Exception {
-        written();
-        serverSettings(new Http2Settings());
-        var s = codec.newStream();
-        send(s, new DefaultHttp2HeadersFrame(request(), true));
-        written();
+        var s = requestSent();
         int half = Http2Upstream.WINDOW / 2;
         fromServer(ctx -> {
             server.writeHeaders(ctx, 1, new DefaultHttp2Headers().status("200"), 0, false, ctx.newPromise());
@@ -291,11 +297,7 @@ class Http2UpstreamTest {
 
     @Test
     void dataPastTheConnectionsWindowEndsTheConnectionWithAFlowControlError() throws Exception {
-        written();
-        serverSettings(new Http2Settings());
-        var s = codec.newStream();
-        send(s, new DefaultHttp2HeadersFrame(request(), true));
-        written();
+        var s = requestSent();
         fromServer(ctx -> {
             server.writeHeaders(ctx, 1, new DefaultHttp2Headers().status("200"), 0, false, ctx.newPromise());
             for (int i = 0; i < 5; i++) { // 5 x 16,000 bytes, never given back: past 65,535
@@ -385,11 +387,7 @@ class Http2UpstreamTest {
 
     @Test
     void emptyDataFramesInARowAreAFlood() throws Exception {
-        written();
-        serverSettings(new Http2Settings());
-        var s = codec.newStream();
-        send(s, new DefaultHttp2HeadersFrame(request(), true));
-        written();
+        var s = requestSent();
         fromServer(ctx -> {
             server.writeHeaders(ctx, 1, new DefaultHttp2Headers().status("200"), 0, false, ctx.newPromise());
             for (int i = 0; i < Http2Upstream.MAX_EMPTY_DATA; i++) {
