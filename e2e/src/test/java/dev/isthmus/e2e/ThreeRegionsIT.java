@@ -186,8 +186,14 @@ class ThreeRegionsIT {
         assertTrue(report.requestsBefore() > 100, "steady traffic before the isolation: " + report);
         assertEquals(java.util.Set.of("Active"), seen, "nobody was told: eu-west stayed Active to us-east");
         // Not gated: in 1 of 4 CI runs (2026-11-27), requests sent in the first 2 s timed out (504 at the
-        // route's 2 s) before traffic settled on ap-south; 0 failed in the others. Cause not found yet.
+        // route's 2 s) before traffic settled on ap-south, and in a later one 4 of 319 were answered 503
+        // upstream_connect_failure naming one endpoint; 0 failed in the others. Cause not found yet. One
+        // suspect is the retry budget (20%, at least 10 retries in flight) refusing the retries of a burst
+        // while the ap-south path is cold: the caller's sidecar's retry counters are printed to tell.
         System.out.println("[isolate] failed during the isolation: " + report.failedDuring() + " of " + report.requestsDuring());
+        Http.get("http://127.0.0.1:" + FED.topology().sidecarAdminPort("us-east", "order-processing") + "/metrics").body().lines()
+                .filter(l -> l.startsWith("isthmus_retries_refused") || l.startsWith("isthmus_upstream_connect_retries"))
+                .forEach(l -> System.out.println("[isolate] us-east/order-processing sidecar: " + l));
         // every request from 5 s on was answered, and by ap-south: a failure there would count as not rerouted
         assertTrue(report.allReroutedMs() <= 5000, "all traffic on ap-south within 5 s of the isolation: " + report.text());
         assertTrue(report.servedDuring().containsKey("ap-south") && java.util.Set.of("ap-south", "eu-west").containsAll(report.servedDuring().keySet()),
