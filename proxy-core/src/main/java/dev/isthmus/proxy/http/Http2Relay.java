@@ -279,11 +279,6 @@ final class Http2Relay {
         io.netty.channel.ChannelFuture connecting;
         /** When the last stream was given to it (its call's start). */
         long lastUsed = System.nanoTime();
-        /**
-         * The last stream id of the server's GOAWAY (-1: none came): no new stream goes on this
-         * connection, and its streams above that id were not processed.
-         */
-        int goAwayLastStreamId = -1;
         /** When a stream of this connection last ended (or the connection was made). */
         long lastEnded = System.nanoTime();
         /** The pending check for streams waiting in the codec behind long-lived ones ({@link #checkStall}). */
@@ -310,8 +305,6 @@ final class Http2Relay {
             if (evt instanceof Http2Upstream.Closed) {
                 lastEnded = System.nanoTime();
             } else if (evt instanceof Http2Upstream.GoAway goAway) {
-                // before the codec closes the streams above lastStreamId and fails those it still held
-                goAwayLastStreamId = goAwayLastStreamId < 0 ? goAway.lastStreamId() : Math.min(goAwayLastStreamId, goAway.lastStreamId());
                 log.debug("event=h2_upstream_goaway remote={} last_stream_id={} error_code={}", ctx.channel().remoteAddress(), goAway.lastStreamId(),
                         goAway.errorCode());
                 return;
@@ -395,9 +388,9 @@ final class Http2Relay {
             }
         }
 
-        /** No new stream may go on this connection: the server sent GOAWAY. */
+        /** No new stream may go on this connection: the server sent GOAWAY (or its stream ids ran out), as its codec knows. */
         boolean goingAway() {
-            return goAwayLastStreamId >= 0;
+            return codec.goAwayLastStreamId() >= 0;
         }
 
         @Override
@@ -979,7 +972,7 @@ final class Http2Relay {
         /** The upstream stream is closed (done, reset, or its connection lost). */
         void upstreamClosed() {
             if (status.equals("0") && !responseEnded && sent != null) {
-                boolean refused = back != null && back.goingAway() && up.id() > back.goAwayLastStreamId; // past the GOAWAY: not processed
+                boolean refused = back != null && back.goingAway() && up.id() > back.codec.goAwayLastStreamId(); // past the GOAWAY: not processed
                 if (retryStream(refused ? "refused-stream" : "reset", 0) || refused && resendRefused()) {
                     return;
                 }

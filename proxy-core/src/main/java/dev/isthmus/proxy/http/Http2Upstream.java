@@ -164,9 +164,9 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
         return maxStreams;
     }
 
-    /** Streams open now (their HEADERS sent, not yet closed). */
-    int activeStreams() {
-        return active.size();
+    /** The last stream id the server will process (its GOAWAY's, or ours when ids ran out); -1 while new streams may go on. */
+    int goAwayLastStreamId() {
+        return goAwayLastStreamId;
     }
 
     @Override
@@ -233,7 +233,7 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
             return;
         }
         if (s.id == 0 && !s.waiting) {
-            if (goAwayLastStreamId >= 0 || !ctx.channel().isActive() || nextId < 0) {
+            if (goAwayLastStreamId >= 0 || !ctx.channel().isActive()) { // stream ids running out counts as a GOAWAY
                 io.netty.util.ReferenceCountUtil.release(frame);
                 promise.tryFailure(Http2Exception.connectionError(Http2Error.REFUSED_STREAM,
                         "HTTP/2 upstream: no new stream on this connection (GOAWAY received, closed, or stream ids used up)"));
@@ -281,13 +281,7 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
         goAwayLastStreamId = goAwayLastStreamId < 0 ? lastStreamId : Math.min(goAwayLastStreamId, lastStreamId);
         ctx.fireUserEventTriggered(new GoAway(lastStreamId, errorCode));
         if (!waiting.isEmpty()) {
-            var refused = Http2Exception.connectionError(Http2Error.REFUSED_STREAM, why);
-            for (Stream s : waiting) {
-                s.waiting = false;
-                s.state = Http2Stream.State.CLOSED;
-                fail(s, refused);
-            }
-            waiting.clear();
+            failWaiting(Http2Exception.connectionError(Http2Error.REFUSED_STREAM, why));
         }
         List<Stream> above = new ArrayList<>();
         for (Stream s : active.values()) {
@@ -529,6 +523,16 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
         openWaiting();
     }
 
+    /** The waiting streams close without an id, their frames failed with {@code cause} (no {@link Closed} event: they never opened). */
+    private void failWaiting(Throwable cause) {
+        for (Stream s : waiting) {
+            s.waiting = false;
+            s.state = Http2Stream.State.CLOSED;
+            fail(s, cause);
+        }
+        waiting.clear();
+    }
+
     /** Fails the frames still queued on {@code s}, releasing their buffers. */
     private static void fail(Stream s, Throwable cause) {
         var q = s.queue;
@@ -544,7 +548,7 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
 
     /** Waiting streams open, in order, while the server's limit allows. */
     private void openWaiting() {
-        while (!waiting.isEmpty() && active.size() < maxStreams && goAwayLastStreamId < 0 && nextId > 0 && ctx.channel().isActive()) {
+        while (!waiting.isEmpty() && active.size() < maxStreams && goAwayLastStreamId < 0 && ctx.channel().isActive()) {
             Stream s = waiting.poll();
             s.waiting = false;
             open(s);
@@ -777,13 +781,7 @@ final class Http2Upstream extends ByteToMessageDecoder implements ChannelOutboun
 
     @Override
     public void channelInactive(ChannelHandlerContext ctx) throws Exception {
-        var lost = new ClosedChannelException();
-        for (Stream s : waiting) {
-            s.waiting = false;
-            s.state = Http2Stream.State.CLOSED;
-            fail(s, lost);
-        }
-        waiting.clear();
+        failWaiting(new ClosedChannelException());
         for (Stream s : new ArrayList<>(active.values())) {
             close(s, true);
         }
