@@ -297,8 +297,8 @@ public final class SidecarMain {
                     metadata.putFields("ISTHMUS_PORTS", com.google.protobuf.Value.newBuilder().setListValue(list).build());
                 }
             }
-            var node = io.envoyproxy.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
-                    .setCluster(service).setLocality(io.envoyproxy.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
+            var node = dev.isthmus.xds.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))
+                    .setCluster(service).setLocality(dev.isthmus.xds.envoy.config.core.v3.Locality.newBuilder().setRegion(settings.string("cluster", "")))
                     .setMetadata(metadata).build();
             var client = process.own(new AdsClient(target, node, java.nio.file.Path.of(settings.string("state-dir", ".")).resolve("xds-last-good.pb"),
                     manager, process.meters()));

@@ -36,7 +36,20 @@ class ProxyResourcesTest {
 
     private static ProxyConfig translate(ProxyResources.ClusterSet set, List<io.envoyproxy.envoy.config.listener.v3.Listener> listeners)
             throws XdsTranslator.ConfigException {
-        return XdsTranslator.translate("t", listeners, set.clusters(), set.assignments());
+        // the proxies read the controller's resources as they come off the wire, into their own cut-down messages
+        return XdsTranslator.translate("t", wire(listeners, dev.isthmus.xds.envoy.config.listener.v3.Listener.parser()),
+                wire(set.clusters(), dev.isthmus.xds.envoy.config.cluster.v3.Cluster.parser()),
+                wire(set.assignments(), dev.isthmus.xds.envoy.config.endpoint.v3.ClusterLoadAssignment.parser()));
+    }
+
+    private static <T> List<T> wire(List<? extends com.google.protobuf.MessageLite> resources, com.google.protobuf.Parser<T> parser) {
+        return resources.stream().map(r -> {
+            try {
+                return parser.parseFrom(r.toByteString());
+            } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+                throw new AssertionError(e);
+            }
+        }).toList();
     }
 
     @Test

@@ -10,7 +10,7 @@ import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
 import dev.isthmus.proxy.config.xds.AdsClient;
 import dev.isthmus.proxy.config.xds.ProxyConfig;
-import io.envoyproxy.envoy.config.core.v3.Node;
+import dev.isthmus.xds.envoy.config.core.v3.Node;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.quarkus.test.junit.QuarkusTest;
 import jakarta.inject.Inject;

@@ -6,19 +6,19 @@ import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Message;
 import com.google.protobuf.util.JsonFormat;
-import io.envoyproxy.envoy.config.bootstrap.v3.Bootstrap;
-import io.envoyproxy.envoy.config.cluster.v3.Cluster;
-import io.envoyproxy.envoy.config.core.v3.Address;
-import io.envoyproxy.envoy.config.core.v3.HealthStatus;
-import io.envoyproxy.envoy.config.endpoint.v3.ClusterLoadAssignment;
-import io.envoyproxy.envoy.config.listener.v3.Listener;
-import io.envoyproxy.envoy.config.route.v3.RouteConfiguration;
-import io.envoyproxy.envoy.extensions.filters.http.router.v3.Router;
-import io.envoyproxy.envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
-import io.envoyproxy.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy;
-import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext;
-import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher;
-import io.envoyproxy.envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext;
+import dev.isthmus.xds.envoy.config.bootstrap.v3.Bootstrap;
+import dev.isthmus.xds.envoy.config.cluster.v3.Cluster;
+import dev.isthmus.xds.envoy.config.core.v3.Address;
+import dev.isthmus.xds.envoy.config.core.v3.HealthStatus;
+import dev.isthmus.xds.envoy.config.endpoint.v3.ClusterLoadAssignment;
+import dev.isthmus.xds.envoy.config.listener.v3.Listener;
+import dev.isthmus.xds.envoy.config.route.v3.RouteConfiguration;
+import dev.isthmus.xds.envoy.extensions.filters.http.router.v3.Router;
+import dev.isthmus.xds.envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
+import dev.isthmus.xds.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy;
+import dev.isthmus.xds.envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext;
+import dev.isthmus.xds.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher;
+import dev.isthmus.xds.envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
@@ -34,7 +34,10 @@ import java.util.Optional;
 /**
  * Turns xDS v3 resources into a {@link ProxyConfig}, refusing the whole set on any error with every
  * error named by resource and field path (the reason an ADS client NACKs with). The fields honoured
- * are listed in docs/xds.md; any other field is ignored, and a feature this proxy does not have yet
+ * are listed in docs/xds.md. The messages are the proxies' own cut-down copies of Envoy's
+ * ({@code dev.isthmus.xds.envoy.*}, from src/main/proto/xds): a field they do not know is ignored in a
+ * resource that came over ADS (kept as an unknown field, so the last good config on disk is whole)
+ * and refused by name in a bootstrap file. A feature this proxy does not have yet
  * (an HTTP connection manager, weighted TCP clusters, DNS clusters, other load-balancing policies)
  * is an error rather than silently different behaviour.
  */
@@ -44,8 +47,9 @@ public final class XdsTranslator {
     public static final JsonFormat.TypeRegistry TYPES = JsonFormat.TypeRegistry.newBuilder()
             .add(List.of(Listener.getDescriptor(), Cluster.getDescriptor(), ClusterLoadAssignment.getDescriptor(), RouteConfiguration.getDescriptor(),
                     TcpProxy.getDescriptor(), HttpConnectionManager.getDescriptor(), Router.getDescriptor(), UpstreamTlsContext.getDescriptor(),
-                    DownstreamTlsContext.getDescriptor(), io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.getDescriptor(),
-                    io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor()))
+                    DownstreamTlsContext.getDescriptor(), dev.isthmus.xds.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.getDescriptor(),
+                    dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor(),
+                    dev.isthmus.xds.envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector.getDescriptor()))
             .build();
 
     public static final String TCP_PROXY = "type.googleapis.com/" + TcpProxy.getDescriptor().getFullName();
@@ -85,11 +89,9 @@ public final class XdsTranslator {
 
     /**
      * A bootstrap with nothing but {@code static_resources.listeners} and {@code .clusters} (as the
-     * sidecar's are) is read one Listener and one Cluster at a time, without Envoy's
-     * {@code Bootstrap} message: that message's descriptors (admin, stats, tracing, overload,
-     * runtime...) would stay loaded for the process's life, about 4 MB of a sidecar's resident
-     * memory, for fields the proxy does not read. Any other field: false, and the whole file is read
-     * as a {@code Bootstrap} (which also refuses misspelt fields).
+     * sidecar's are) is read one Listener and one Cluster at a time, so that an error names the one
+     * it is in ({@code static_resources.listeners[N]}). Any other field: false, and the whole file is
+     * read as a {@code Bootstrap} (of which only {@code node} and {@code static_resources} are known).
      */
     private static boolean staticResourcesOnly(String json, String source, List<Listener> listeners, List<Cluster> clusters)
             throws ConfigException {
@@ -309,12 +311,12 @@ public final class XdsTranslator {
             boolean router = f.getName().equals("envoy.filters.http.router")
                     || f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/" + Router.getDescriptor().getFullName());
             boolean isRbac = f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/"
-                    + io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor().getFullName());
+                    + dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor().getFullName());
             if (isRbac) {
                 try {
                     // Several RBAC filters run in order, each able to refuse (Istio's DENY policies, then ALLOW ones).
                     var chain = rbac;
-                    var filter = rbac(f.getTypedConfig().unpack(io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC.class),
+                    var filter = rbac(f.getTypedConfig().unpack(dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.class),
                             where + ".http_filters[" + i + "].typed_config", errors);
                     rbac = chain.isEmpty() ? filter : filter.map(x -> chain.get().andThen(x)).or(() -> chain);
                 } catch (InvalidProtocolBufferException e) {
@@ -370,7 +372,7 @@ public final class XdsTranslator {
                         case PRESENT_MATCH -> headerMatches.add(new ProxyConfig.HeaderMatch(name, null));
                         case EXACT_MATCH -> headerMatches.add(new ProxyConfig.HeaderMatch(name, hm.getExactMatch()));
                         case STRING_MATCH -> {
-                            if (hm.getStringMatch().getMatchPatternCase() == io.envoyproxy.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT
+                            if (hm.getStringMatch().getMatchPatternCase() == dev.isthmus.xds.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT
                                     && !hm.getStringMatch().getIgnoreCase()) {
                                 headerMatches.add(new ProxyConfig.HeaderMatch(name, hm.getStringMatch().getExact()));
                             } else {
@@ -443,7 +445,7 @@ public final class XdsTranslator {
      * {@code and_rules} of those) and principals ({@code any}, {@code authenticated.principal_name}
      * exact or prefix: the caller's SPIFFE ID). Anything else is refused with its path.
      */
-    private static Optional<ProxyConfig.Rbac> rbac(io.envoyproxy.envoy.extensions.filters.http.rbac.v3.RBAC filter, String where, List<String> errors) {
+    private static Optional<ProxyConfig.Rbac> rbac(dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC filter, String where, List<String> errors) {
         int before = errors.size();
         if (!filter.hasRules()) {
             return Optional.empty(); // no rules: the filter lets everything through
@@ -486,7 +488,7 @@ public final class XdsTranslator {
         return errors.size() > before ? Optional.empty() : Optional.of(new ProxyConfig.Rbac(allow, policies));
     }
 
-    private static Optional<ProxyConfig.Permission> permission(io.envoyproxy.envoy.config.rbac.v3.Permission p, String where, List<String> errors) {
+    private static Optional<ProxyConfig.Permission> permission(dev.isthmus.xds.envoy.config.rbac.v3.Permission p, String where, List<String> errors) {
         String method = null;
         String exact = null;
         String prefix = null;
@@ -498,7 +500,7 @@ public final class XdsTranslator {
                 continue;
             }
             if (part.hasHeader() && part.getHeader().getName().equals(":method") && part.getHeader().hasStringMatch()
-                    && part.getHeader().getStringMatch().getMatchPatternCase() == io.envoyproxy.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT) {
+                    && part.getHeader().getStringMatch().getMatchPatternCase() == dev.isthmus.xds.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT) {
                 method = part.getHeader().getStringMatch().getExact();
             } else if (part.hasUrlPath() && part.getUrlPath().hasPath()) {
                 var m = part.getUrlPath().getPath();
@@ -570,7 +572,7 @@ public final class XdsTranslator {
                     for (int i = 0; i < matchers.size(); i++) {
                         SubjectAltNameMatcher m = matchers.get(i);
                         if (m.getSanType() != SubjectAltNameMatcher.SanType.URI
-                                || m.getMatcher().getMatchPatternCase() != io.envoyproxy.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT) {
+                                || m.getMatcher().getMatchPatternCase() != dev.isthmus.xds.envoy.type.matcher.v3.StringMatcher.MatchPatternCase.EXACT) {
                             errors.add(base + "[" + i + "]: only san_type URI with an exact matcher (a SPIFFE ID) is supported");
                         } else if (!m.getMatcher().getExact().startsWith("spiffe://")) {
                             errors.add(base + "[" + i + "].matcher.exact: '" + m.getMatcher().getExact() + "' is not a SPIFFE ID");
@@ -641,7 +643,7 @@ public final class XdsTranslator {
         var limits = ProxyConfig.Limits.DEFAULT;
         for (int i = 0; i < c.getCircuitBreakers().getThresholdsCount(); i++) {
             var t = c.getCircuitBreakers().getThresholds(i);
-            if (t.getPriority() != io.envoyproxy.envoy.config.core.v3.RoutingPriority.DEFAULT) {
+            if (t.getPriority() != dev.isthmus.xds.envoy.config.core.v3.RoutingPriority.DEFAULT) {
                 continue; // HIGH priority traffic does not exist here
             }
             limits = new ProxyConfig.Limits(t.hasMaxConnections() ? t.getMaxConnections().getValue() : limits.maxConnections(),
@@ -679,7 +681,7 @@ public final class XdsTranslator {
         if (c.getTypedExtensionProtocolOptionsMap().containsKey(protocolKey)) {
             try {
                 var options = c.getTypedExtensionProtocolOptionsMap().get(protocolKey)
-                        .unpack(io.envoyproxy.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.class);
+                        .unpack(dev.isthmus.xds.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.class);
                 http2 = options.hasExplicitHttpConfig() && options.getExplicitHttpConfig().hasHttp2ProtocolOptions();
                 if (!options.hasExplicitHttpConfig()) {
                     errors.add(where + ": typed_extension_protocol_options." + protocolKey + ": only explicit_http_config is supported");

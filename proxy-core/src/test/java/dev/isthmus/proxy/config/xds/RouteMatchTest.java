@@ -28,7 +28,7 @@ import org.junit.jupiter.api.Test;
 /** Routes matched by regular expression and headers (the method included), as the controller sends TrafficPolicy matches. */
 class RouteMatchTest {
 
-    private static ProxyConfig translate(RouteMatch... matches) throws XdsTranslator.ConfigException {
+    private static ProxyConfig translate(RouteMatch... matches) throws XdsTranslator.ConfigException, com.google.protobuf.InvalidProtocolBufferException {
         var vh = VirtualHost.newBuilder().setName("v").addDomains("*");
         for (RouteMatch m : matches) {
             vh.addRoutes(Route.newBuilder().setMatch(m).setRoute(RouteAction.newBuilder().setCluster("c")));
@@ -40,7 +40,9 @@ class RouteMatchTest {
                         .setName("envoy.filters.network.http_connection_manager").setTypedConfig(Any.pack(hcm)))).build();
         var cluster = Cluster.newBuilder().setName("c").setType(Cluster.DiscoveryType.STATIC)
                 .setLoadAssignment(ClusterLoadAssignment.newBuilder().setClusterName("c")).build();
-        return XdsTranslator.translate("t", List.of(listener), List.of(cluster), List.of());
+        // built with Envoy's classes, read as the proxy reads them off the wire
+        return XdsTranslator.translate("t", List.of(dev.isthmus.xds.envoy.config.listener.v3.Listener.parseFrom(listener.toByteString())),
+                List.of(dev.isthmus.xds.envoy.config.cluster.v3.Cluster.parseFrom(cluster.toByteString())), List.of());
     }
 
     @Test
