@@ -34,7 +34,10 @@ public final class BenchMain {
                           controllers: commit-to-applied latency p50/p99, webhook and polling.
                       failover [--runs 3] [--rate 40] [--outage 15] [--base-port 22500]
                           3 regions, the catalogue in eu-west and ap-south only, steady traffic from us-east; each run kills
-                          every process of eu-west and starts it again: time to reroute, failed requests, p99, return.""");
+                          every process of eu-west and starts it again: time to reroute, failed requests, p99, return.
+                      mesh-memory [--idle 120] [--base-port 22700]
+                          3 regions as `isthmus up` runs them, idle: RSS, its high-water mark and classes loaded of
+                          every process, by kind (the sidecars with xDS, mTLS and their SVIDs).""");
             return;
         }
         String[] rest = Arrays.copyOfRange(args, 1, args.length);
@@ -46,6 +49,7 @@ public final class BenchMain {
             case "xds-snapshots" -> System.exit(XdsSnapshots.run(rest));
             case "policy-propagation" -> System.exit(PolicyPropagation.run(rest));
             case "failover" -> System.exit(FailoverBench.run(rest));
+            case "mesh-memory" -> System.exit(MeshMemory.run(rest));
             default -> {
                 System.err.println("bench: unknown benchmark '" + args[0] + "'; try bench/run --help");
                 System.exit(2);
