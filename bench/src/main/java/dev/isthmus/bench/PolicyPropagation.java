@@ -2,8 +2,8 @@ package dev.isthmus.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.google.protobuf.Struct;
-import com.google.protobuf.Value;
+import dev.isthmus.xds.google.protobuf.Struct;
+import dev.isthmus.xds.google.protobuf.Value;
 import dev.isthmus.cli.local.PolicyClone;
 import dev.isthmus.proxy.config.xds.AdsClient;
 import dev.isthmus.proxy.config.xds.ProxyConfig;

@@ -1,8 +1,8 @@
 package dev.isthmus.gateway;
 
 import dev.isthmus.api.names.Ports;
-import com.google.protobuf.Struct;
-import com.google.protobuf.Value;
+import dev.isthmus.xds.google.protobuf.Struct;
+import dev.isthmus.xds.google.protobuf.Value;
 import dev.isthmus.proxy.ProxyProcess;
 import dev.isthmus.proxy.config.xds.AdsClient;
 import dev.isthmus.xds.envoy.config.core.v3.Locality;

@@ -273,28 +273,28 @@ public final class SidecarMain {
         }
         var ads = settings.optional("xds").map(target -> {
             String service = settings.string("service", "default/workload");
-            var metadata = com.google.protobuf.Struct.newBuilder().putFields("ISTHMUS_PROXY_TYPE",
-                    com.google.protobuf.Value.newBuilder().setStringValue("sidecar").build());
+            var metadata = dev.isthmus.xds.google.protobuf.Struct.newBuilder().putFields("ISTHMUS_PROXY_TYPE",
+                    dev.isthmus.xds.google.protobuf.Value.newBuilder().setStringValue("sidecar").build());
             // The controller adds the outbound HTTP listener (routes by Host to every service of the federation) where asked.
             settings.optional("outbound").ifPresent(o -> metadata.putFields("ISTHMUS_OUTBOUND_ADDRESS",
-                    com.google.protobuf.Value.newBuilder().setStringValue(o).build()));
+                    dev.isthmus.xds.google.protobuf.Value.newBuilder().setStringValue(o).build()));
             if (inboundProtocol.equals("xds")) {
-                metadata.putFields("ISTHMUS_INBOUND_ADDRESS", com.google.protobuf.Value.newBuilder()
+                metadata.putFields("ISTHMUS_INBOUND_ADDRESS", dev.isthmus.xds.google.protobuf.Value.newBuilder()
                         .setStringValue(inboundAddress.getHostString() + ":" + inboundAddress.getPort()).build());
-                metadata.putFields("ISTHMUS_APP_ADDRESS", com.google.protobuf.Value.newBuilder().setStringValue(app.getHostString() + ":" + app.getPort()).build());
-                metadata.putFields("ISTHMUS_APP_PROTOCOL", com.google.protobuf.Value.newBuilder().setStringValue(settings.string("protocol", "http")).build());
-                var list = com.google.protobuf.ListValue.newBuilder();
+                metadata.putFields("ISTHMUS_APP_ADDRESS", dev.isthmus.xds.google.protobuf.Value.newBuilder().setStringValue(app.getHostString() + ":" + app.getPort()).build());
+                metadata.putFields("ISTHMUS_APP_PROTOCOL", dev.isthmus.xds.google.protobuf.Value.newBuilder().setStringValue(settings.string("protocol", "http")).build());
+                var list = dev.isthmus.xds.google.protobuf.ListValue.newBuilder();
                 for (var port : morePorts) {
-                    list.addValues(com.google.protobuf.Value.newBuilder().setStructValue(com.google.protobuf.Struct.newBuilder()
-                            .putFields("service_port", com.google.protobuf.Value.newBuilder().setNumberValue(port.servicePort()).build())
-                            .putFields("protocol", com.google.protobuf.Value.newBuilder().setStringValue(port.protocol()).build())
-                            .putFields("inbound", com.google.protobuf.Value.newBuilder()
+                    list.addValues(dev.isthmus.xds.google.protobuf.Value.newBuilder().setStructValue(dev.isthmus.xds.google.protobuf.Struct.newBuilder()
+                            .putFields("service_port", dev.isthmus.xds.google.protobuf.Value.newBuilder().setNumberValue(port.servicePort()).build())
+                            .putFields("protocol", dev.isthmus.xds.google.protobuf.Value.newBuilder().setStringValue(port.protocol()).build())
+                            .putFields("inbound", dev.isthmus.xds.google.protobuf.Value.newBuilder()
                                     .setStringValue(port.inbound().getHostString() + ":" + port.inbound().getPort()).build())
-                            .putFields("app", com.google.protobuf.Value.newBuilder()
+                            .putFields("app", dev.isthmus.xds.google.protobuf.Value.newBuilder()
                                     .setStringValue(port.app().getHostString() + ":" + port.app().getPort()).build())));
                 }
                 if (!morePorts.isEmpty()) {
-                    metadata.putFields("ISTHMUS_PORTS", com.google.protobuf.Value.newBuilder().setListValue(list).build());
+                    metadata.putFields("ISTHMUS_PORTS", dev.isthmus.xds.google.protobuf.Value.newBuilder().setListValue(list).build());
                 }
             }
             var node = dev.isthmus.xds.envoy.config.core.v3.Node.newBuilder().setId(settings.string("instance", service.replace('/', '-')))

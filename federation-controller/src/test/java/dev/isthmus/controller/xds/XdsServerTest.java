@@ -6,8 +6,8 @@ import static org.hamcrest.Matchers.hasItem;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.Struct;
-import com.google.protobuf.Value;
+import dev.isthmus.xds.google.protobuf.Struct;
+import dev.isthmus.xds.google.protobuf.Value;
 import dev.isthmus.proxy.config.xds.AdsClient;
 import dev.isthmus.proxy.config.xds.ProxyConfig;
 import dev.isthmus.xds.envoy.config.core.v3.Node;

@@ -1,8 +1,8 @@
 package dev.isthmus.proxy.identity;
 
-import dev.isthmus.api.trust.v1.IssueRequest;
-import dev.isthmus.api.trust.v1.IssueResponse;
-import dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc;
+import dev.isthmus.lite.trust.v1.IssueRequest;
+import dev.isthmus.lite.trust.v1.IssueResponse;
+import dev.isthmus.lite.trust.v1.WorkloadCertificatesGrpc;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
@@ -165,10 +165,10 @@ public final class SvidClient implements AutoCloseable {
         }
         watching = true;
         WorkloadCertificatesGrpc.newStub(channel).watchBundle(
-                dev.isthmus.api.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential.get()).build(),
+                dev.isthmus.lite.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential.get()).build(),
                 new io.grpc.stub.StreamObserver<>() {
                     @Override
-                    public void onNext(dev.isthmus.api.trust.v1.TrustBundle bundle) {
+                    public void onNext(dev.isthmus.lite.trust.v1.TrustBundle bundle) {
                         try {
                             var roots = parseBundle(bundle);
                             Svid now = current.get();
@@ -232,7 +232,7 @@ public final class SvidClient implements AutoCloseable {
         }
     }
 
-    private static Map<String, List<X509Certificate>> parseBundle(dev.isthmus.api.trust.v1.TrustBundle bundle) throws Exception {
+    private static Map<String, List<X509Certificate>> parseBundle(dev.isthmus.lite.trust.v1.TrustBundle bundle) throws Exception {
         var out = new java.util.TreeMap<String, List<X509Certificate>>();
         for (var e : bundle.getRootsMap().entrySet()) {
             var certs = new ArrayList<X509Certificate>();

@@ -1,8 +1,7 @@
 package dev.isthmus.proxy.config.xds;
 
-import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
-import com.google.protobuf.Message;
+import com.google.protobuf.MessageLite;
 import dev.isthmus.xds.envoy.config.cluster.v3.Cluster;
 import dev.isthmus.xds.envoy.config.core.v3.Node;
 import dev.isthmus.xds.envoy.config.endpoint.v3.ClusterLoadAssignment;
@@ -10,6 +9,7 @@ import dev.isthmus.xds.envoy.config.listener.v3.Listener;
 import dev.isthmus.xds.envoy.service.discovery.v3.AggregatedDiscoveryServiceGrpc;
 import dev.isthmus.xds.envoy.service.discovery.v3.DiscoveryRequest;
 import dev.isthmus.xds.envoy.service.discovery.v3.DiscoveryResponse;
+import dev.isthmus.xds.google.protobuf.Any;
 import io.grpc.ManagedChannel;
 import io.grpc.netty.NettyChannelBuilder;
 import io.grpc.stub.StreamObserver;
@@ -48,9 +48,9 @@ public final class AdsClient implements AutoCloseable {
 
     private static final Logger log = LoggerFactory.getLogger(AdsClient.class);
 
-    public static final String LISTENER = "type.googleapis.com/" + Listener.getDescriptor().getFullName();
-    public static final String CLUSTER = "type.googleapis.com/" + Cluster.getDescriptor().getFullName();
-    public static final String ENDPOINT = "type.googleapis.com/" + ClusterLoadAssignment.getDescriptor().getFullName();
+    public static final String LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    public static final String CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    public static final String ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
     private static final List<String> TYPES = List.of(CLUSTER, ENDPOINT, LISTENER);
 
     /** Applies an accepted config; throwing refuses it (for example a listener port that cannot be bound). */
@@ -68,11 +68,11 @@ public final class AdsClient implements AutoCloseable {
     private final MeterRegistry meters;
 
     // All below are touched on the timer thread only (gRPC callbacks hop onto it).
-    private final Map<String, List<? extends Message>> current = new LinkedHashMap<>();
+    private final Map<String, List<? extends MessageLite>> current = new LinkedHashMap<>();
     /** What the proxy runs: {@link #current} and the clusters whose removal waits for the listeners ({@link #withHeldClusters}). */
-    private final Map<String, List<? extends Message>> applied = new LinkedHashMap<>();
+    private final Map<String, List<? extends MessageLite>> applied = new LinkedHashMap<>();
     private final Map<String, String> versions = new LinkedHashMap<>();
-    private final Map<String, List<? extends Message>> pending = new LinkedHashMap<>();
+    private final Map<String, List<? extends MessageLite>> pending = new LinkedHashMap<>();
     private final List<DiscoveryResponse> held = new ArrayList<>();
     private StreamObserver<DiscoveryRequest> requests;
     private int failures;
@@ -172,7 +172,7 @@ public final class AdsClient implements AutoCloseable {
             nack(response, "type " + type + " is not subscribed to");
             return;
         }
-        List<Message> resources = new ArrayList<>();
+        List<MessageLite> resources = new ArrayList<>();
         try {
             for (Any any : response.getResourcesList()) {
                 resources.add(unpack(type, any));
@@ -196,7 +196,7 @@ public final class AdsClient implements AutoCloseable {
         String version = responses.stream().map(r -> shortType(r.getTypeUrl()) + "=" + r.getVersionInfo()).reduce((a, b) -> a + "," + b).orElse("");
         boolean listenersInForce = responses.stream().noneMatch(r -> r.getTypeUrl().equals(LISTENER));
         try {
-            Map<String, List<? extends Message>> run = next;
+            Map<String, List<? extends MessageLite>> run = next;
             ProxyConfig config;
             try {
                 config = translate(version, next);
@@ -253,7 +253,7 @@ public final class AdsClient implements AutoCloseable {
      * and answers 503 on those routes meanwhile; this client keeps the cluster, and drops it with the
      * first set that translates without it (usually the next Listener response).
      */
-    private Map<String, List<? extends Message>> withHeldClusters(Map<String, List<? extends Message>> next) {
+    private Map<String, List<? extends MessageLite>> withHeldClusters(Map<String, List<? extends MessageLite>> next) {
         var names = names(next.get(CLUSTER));
         var gone = new ArrayList<Cluster>();
         for (var c : applied.getOrDefault(CLUSTER, List.of())) {
@@ -269,14 +269,14 @@ public final class AdsClient implements AutoCloseable {
         for (var a : next.getOrDefault(ENDPOINT, List.of())) {
             assigned.add(((ClusterLoadAssignment) a).getClusterName());
         }
-        var assignments = new ArrayList<Message>(next.getOrDefault(ENDPOINT, List.of()));
+        var assignments = new ArrayList<MessageLite>(next.getOrDefault(ENDPOINT, List.of()));
         for (var a : applied.getOrDefault(ENDPOINT, List.of())) {
             String cluster = ((ClusterLoadAssignment) a).getClusterName();
             if (goneNames.contains(cluster) && !assigned.contains(cluster)) {
                 assignments.add(a);
             }
         }
-        var clusters = new ArrayList<Message>(next.getOrDefault(CLUSTER, List.of()));
+        var clusters = new ArrayList<MessageLite>(next.getOrDefault(CLUSTER, List.of()));
         clusters.addAll(gone);
         var out = new LinkedHashMap<>(next);
         out.put(CLUSTER, clusters);
@@ -284,9 +284,9 @@ public final class AdsClient implements AutoCloseable {
         return out;
     }
 
-    private static java.util.Set<String> names(List<? extends Message> clusters) {
+    private static java.util.Set<String> names(List<? extends MessageLite> clusters) {
         var out = new java.util.LinkedHashSet<String>();
-        for (var c : clusters == null ? List.<Message>of() : clusters) {
+        for (var c : clusters == null ? List.<MessageLite>of() : clusters) {
             out.add(((Cluster) c).getName());
         }
         return out;
@@ -326,7 +326,7 @@ public final class AdsClient implements AutoCloseable {
                     r.getNonce(), reason, appliedVersion);
         }
         requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(versions.getOrDefault(r.getTypeUrl(), ""))
-                .setResponseNonce(r.getNonce()).setErrorDetail(com.google.rpc.Status.newBuilder().setCode(io.grpc.Status.Code.INVALID_ARGUMENT.value())
+                .setResponseNonce(r.getNonce()).setErrorDetail(dev.isthmus.xds.google.rpc.Status.newBuilder().setCode(io.grpc.Status.Code.INVALID_ARGUMENT.value())
                         .setMessage(reason)).build());
     }
 
@@ -334,26 +334,25 @@ public final class AdsClient implements AutoCloseable {
         return typeUrl.substring(typeUrl.lastIndexOf('.') + 1);
     }
 
-    private static Message unpack(String type, Any any) throws InvalidProtocolBufferException {
+    private static MessageLite unpack(String type, Any any) throws InvalidProtocolBufferException {
         if (type.equals(LISTENER)) {
-            return any.unpack(Listener.class);
+            return XdsTranslator.unpack(any, type, Listener.parser());
         }
         if (type.equals(CLUSTER)) {
-            return any.unpack(Cluster.class);
+            return XdsTranslator.unpack(any, type, Cluster.parser());
         }
-        return any.unpack(ClusterLoadAssignment.class);
+        return XdsTranslator.unpack(any, type, ClusterLoadAssignment.parser());
     }
 
     @SuppressWarnings("unchecked")
-    private static ProxyConfig translate(String version, Map<String, List<? extends Message>> all) throws XdsTranslator.ConfigException {
+    private static ProxyConfig translate(String version, Map<String, List<? extends MessageLite>> all) throws XdsTranslator.ConfigException {
         return XdsTranslator.translate(version, (List<Listener>) all.getOrDefault(LISTENER, List.of()), (List<Cluster>) all.getOrDefault(CLUSTER, List.of()),
                 (List<ClusterLoadAssignment>) all.getOrDefault(ENDPOINT, List.of()));
     }
 
     // ----- last good config on disk: one length-delimited DiscoveryResponse per type (its version and the resources applied) -----
-    // Protobuf's binary form, as the resources came: JSON went through JsonFormat, which initialises the
-    // reflective field accessors of every message type it prints (about 12,000 Method objects in a
-    // sidecar's heap) and Gson's type adapters, for a file read only at start.
+    // Protobuf's binary form, as the resources came: the lite messages have no JSON printer, and the
+    // file is read only at start.
 
     private void saveLastGood() {
         if (lastGoodFile == null) {
@@ -363,8 +362,8 @@ public final class AdsClient implements AutoCloseable {
             var out = new java.io.ByteArrayOutputStream();
             for (var e : applied.entrySet()) { // what runs, held clusters too: the listeners saved route to them
                 var r = DiscoveryResponse.newBuilder().setTypeUrl(e.getKey()).setVersionInfo(versions.getOrDefault(e.getKey(), ""));
-                for (Message m : e.getValue()) {
-                    r.addResources(Any.pack(m));
+                for (MessageLite m : e.getValue()) {
+                    r.addResources(Any.newBuilder().setTypeUrl(e.getKey()).setValue(m.toByteString()));
                 }
                 r.build().writeDelimitedTo(out);
             }
@@ -382,14 +381,14 @@ public final class AdsClient implements AutoCloseable {
             return;
         }
         try (var in = new java.io.BufferedInputStream(Files.newInputStream(lastGoodFile))) {
-            var loaded = new LinkedHashMap<String, List<? extends Message>>();
+            var loaded = new LinkedHashMap<String, List<? extends MessageLite>>();
             var v = new LinkedHashMap<String, String>();
             DiscoveryResponse r;
             while ((r = DiscoveryResponse.parseDelimitedFrom(in)) != null) {
                 if (!TYPES.contains(r.getTypeUrl())) {
                     throw new IOException("a set of an unknown type: " + r.getTypeUrl());
                 }
-                var list = new ArrayList<Message>();
+                var list = new ArrayList<MessageLite>();
                 for (Any any : r.getResourcesList()) {
                     list.add(unpack(r.getTypeUrl(), any));
                 }

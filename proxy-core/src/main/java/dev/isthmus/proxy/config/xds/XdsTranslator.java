@@ -1,24 +1,19 @@
 package dev.isthmus.proxy.config.xds;
 
-import com.google.gson.JsonElement;
-import com.google.gson.JsonParser;
-import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
-import com.google.protobuf.Message;
-import com.google.protobuf.util.JsonFormat;
+import com.google.protobuf.Parser;
 import dev.isthmus.xds.envoy.config.bootstrap.v3.Bootstrap;
 import dev.isthmus.xds.envoy.config.cluster.v3.Cluster;
 import dev.isthmus.xds.envoy.config.core.v3.Address;
 import dev.isthmus.xds.envoy.config.core.v3.HealthStatus;
 import dev.isthmus.xds.envoy.config.endpoint.v3.ClusterLoadAssignment;
 import dev.isthmus.xds.envoy.config.listener.v3.Listener;
-import dev.isthmus.xds.envoy.config.route.v3.RouteConfiguration;
-import dev.isthmus.xds.envoy.extensions.filters.http.router.v3.Router;
 import dev.isthmus.xds.envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager;
 import dev.isthmus.xds.envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy;
 import dev.isthmus.xds.envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext;
 import dev.isthmus.xds.envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher;
 import dev.isthmus.xds.envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext;
+import dev.isthmus.xds.google.protobuf.Any;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
@@ -43,18 +38,14 @@ import java.util.Optional;
  */
 public final class XdsTranslator {
 
-    /** The message types {@code typed_config} may hold, for JSON/YAML parsing. */
-    public static final JsonFormat.TypeRegistry TYPES = JsonFormat.TypeRegistry.newBuilder()
-            .add(List.of(Listener.getDescriptor(), Cluster.getDescriptor(), ClusterLoadAssignment.getDescriptor(), RouteConfiguration.getDescriptor(),
-                    TcpProxy.getDescriptor(), HttpConnectionManager.getDescriptor(), Router.getDescriptor(), UpstreamTlsContext.getDescriptor(),
-                    DownstreamTlsContext.getDescriptor(), dev.isthmus.xds.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.getDescriptor(),
-                    dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor(),
-                    dev.isthmus.xds.envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector.getDescriptor()))
-            .build();
-
-    public static final String TCP_PROXY = "type.googleapis.com/" + TcpProxy.getDescriptor().getFullName();
-    public static final String HTTP_CONNECTION_MANAGER = "type.googleapis.com/" + HttpConnectionManager.getDescriptor().getFullName();
-    public static final String UPSTREAM_TLS = "type.googleapis.com/" + UpstreamTlsContext.getDescriptor().getFullName();
+    // type URLs: the lite messages have no descriptors to read their full names from (XdsTranslatorTest checks them against Envoy's)
+    public static final String TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+    public static final String HTTP_CONNECTION_MANAGER = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    public static final String UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+    public static final String DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+    public static final String ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    public static final String RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+    public static final String HTTP_PROTOCOL_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
     /** The resources were refused; {@link #errors} says where and why, one line each. */
     public static final class ConfigException extends Exception {
@@ -76,11 +67,11 @@ public final class XdsTranslator {
     /** Reads an Envoy bootstrap file (YAML, or JSON) and translates its {@code static_resources}. */
     public static ProxyConfig fromBootstrapFile(Path file) throws ConfigException, IOException {
         String source = file.toString();
-        String json = json(Files.readString(file), source);
+        Object tree = tree(Files.readString(file), source);
         var listeners = new ArrayList<Listener>();
         var clusters = new ArrayList<Cluster>();
-        if (!staticResourcesOnly(json, source, listeners, clusters)) {
-            var s = parseBootstrapJson(json, source).getStaticResources();
+        if (!staticResourcesOnly(tree, source, listeners, clusters)) {
+            var s = parseBootstrapTree(tree, source).getStaticResources();
             listeners.addAll(s.getListenersList());
             clusters.addAll(s.getClustersList());
         }
@@ -93,37 +84,33 @@ public final class XdsTranslator {
      * it is in ({@code static_resources.listeners[N]}). Any other field: false, and the whole file is
      * read as a {@code Bootstrap} (of which only {@code node} and {@code static_resources} are known).
      */
-    private static boolean staticResourcesOnly(String json, String source, List<Listener> listeners, List<Cluster> clusters)
+    private static boolean staticResourcesOnly(Object root, String source, List<Listener> listeners, List<Cluster> clusters)
             throws ConfigException {
-        JsonElement root = JsonParser.parseString(json);
-        if (!root.isJsonObject() || root.getAsJsonObject().size() != 1) {
+        if (!(root instanceof Map<?, ?> top) || top.size() != 1) {
             return false;
         }
-        var top = root.getAsJsonObject();
-        JsonElement resources = top.has("static_resources") ? top.get("static_resources") : top.get("staticResources");
-        if (resources == null || !resources.isJsonObject()) {
+        Object resources = top.containsKey("static_resources") ? top.get("static_resources") : top.get("staticResources");
+        if (!(resources instanceof Map<?, ?> lists)) {
             return false;
         }
-        for (var e : resources.getAsJsonObject().entrySet()) {
-            if (!(e.getKey().equals("listeners") || e.getKey().equals("clusters")) || !e.getValue().isJsonArray()) {
+        for (var e : lists.entrySet()) {
+            if (!(e.getKey().equals("listeners") || e.getKey().equals("clusters")) || !(e.getValue() instanceof List)) {
                 return false;
             }
         }
-        var parser = JsonFormat.parser().usingTypeRegistry(TYPES);
         var errors = new ArrayList<String>();
         for (String list : List.of("listeners", "clusters")) {
-            var items = resources.getAsJsonObject().getAsJsonArray(list);
+            var items = (List<?>) lists.get(list);
             for (int i = 0; items != null && i < items.size(); i++) {
-                Message.Builder b = list.equals("listeners") ? Listener.newBuilder() : Cluster.newBuilder();
+                boolean listener = list.equals("listeners");
                 try {
-                    parser.merge(items.get(i).toString(), b);
-                    if (b instanceof Listener.Builder l) {
-                        listeners.add(l.build());
+                    if (listener) {
+                        listeners.add(Listener.parseFrom(ProtoJson.encode(items.get(i), "envoy.config.listener.v3.Listener", "")));
                     } else {
-                        clusters.add(((Cluster.Builder) b).build());
+                        clusters.add(Cluster.parseFrom(ProtoJson.encode(items.get(i), "envoy.config.cluster.v3.Cluster", "")));
                     }
-                } catch (InvalidProtocolBufferException e) {
-                    errors.add(source + ": static_resources." + list + "[" + i + "]: not an Envoy v3 " + b.getDescriptorForType().getName() + ": "
+                } catch (ProtoJson.JsonError | InvalidProtocolBufferException e) {
+                    errors.add(source + ": static_resources." + list + "[" + i + "]: not an Envoy v3 " + (listener ? "Listener" : "Cluster") + ": "
                             + e.getMessage());
                 }
             }
@@ -136,25 +123,23 @@ public final class XdsTranslator {
 
     /** Parses bootstrap text (YAML is a superset of JSON, so both are read the same way). */
     public static Bootstrap parseBootstrap(String text, String source) throws ConfigException {
-        return parseBootstrapJson(json(text, source), source);
+        return parseBootstrapTree(tree(text, source), source);
     }
 
-    private static String json(String text, String source) throws ConfigException {
+    private static Object tree(String text, String source) throws ConfigException {
         try {
-            return YamlJson.toJson(text);
+            return YamlJson.load(text);
         } catch (YamlJson.YamlError e) {
             throw new ConfigException(List.of(source + ": not YAML or JSON: " + e.getMessage()));
         }
     }
 
-    private static Bootstrap parseBootstrapJson(String json, String source) throws ConfigException {
-        var builder = Bootstrap.newBuilder();
+    private static Bootstrap parseBootstrapTree(Object tree, String source) throws ConfigException {
         try {
-            JsonFormat.parser().usingTypeRegistry(TYPES).merge(json, builder);
-        } catch (InvalidProtocolBufferException e) {
+            return Bootstrap.parseFrom(ProtoJson.encode(tree, "envoy.config.bootstrap.v3.Bootstrap", ""));
+        } catch (ProtoJson.JsonError | InvalidProtocolBufferException e) {
             throw new ConfigException(List.of(source + ": not an Envoy v3 bootstrap: " + e.getMessage()));
         }
-        return builder.build();
     }
 
     /** Translates a full set of resources; EDS clusters take their endpoints from {@code assignments}. */
@@ -240,12 +225,12 @@ public final class XdsTranslator {
         boolean mtls = false;
         if (chain.hasTransportSocket()) {
             Any tls = chain.getTransportSocket().getTypedConfig();
-            if (!tls.getTypeUrl().equals("type.googleapis.com/" + DownstreamTlsContext.getDescriptor().getFullName())) {
+            if (!tls.getTypeUrl().equals(DOWNSTREAM_TLS)) {
                 errors.add(where + ": filter_chains[0].transport_socket.typed_config: '" + tls.getTypeUrl() + "' is not supported; use a DownstreamTlsContext");
                 return Optional.empty();
             }
             try {
-                var ctx = tls.unpack(DownstreamTlsContext.class);
+                var ctx = unpack(tls, DOWNSTREAM_TLS, DownstreamTlsContext.parser());
                 if (!ctx.getRequireClientCertificate().getValue()) {
                     errors.add(where + ": filter_chains[0].transport_socket.typed_config.require_client_certificate: must be true (mTLS only)");
                     return Optional.empty();
@@ -260,7 +245,7 @@ public final class XdsTranslator {
         boolean listenerPlaintextToo = plaintextToo;
         if (config.getTypeUrl().equals(HTTP_CONNECTION_MANAGER)) {
             try {
-                var http = httpSpec(config.unpack(HttpConnectionManager.class), field + ".typed_config", clusters, errors);
+                var http = httpSpec(unpack(config, HTTP_CONNECTION_MANAGER, HttpConnectionManager.parser()), field + ".typed_config", clusters, errors);
                 return address.flatMap(a -> http.map(h -> new ProxyConfig.ListenerSpec(l.getName(), a, "", Optional.of(h), listenerMtls,
                         listenerPlaintextToo)));
             } catch (InvalidProtocolBufferException e) {
@@ -274,7 +259,7 @@ public final class XdsTranslator {
         }
         TcpProxy tcp;
         try {
-            tcp = config.unpack(TcpProxy.class);
+            tcp = unpack(config, TCP_PROXY, TcpProxy.parser());
         } catch (InvalidProtocolBufferException e) {
             errors.add(field + ".typed_config: unreadable TcpProxy: " + e.getMessage());
             return Optional.empty();
@@ -309,14 +294,13 @@ public final class XdsTranslator {
         for (int i = 0; i < hcm.getHttpFiltersCount(); i++) {
             var f = hcm.getHttpFilters(i);
             boolean router = f.getName().equals("envoy.filters.http.router")
-                    || f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/" + Router.getDescriptor().getFullName());
-            boolean isRbac = f.getTypedConfig().getTypeUrl().equals("type.googleapis.com/"
-                    + dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.getDescriptor().getFullName());
+                    || f.getTypedConfig().getTypeUrl().equals(ROUTER);
+            boolean isRbac = f.getTypedConfig().getTypeUrl().equals(RBAC);
             if (isRbac) {
                 try {
                     // Several RBAC filters run in order, each able to refuse (Istio's DENY policies, then ALLOW ones).
                     var chain = rbac;
-                    var filter = rbac(f.getTypedConfig().unpack(dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.class),
+                    var filter = rbac(unpack(f.getTypedConfig(), RBAC, dev.isthmus.xds.envoy.extensions.filters.http.rbac.v3.RBAC.parser()),
                             where + ".http_filters[" + i + "].typed_config", errors);
                     rbac = chain.isEmpty() ? filter : filter.map(x -> chain.get().andThen(x)).or(() -> chain);
                 } catch (InvalidProtocolBufferException e) {
@@ -557,7 +541,7 @@ public final class XdsTranslator {
                 errors.add(where + ": transport_socket.typed_config: '" + tls.getTypeUrl() + "' is not supported; use " + UPSTREAM_TLS);
             } else {
                 try {
-                    UpstreamTlsContext ctx = tls.unpack(UpstreamTlsContext.class);
+                    UpstreamTlsContext ctx = unpack(tls, UPSTREAM_TLS, UpstreamTlsContext.parser());
                     mtls = true;
                     if (!ctx.getSni().isEmpty()) {
                         sni = Optional.of(ctx.getSni());
@@ -680,8 +664,8 @@ public final class XdsTranslator {
         String protocolKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
         if (c.getTypedExtensionProtocolOptionsMap().containsKey(protocolKey)) {
             try {
-                var options = c.getTypedExtensionProtocolOptionsMap().get(protocolKey)
-                        .unpack(dev.isthmus.xds.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.class);
+                var options = unpack(c.getTypedExtensionProtocolOptionsMap().get(protocolKey), HTTP_PROTOCOL_OPTIONS,
+                        dev.isthmus.xds.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.parser());
                 http2 = options.hasExplicitHttpConfig() && options.getExplicitHttpConfig().hasHttp2ProtocolOptions();
                 if (!options.hasExplicitHttpConfig()) {
                     errors.add(where + ": typed_extension_protocol_options." + protocolKey + ": only explicit_http_config is supported");
@@ -719,7 +703,16 @@ public final class XdsTranslator {
         return Optional.of(new InetSocketAddress(sa.getAddress(), port));
     }
 
-    private static Duration duration(com.google.protobuf.Duration d) {
+    private static Duration duration(dev.isthmus.xds.google.protobuf.Duration d) {
         return Duration.ofSeconds(d.getSeconds(), d.getNanos());
+    }
+
+    /** An Any's message, when its type is {@code typeUrl}'s (compared by the name after the last '/', as protobuf's own unpack does). */
+    static <T> T unpack(Any any, String typeUrl, Parser<T> parser) throws InvalidProtocolBufferException {
+        String name = any.getTypeUrl().substring(any.getTypeUrl().lastIndexOf('/') + 1);
+        if (!name.equals(typeUrl.substring(typeUrl.lastIndexOf('/') + 1))) {
+            throw new InvalidProtocolBufferException("Type of the Any message does not match: " + any.getTypeUrl() + " is not " + typeUrl);
+        }
+        return parser.parseFrom(any.getValue());
     }
 }

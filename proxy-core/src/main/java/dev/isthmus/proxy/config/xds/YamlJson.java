@@ -1,9 +1,5 @@
 package dev.isthmus.proxy.config.xds;
 
-import dev.isthmus.proxy.JsonText;
-import java.math.BigInteger;
-import java.util.List;
-import java.util.Map;
 import java.util.regex.Pattern;
 import org.yaml.snakeyaml.DumperOptions;
 import org.yaml.snakeyaml.LoaderOptions;
@@ -16,7 +12,7 @@ import org.yaml.snakeyaml.representer.Representer;
 import org.yaml.snakeyaml.resolver.Resolver;
 
 /**
- * YAML (or JSON, which YAML contains) to JSON text, for protobuf's JSON parser: the bootstrap file's
+ * YAML (or JSON, which YAML contains) read as JSON's data, for {@link ProtoJson}: the bootstrap file's
  * reader. Booleans are YAML 1.2's, as Envoy's own YAML loader reads them: only {@code true} and
  * {@code false} ({@code on}, {@code yes} stay strings); there are no timestamps; numbers and
  * {@code null} in snakeyaml's forms. Anchors, aliases and merge keys work; alias expansion is
@@ -39,7 +35,8 @@ final class YamlJson {
         }
     }
 
-    static String toJson(String yaml) throws YamlError {
+    /** The document as JSON's data: maps, lists, strings, numbers, booleans, nulls (and byte[] for YAML's {@code !!binary}). */
+    static Object load(String yaml) throws YamlError {
         Object tree;
         try {
             var options = new LoaderOptions();
@@ -53,45 +50,7 @@ final class YamlJson {
         } catch (YAMLException e) {
             throw new YamlError(e.getMessage());
         }
-        var out = new StringBuilder(yaml.length() + 64);
-        write(tree, out);
-        return out.toString();
-    }
-
-    private static void write(Object v, StringBuilder out) {
-        if (v == null) {
-            out.append("null");
-        } else if (v instanceof Map<?, ?> map) {
-            out.append('{');
-            boolean first = true;
-            for (var e : map.entrySet()) {
-                out.append(first ? "" : ",");
-                out.append(JsonText.quote(String.valueOf(e.getKey())));
-                out.append(':');
-                write(e.getValue(), out);
-                first = false;
-            }
-            out.append('}');
-        } else if (v instanceof List<?> list) {
-            out.append('[');
-            for (int i = 0; i < list.size(); i++) {
-                out.append(i == 0 ? "" : ",");
-                write(list.get(i), out);
-            }
-            out.append(']');
-        } else if (v instanceof Boolean || v instanceof Integer || v instanceof Long || v instanceof BigInteger) {
-            out.append(v);
-        } else if (v instanceof Double d) {
-            if (d.isNaN() || d.isInfinite()) {
-                out.append(JsonText.quote(d.toString())); // protobuf's JSON form: "NaN", "Infinity", "-Infinity"
-            } else {
-                out.append(d);
-            }
-        } else if (v instanceof byte[] bytes) {
-            out.append(JsonText.quote(java.util.Base64.getEncoder().encodeToString(bytes))); // !!binary: protobuf's JSON bytes are base64
-        } else {
-            out.append(JsonText.quote(v.toString()));
-        }
+        return tree;
     }
 
     /** snakeyaml's resolver without YAML 1.1's yes/no/on/off booleans and without timestamps. */

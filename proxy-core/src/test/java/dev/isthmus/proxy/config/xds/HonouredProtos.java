@@ -131,6 +131,14 @@ public final class HonouredProtos {
     /** Where the generated Java classes go: Envoy's Java packages under this prefix instead of {@code io.envoyproxy}. */
     static final String JAVA_PREFIX = "dev.isthmus.xds.";
 
+    /**
+     * Isthmus's own protos that the proxies are clients of, copied whole (messages and services) as
+     * lite messages into {@code dev.isthmus.lite.*}: mesh-api's classes are protobuf's full kind, which
+     * the trust bridge's server keeps, and loading them would load protobuf's full runtime in every sidecar.
+     */
+    static final List<com.google.protobuf.Descriptors.FileDescriptor> COPIED_WHOLE = List.of(
+            dev.isthmus.api.trust.v1.WorkloadCertificatesProto.getDescriptor());
+
     private final Map<String, List<String>> honoured = new LinkedHashMap<>();
     private final Map<String, Descriptor> messages = new TreeMap<>();
     private final Map<String, EnumDescriptor> enums = new TreeMap<>();
@@ -142,6 +150,9 @@ public final class HonouredProtos {
         }
         for (Descriptor root : ROOTS) {
             index(root);
+        }
+        for (var file : COPIED_WHOLE) {
+            file.getMessageTypes().forEach(this::index);
         }
         for (String name : honoured.keySet()) {
             if (!messages.containsKey(name)) {
@@ -171,6 +182,9 @@ public final class HonouredProtos {
 
     /** The honoured fields of a message kept in the protos; none for a message kept empty. */
     private List<FieldDescriptor> fields(Descriptor d) {
+        if (d.getFullName().startsWith("google.") || d.getFullName().startsWith("isthmus.")) {
+            return d.getFields().stream().sorted((a, b) -> Integer.compare(a.getNumber(), b.getNumber())).toList();
+        }
         var names = honoured.getOrDefault(d.getFullName(), List.of());
         var out = new ArrayList<FieldDescriptor>();
         for (String n : names) {
@@ -190,9 +204,12 @@ public final class HonouredProtos {
         Set<String> keptMessages = new TreeSet<>();
         Set<String> keptEnums = new TreeSet<>();
         var todo = new ArrayList<>(honoured.keySet());
+        for (var file : COPIED_WHOLE) {
+            file.getMessageTypes().forEach(d -> todo.add(d.getFullName()));
+        }
         while (!todo.isEmpty()) {
             String name = todo.remove(todo.size() - 1);
-            if (name.startsWith("google.") || !keptMessages.add(name)) {
+            if (!keptMessages.add(name)) {
                 continue;
             }
             Descriptor d = messages.get(name);
@@ -245,6 +262,19 @@ public final class HonouredProtos {
                     enumType((EnumDescriptor) g, "", body);
                 }
             }
+            for (var file : COPIED_WHOLE) {
+                if (file.getPackage().equals(pkg)) {
+                    for (var service : file.getServices()) {
+                        body.append("service ").append(service.getName()).append(" {\n");
+                        for (var m : service.getMethods()) {
+                            body.append("  rpc ").append(m.getName()).append('(').append(m.isClientStreaming() ? "stream " : "").append('.')
+                                    .append(m.getInputType().getFullName()).append(") returns (").append(m.isServerStreaming() ? "stream " : "")
+                                    .append('.').append(m.getOutputType().getFullName()).append(");\n");
+                        }
+                        body.append("}\n");
+                    }
+                }
+            }
             if (pkg.equals("envoy.service.discovery.v3")) {
                 body.append("""
                         service AggregatedDiscoveryService {
@@ -254,8 +284,14 @@ public final class HonouredProtos {
             }
             imports.remove(path(pkg));
             var text = new StringBuilder();
-            text.append("// Written by HonouredProtos (proxy-core's tests) from Envoy's v3 API: only the fields the proxies honour\n")
-                    .append("// (docs/xds.md), with Envoy's names, numbers and types. Do not edit: change HonouredProtos.HONOURED.\n")
+            text.append(pkg.startsWith("google.")
+                    ? "// Written by HonouredProtos (proxy-core's tests): protobuf's own messages that the xDS messages use, whole,\n"
+                            + "// so that the proxies' lite classes need none of protobuf's full runtime. Do not edit.\n"
+                    : pkg.startsWith("isthmus.")
+                    ? "// Written by HonouredProtos (proxy-core's tests) from mesh-api's protos, whole: the proxies' lite copy of the\n"
+                            + "// service they are clients of. Do not edit; change mesh-api's proto.\n"
+                    : "// Written by HonouredProtos (proxy-core's tests) from Envoy's v3 API: only the fields the proxies honour\n"
+                            + "// (docs/xds.md), with Envoy's names, numbers and types. Do not edit: change HonouredProtos.HONOURED.\n")
                     .append("syntax = \"proto3\";\n\n")
                     .append("package ").append(pkg).append(";\n\n");
             for (String i : imports) {
@@ -264,13 +300,55 @@ public final class HonouredProtos {
             if (!imports.isEmpty()) {
                 text.append('\n');
             }
-            text.append("option java_package = \"").append(JAVA_PREFIX).append(pkg).append("\";\n")
+            text.append("option java_package = \"").append(pkg.startsWith("isthmus.") ? "dev.isthmus.lite." + pkg.substring("isthmus.".length())
+                            : JAVA_PREFIX + pkg).append("\";\n")
                     .append("option java_multiple_files = true;\n")
-                    .append("option java_outer_classname = \"").append(outerClass(pkg)).append("\";\n\n")
+                    .append("option java_outer_classname = \"").append(outerClass(pkg)).append("\";\n")
+                    .append("option optimize_for = LITE_RUNTIME;\n\n")
                     .append(body);
-            out.put(path(pkg), text.toString());
+            out.put("proto/" + path(pkg), text.toString());
         }
+        out.put(SCHEMA, schema(keptMessages, keptEnums));
         return out;
+    }
+
+    /**
+     * The schema {@link ProtoJson} reads bootstrap JSON with, one line each: {@code M name} starts a
+     * message; {@code F name jsonName number label keyType type typeName oneof} is one of its fields
+     * (label {@code o}: singular, {@code p}: a singular scalar with presence, {@code r}epeated or
+     * {@code m}ap; {@code -} where there is none); and
+     * {@code E name VALUE=number...} is an enum.
+     */
+    private String schema(Set<String> keptMessages, Set<String> keptEnums) {
+        var out = new StringBuilder("# Written by HonouredProtos (proxy-core's tests) with the protos under src/main/proto/xds. Do not edit.\n");
+        for (String name : keptMessages) {
+            Descriptor d = messages.get(name);
+            out.append("M ").append(name).append('\n');
+            for (FieldDescriptor f : fields(d)) {
+                // p: a scalar with presence (in a oneof, or proto3 optional), written even when it holds its default
+                String label = f.isMapField() ? "m" : f.isRepeated() ? "r"
+                        : f.hasPresence() && f.getType() != FieldDescriptor.Type.MESSAGE ? "p" : "o";
+                FieldDescriptor t = f.isMapField() ? f.getMessageType().findFieldByName("value") : f;
+                String key = f.isMapField() ? typeOf(f.getMessageType().findFieldByName("key")) : "-";
+                String typeName = t.getType() == FieldDescriptor.Type.MESSAGE ? t.getMessageType().getFullName()
+                        : t.getType() == FieldDescriptor.Type.ENUM ? t.getEnumType().getFullName() : "-";
+                String oneof = f.getRealContainingOneof() == null ? "-" : f.getRealContainingOneof().getName();
+                out.append("F ").append(String.join(" ", f.getName(), f.getJsonName(), String.valueOf(f.getNumber()), label, key, typeOf(t),
+                        typeName, oneof)).append('\n');
+            }
+        }
+        for (String name : keptEnums) {
+            out.append("E ").append(name);
+            for (var v : enums.get(name).getValues()) {
+                out.append(' ').append(v.getName()).append('=').append(v.getNumber());
+            }
+            out.append('\n');
+        }
+        return out.toString();
+    }
+
+    private static String typeOf(FieldDescriptor f) {
+        return f.getType().name().toLowerCase(java.util.Locale.ROOT);
     }
 
     private void keepEnum(EnumDescriptor e, Set<String> keptEnums, List<String> todo) {
@@ -280,9 +358,13 @@ public final class HonouredProtos {
         }
     }
 
+    /** A proto's path as it is imported (under src/main/proto). */
     static String path(String pkg) {
         return "xds/" + pkg.replace('.', '/') + "/honoured.proto";
     }
+
+    /** Where {@link ProtoJson} reads the messages' JSON names and types (under src/main). */
+    static final String SCHEMA = "resources/" + ProtoJson.SCHEMA_RESOURCE;
 
     private static String outerClass(String pkg) {
         var b = new StringBuilder("Honoured");
@@ -347,21 +429,17 @@ public final class HonouredProtos {
     private String typeName(FieldDescriptor f, Set<String> imports) {
         switch (f.getType()) {
             case MESSAGE -> {
-                imports.add(importOf(f.getMessageType().getFile().getPackage(), f.getMessageType().getFile().getName()));
+                imports.add(path(f.getMessageType().getFile().getPackage()));
                 return "." + f.getMessageType().getFullName();
             }
             case ENUM -> {
-                imports.add(importOf(f.getEnumType().getFile().getPackage(), f.getEnumType().getFile().getName()));
+                imports.add(path(f.getEnumType().getFile().getPackage()));
                 return "." + f.getEnumType().getFullName();
             }
             default -> {
                 return f.getType().name().toLowerCase(java.util.Locale.ROOT);
             }
         }
-    }
-
-    private static String importOf(String pkg, String file) {
-        return pkg.startsWith("google.") ? file : path(pkg);
     }
 
     private static void enumType(EnumDescriptor e, String indent, StringBuilder out) {
@@ -375,12 +453,12 @@ public final class HonouredProtos {
         out.append(indent).append("}\n");
     }
 
-    /** Writes the protos under {@code args[0]} (default proxy-core/src/main/proto), removing the ones no longer written. */
+    /** Writes the protos and the schema under {@code args[0]} (default proxy-core/src/main), removing protos no longer written. */
     public static void main(String[] args) throws IOException {
-        Path root = Path.of(args.length > 0 ? args[0] : "proxy-core/src/main/proto");
+        Path root = Path.of(args.length > 0 ? args[0] : "proxy-core/src/main");
         var files = new HonouredProtos().files();
-        if (Files.isDirectory(root.resolve("xds"))) {
-            try (var walk = Files.walk(root.resolve("xds"))) {
+        if (Files.isDirectory(root.resolve("proto/xds"))) {
+            try (var walk = Files.walk(root.resolve("proto/xds"))) {
                 for (Path p : walk.filter(Files::isRegularFile).toList()) {
                     if (!files.containsKey(root.relativize(p).toString())) {
                         Files.delete(p);
@@ -393,6 +471,6 @@ public final class HonouredProtos {
             Files.createDirectories(p.getParent());
             Files.writeString(p, e.getValue());
         }
-        System.out.println("wrote " + files.size() + " files under " + root.resolve("xds"));
+        System.out.println("wrote " + files.size() + " files under " + root);
     }
 }

@@ -1,7 +1,6 @@
 package dev.isthmus.proxy.config.xds;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -27,14 +26,14 @@ class HonouredProtosTest {
     @Test
     void theProtosInTheTreeAreWhatHonouredProtosWrites() throws Exception {
         // Envoy's names, numbers and types, read off Envoy's descriptors: a field given a wrong number cannot slip in by hand
-        Path root = Path.of("src/main/proto");
+        Path root = Path.of("src/main");
         var expected = new HonouredProtos().files();
         for (var e : expected.entrySet()) {
             Path p = root.resolve(e.getKey());
             assertTrue(Files.exists(p), p + " is missing; run HonouredProtos.main");
             assertEquals(e.getValue(), Files.readString(p), p + " differs from what HonouredProtos writes; run HonouredProtos.main");
         }
-        try (var walk = Files.walk(root.resolve("xds"))) {
+        try (var walk = Files.walk(root.resolve("proto/xds"))) {
             var extra = walk.filter(Files::isRegularFile).map(p -> root.relativize(p).toString()).filter(p -> !expected.containsKey(p))
                     .collect(Collectors.toList());
             assertEquals(List.of(), extra, "protos HonouredProtos no longer writes");
@@ -57,13 +56,28 @@ class HonouredProtosTest {
         assertEquals("orders", ours.getName());
         assertEquals(7, ours.getCircuitBreakers().getThresholds(0).getMaxConnections().getValue());
         assertEquals(8080, ours.getLoadAssignment().getEndpoints(0).getLbEndpoints(0).getEndpoint().getAddress().getSocketAddress().getPortValue());
-        assertFalse(ours.getUnknownFields().asMap().isEmpty(), "the fields not honoured are kept as unknown fields");
-        // written back (the last good config on disk is written from these), it is Envoy's resource again, field for field
+        // the fields not honoured are kept as unknown fields: written back (the last good config on disk is written
+        // from these), it is Envoy's resource again, field for field
         assertEquals(envoy, Cluster.parseFrom(ours.toByteString()));
-        assertEquals(envoy, Any.pack(ours).unpack(Cluster.class));
+        assertEquals(envoy, Any.newBuilder().setTypeUrl(AdsClient.CLUSTER).setValue(ours.toByteString()).build().unpack(Cluster.class));
 
         var config = XdsTranslator.translate("t", List.of(), List.of(ours), List.of());
         assertEquals(7, config.clusters().get("orders").limits().maxConnections());
+    }
+
+    @Test
+    void theTrustBridgesMessagesReadAndWriteAsMeshApisDo() throws Exception {
+        var full = dev.isthmus.api.trust.v1.IssueResponse.newBuilder().setCertificatePem("leaf").addChainPem("intermediate").setNotAfterUnix(1_800_000_000L)
+                .setBundle(dev.isthmus.api.trust.v1.TrustBundle.newBuilder().setTrustDomain("us-east.acme.isthmus").setSequence(7)
+                        .putRoots("eu-west.acme.isthmus", dev.isthmus.api.trust.v1.RootCertificates.newBuilder().addCertificatePem("root").build()))
+                .build();
+        var lite = dev.isthmus.lite.trust.v1.IssueResponse.parseFrom(full.toByteString());
+        assertEquals("root", lite.getBundle().getRootsOrThrow("eu-west.acme.isthmus").getCertificatePem(0));
+        assertEquals(full, dev.isthmus.api.trust.v1.IssueResponse.parseFrom(lite.toByteString()));
+        assertEquals(dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc.getIssueMethod().getFullMethodName(),
+                dev.isthmus.lite.trust.v1.WorkloadCertificatesGrpc.getIssueMethod().getFullMethodName());
+        assertEquals(dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc.getWatchBundleMethod().getFullMethodName(),
+                dev.isthmus.lite.trust.v1.WorkloadCertificatesGrpc.getWatchBundleMethod().getFullMethodName());
     }
 
     @Test
