@@ -38,7 +38,7 @@ import java.util.Optional;
  */
 public final class XdsTranslator {
 
-    // type URLs: the lite messages have no descriptors to read their full names from (XdsTranslatorTest checks them against Envoy's)
+    // type URLs: the lite messages have no descriptors to read their full names from (ProtoJsonTest checks them against Envoy's)
     public static final String TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
     public static final String HTTP_CONNECTION_MANAGER = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
     public static final String UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
