@@ -280,6 +280,11 @@ final class ProtoJson {
             if (v != null) {
                 return v;
             }
+            try {
+                return Integer.parseInt(s.strip()); // a number in a string, as protobuf's JSON parser also reads it
+            } catch (NumberFormatException e) {
+                // below
+            }
         }
         throw new JsonError("Invalid enum value: " + show(node) + " for enum type: " + typeName, path);
     }

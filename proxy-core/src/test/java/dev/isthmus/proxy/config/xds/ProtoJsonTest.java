@@ -77,7 +77,7 @@ class ProtoJsonTest {
                 lb_policy: 1
                 circuit_breakers:
                   thresholds:
-                  - { priority: HIGH, max_connections: 1024, max_requests: 4294967295, retry_budget: { budget_percent: { value: 25.5 }, min_retry_concurrency: 3 } }
+                  - { priority: "1", max_connections: 1024, max_requests: 4294967295, retry_budget: { budget_percent: { value: 25.5 }, min_retry_concurrency: 3 } }
                 outlier_detection: { consecutive_5xx: 5, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 50 }
                 typed_extension_protocol_options:
                   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
