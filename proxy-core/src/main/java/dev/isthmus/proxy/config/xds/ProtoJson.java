@@ -49,6 +49,10 @@ final class ProtoJson {
     private record Message(String name, Map<String, Field> byName) {
     }
 
+    /** A field as the document gives it, with where. */
+    private record Given(Field field, Object value, String path) {
+    }
+
     private static final class Schema {
         static final Map<String, Message> MESSAGES = new HashMap<>();
         static final Map<String, Map<String, Integer>> ENUMS = new HashMap<>();
@@ -120,7 +124,7 @@ final class ProtoJson {
                 return listValue(node, path);
             }
             default -> {
-                if (m.name().startsWith("google.protobuf.") && m.name().endsWith("Value")) { // a wrapper: its value alone
+                if (wrapper(m.name())) { // its value alone
                     return write(out -> field(out, m.byName().get("value"), node, path));
                 }
             }
@@ -130,7 +134,7 @@ final class ProtoJson {
         }
         var seen = new HashMap<Integer, String>();
         var oneofs = new HashMap<String, String>();
-        var values = new java.util.ArrayList<Object[]>();
+        var given = new java.util.ArrayList<Given>();
         for (var e : map.entrySet()) {
             String key = String.valueOf(e.getKey());
             Field f = m.byName().get(key);
@@ -151,12 +155,12 @@ final class ProtoJson {
                             + f.oneof() + ") has already been set", at);
                 }
             }
-            values.add(new Object[] {f, e.getValue(), at});
+            given.add(new Given(f, e.getValue(), at));
         }
-        values.sort((a, b) -> Integer.compare(((Field) a[0]).number(), ((Field) b[0]).number()));
+        given.sort((a, b) -> Integer.compare(a.field().number(), b.field().number()));
         return write(out -> {
-            for (Object[] v : values) {
-                field(out, (Field) v[0], v[1], (String) v[2]);
+            for (Given g : given) {
+                field(out, g.field(), g.value(), g.path());
             }
         });
     }
@@ -388,9 +392,14 @@ final class ProtoJson {
 
     /** A well-known type whose JSON is not an object of its fields: inside an Any it is under "value". */
     private static boolean special(String name) {
-        return name.equals("google.protobuf.Duration") || name.equals("google.protobuf.Struct") || name.equals("google.protobuf.Value")
-                || name.equals("google.protobuf.ListValue") || name.equals("google.protobuf.Any")
-                || name.startsWith("google.protobuf.") && name.endsWith("Value");
+        return name.equals("google.protobuf.Duration") || name.equals("google.protobuf.Struct") || name.equals("google.protobuf.Any")
+                || name.equals("google.protobuf.Value") || name.equals("google.protobuf.ListValue") || wrapper(name);
+    }
+
+    /** One of protobuf's wrappers ({@code UInt32Value}, {@code BoolValue}...), whose JSON is its value alone. */
+    private static boolean wrapper(String name) {
+        return name.startsWith("google.protobuf.") && name.endsWith("Value") && !name.equals("google.protobuf.Value")
+                && !name.equals("google.protobuf.ListValue");
     }
 
     private static byte[] duration(Object node, String path) throws JsonError {
