@@ -3,7 +3,6 @@ package dev.isthmus.bench;
 import dev.isthmus.cli.local.Component;
 import dev.isthmus.cli.local.LocalFederation;
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -61,20 +60,10 @@ final class MeshMemory {
                 continue;
             }
             long pid = s.pid().get();
-            String status = Files.readString(Path.of("/proc/" + pid + "/status"));
             long classes = s.component().kind() == Component.Kind.NATS ? 0 : loadedClasses(pid);
-            out.add(new Reading(s.component(), kib(status, "VmRSS:") / 1024.0, kib(status, "VmHWM:") / 1024.0, classes));
+            out.add(new Reading(s.component(), ProxyBench.rssKiB(pid) / 1024.0, ProxyBench.statusKiB(pid, "VmHWM:") / 1024.0, classes));
         }
         return out;
-    }
-
-    private static long kib(String status, String field) {
-        for (String line : status.split("\n")) {
-            if (line.startsWith(field)) {
-                return Long.parseLong(line.substring(field.length()).replace("kB", "").strip());
-            }
-        }
-        throw new IllegalStateException("no " + field + " in /proc/PID/status");
     }
 
     /**

@@ -590,9 +590,14 @@ final class ProxyBench {
     }
 
     static long rssKiB(long pid) {
+        return statusKiB(pid, "VmRSS:");
+    }
+
+    /** A size field of {@code /proc/PID/status} ({@code VmRSS:}, {@code VmHWM:}...) in KiB; 0 when the process is gone. */
+    static long statusKiB(long pid, String field) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-                if (line.startsWith("VmRSS:")) {
+                if (line.startsWith(field)) {
                     return Long.parseLong(line.replaceAll("[^0-9]", ""));
                 }
             }
