@@ -45,7 +45,10 @@ import java.util.regex.Pattern;
  * round loads every path in turn, and a ratio to HAProxy is the median of the rounds' ratios, each
  * between windows next to each other in time. This machine's speed drifts by a third within
  * minutes, and one window per path let that drift decide a ratio (HTTP/2: 0.46 to 0.61 in three
- * runs of the same code).
+ * runs of the same code). Latency is measured in rounds of its own the same way (a window of
+ * {@code --seconds}, at least 3 s, per path and round): an added latency is the median of the
+ * rounds' differences to the direct path. With one window per path, until 2026-11-28, HAProxy's
+ * added p99 moved between -2.2 and +1.9 ms from run to run.
  *
  * <p>Every path is warmed up first with the same load ({@code --warmup}, 15 s by default), HAProxy's
  * too: the figures are a long-running proxy's, after the JIT has compiled its paths. On this 2-CPU
@@ -232,9 +235,15 @@ final class ProxyBench {
                     throughput.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(wrk(t.getValue(), seconds, connections));
                 }
             }
-            var latency = new LinkedHashMap<String, double[]>();
-            for (var t : targets.entrySet()) {
-                latency.put(t.getKey(), openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds), 8));
+            // latency in rounds too: an added latency is a path's p50 or p99 less the direct path's in the same round
+            var p50s = new LinkedHashMap<String, List<Double>>();
+            var p99s = new LinkedHashMap<String, List<Double>>();
+            for (int r = 0; r < rounds; r++) {
+                for (var t : targets.entrySet()) {
+                    double[] l = openLoop(plain(t.getValue()), "bench", rate, Math.max(3, seconds), 8);
+                    p50s.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(l[0]);
+                    p99s.computeIfAbsent(t.getKey(), k -> new ArrayList<>()).add(l[1]);
+                }
             }
             var h2Targets = new LinkedHashMap<String, Integer>();
             h2Targets.put("direct to the HTTP/2 app", appH2);
@@ -257,14 +266,13 @@ final class ProxyBench {
             h2Throughput.forEach((k, v) -> h2Table.append(String.format(Locale.ROOT, "| %s | %.0f | %s |%n", k, mean(v), rates(v))));
             String ratioH2 = ratio(h2Throughput.get("one sidecar (HTTP/2 both sides)"), h2Throughput.get("HAProxy as the same HTTP/2 reverse proxy"));
 
-            double directP50 = latency.get("direct to the app")[0];
-            double directP99 = latency.get("direct to the app")[1];
             var table = new StringBuilder();
             for (var t : targets.keySet()) {
-                double[] l = latency.get(t);
-                table.append(String.format(Locale.ROOT, "| %s | %.0f | %s | %.3f | %.3f | %s | %s |%n", t, mean(throughput.get(t)), rates(throughput.get(t)), l[0], l[1],
-                        t.startsWith("direct") ? "" : String.format(Locale.ROOT, "%+.3f", l[0] - directP50),
-                        t.startsWith("direct") ? "" : String.format(Locale.ROOT, "%+.3f", l[1] - directP99)));
+                boolean direct = t.startsWith("direct");
+                table.append(String.format(Locale.ROOT, "| %s | %.0f | %s | %.3f | %.3f | %s | %s |%n", t, mean(throughput.get(t)), rates(throughput.get(t)),
+                        median(p50s.get(t)), median(p99s.get(t)),
+                        direct ? "" : spread(differences(p50s.get(t), p50s.get("direct to the app")), "%+.3f"),
+                        direct ? "" : spread(differences(p99s.get(t), p99s.get("direct to the app")), "%+.3f")));
             }
             String ratioSingle = ratio(throughput.get("one sidecar (HTTP/1.1 listener)"), throughput.get("HAProxy as the same reverse proxy"));
             String ratioPair = ratio(throughput.get("sidecar -> sidecar over mTLS"), throughput.get("HAProxy -> HAProxy over TLS (client certs)"));
@@ -277,7 +285,9 @@ final class ProxyBench {
                     wrk -t1 -c%d, %d rounds of %d s per path, the paths in turn in each round, after %d s of the same load (HTTP/1.1 keep-alive,
                     a 2-byte answer); req/s is the mean of the rounds, a ratio the median of the rounds' ratios (each from windows next to each
                     other in time; its range in brackets); latency from an open-loop generator at %d req/s
-                    over 8 connections, counted from each request's scheduled time; every proxy on one event-loop thread; %d CPUs shared by
+                    over 8 connections, counted from each request's scheduled time, in rounds of its own after the throughput's (every path in
+                    turn in each): p50 and p99 are the medians of the rounds', an added latency the median of the rounds' differences to the
+                    direct path (its range in brackets); every proxy on one event-loop thread; %d CPUs shared by
                     client, proxies and the app (HAProxy answering itself); the app, each sidecar and the HAProxy reverse proxy are processes of their own, the HAProxy pair is one process. Sidecar JVM: %s, with an AppCDS archive
                     (-XX:+AutoCreateSharedArchive) made by a first start.
 
@@ -328,17 +338,38 @@ final class ProxyBench {
         return rates.stream().map(r -> String.format(Locale.ROOT, "%.1fk", r / 1000)).collect(java.util.stream.Collectors.joining(" "));
     }
 
-    /** The median of the rounds' ratios {@code a[i] / b[i]}, with their range: "0.71 (0.64-0.78)". */
+    /** The median of the rounds' ratios {@code a[i] / b[i]}, with their range: "0.71 (0.64 to 0.78)". */
     static String ratio(List<Double> a, List<Double> b) {
         var ratios = new ArrayList<Double>();
         for (int i = 0; i < a.size(); i++) {
             ratios.add(a.get(i) / b.get(i));
         }
-        java.util.Collections.sort(ratios);
-        int n = ratios.size();
-        double median = n % 2 == 1 ? ratios.get(n / 2) : (ratios.get(n / 2 - 1) + ratios.get(n / 2)) / 2;
-        return n == 1 ? String.format(Locale.ROOT, "%.2f", median)
-                : String.format(Locale.ROOT, "%.2f (%.2f-%.2f)", median, ratios.get(0), ratios.get(n - 1));
+        return spread(ratios, "%.2f");
+    }
+
+    /** The rounds' differences {@code a[i] - b[i]}. */
+    static List<Double> differences(List<Double> a, List<Double> b) {
+        var differences = new ArrayList<Double>();
+        for (int i = 0; i < a.size(); i++) {
+            differences.add(a.get(i) - b.get(i));
+        }
+        return differences;
+    }
+
+    static double median(List<Double> values) {
+        var sorted = new ArrayList<>(values);
+        java.util.Collections.sort(sorted);
+        int n = sorted.size();
+        return n % 2 == 1 ? sorted.get(n / 2) : (sorted.get(n / 2 - 1) + sorted.get(n / 2)) / 2;
+    }
+
+    /** The median of {@code values} in {@code format}, with their range when there are several: "+0.09 (-0.02 to +0.15)". */
+    static String spread(List<Double> values, String format) {
+        String median = String.format(Locale.ROOT, format, median(values));
+        if (values.size() == 1) {
+            return median;
+        }
+        return median + String.format(Locale.ROOT, " (" + format + " to " + format + ")", java.util.Collections.min(values), java.util.Collections.max(values));
     }
 
     /** One HAProxy process with one thread, {@code body} after the common global and defaults sections. */
