@@ -2,10 +2,9 @@ package dev.isthmus.proxy.identity;
 
 import dev.isthmus.lite.trust.v1.IssueRequest;
 import dev.isthmus.lite.trust.v1.IssueResponse;
-import dev.isthmus.lite.trust.v1.WorkloadCertificatesGrpc;
-import io.grpc.ManagedChannel;
-import io.grpc.StatusRuntimeException;
-import io.grpc.netty.NettyChannelBuilder;
+import dev.isthmus.proxy.grpc.GrpcClient;
+import dev.isthmus.proxy.grpc.GrpcException;
+import dev.isthmus.proxy.grpc.GrpcStatus;
 import java.io.ByteArrayInputStream;
 import java.nio.charset.StandardCharsets;
 import java.security.KeyPair;
@@ -68,8 +67,11 @@ public final class SvidClient implements AutoCloseable {
 
     private final String spiffeId;
     private final java.util.function.Supplier<String> credential;
-    private final ManagedChannel channel;
-    private final WorkloadCertificatesGrpc.WorkloadCertificatesBlockingStub stub;
+    /** The trust bridge's methods, as mesh-api's {@code trust.proto} names them ({@code HonouredProtosTest} checks them). */
+    public static final String ISSUE = "isthmus.trust.v1.WorkloadCertificates/Issue";
+    public static final String WATCH_BUNDLE = "isthmus.trust.v1.WorkloadCertificates/WatchBundle";
+
+    private final GrpcClient client;
     private final Duration ttl;
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().daemon().name("svid-client").unstarted(r));
@@ -98,10 +100,7 @@ public final class SvidClient implements AutoCloseable {
         this.spiffeId = spiffeId;
         this.credential = credential;
         this.ttl = ttl;
-        int colon = bridge.lastIndexOf(':');
-        this.channel = NettyChannelBuilder.forAddress(bridge.substring(0, colon), Integer.parseInt(bridge.substring(colon + 1)))
-                .usePlaintext().build();
-        this.stub = WorkloadCertificatesGrpc.newBlockingStub(channel);
+        this.client = new GrpcClient(bridge);
     }
 
     /** Starts fetching now; returns at once. */
@@ -140,9 +139,9 @@ public final class SvidClient implements AutoCloseable {
             long jitter = (long) (halfLife * 0.1 * ThreadLocalRandom.current().nextDouble());
             long delay = Math.max(500, halfLife - jitter);
             timer.schedule(this::renew, delay, TimeUnit.MILLISECONDS);
-        } catch (StatusRuntimeException | IllegalStateException e) {
+        } catch (GrpcException | IllegalStateException e) {
             failures++;
-            String why = e instanceof StatusRuntimeException s ? s.getStatus().getCode() + ": " + s.getStatus().getDescription() : e.getMessage();
+            String why = e.getMessage();
             lastError.set(why);
             long base = Math.min(60_000, 1000L << Math.min(failures - 1, 6));
             long delay = base + (long) (base * 0.2 * ThreadLocalRandom.current().nextDouble());
@@ -164,11 +163,10 @@ public final class SvidClient implements AutoCloseable {
             return;
         }
         watching = true;
-        WorkloadCertificatesGrpc.newStub(channel).watchBundle(
-                dev.isthmus.lite.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential.get()).build(),
-                new io.grpc.stub.StreamObserver<>() {
+        GrpcClient.Call<dev.isthmus.lite.trust.v1.WatchBundleRequest> watch = client.call(WATCH_BUNDLE, dev.isthmus.lite.trust.v1.TrustBundle.parser(), null,
+                new GrpcClient.Listener<dev.isthmus.lite.trust.v1.TrustBundle>() {
                     @Override
-                    public void onNext(dev.isthmus.lite.trust.v1.TrustBundle bundle) {
+                    public void onMessage(dev.isthmus.lite.trust.v1.TrustBundle bundle) {
                         try {
                             var roots = parseBundle(bundle);
                             Svid now = current.get();
@@ -185,15 +183,12 @@ public final class SvidClient implements AutoCloseable {
                     }
 
                     @Override
-                    public void onError(Throwable t) {
-                        rewatch();
-                    }
-
-                    @Override
-                    public void onCompleted() {
+                    public void onClose(GrpcStatus status) {
                         rewatch();
                     }
                 });
+        watch.send(dev.isthmus.lite.trust.v1.WatchBundleRequest.newBuilder().setCredential(credential.get()).build());
+        watch.halfClose();
     }
 
     private void rewatch() {
@@ -209,8 +204,8 @@ public final class SvidClient implements AutoCloseable {
             generator.initialize(new ECGenParameterSpec("secp256r1"));
             KeyPair pair = generator.generateKeyPair();
             String pem = Csr.pem(pair, spiffeId);
-            IssueResponse res = stub.withDeadlineAfter(10, TimeUnit.SECONDS).issue(IssueRequest.newBuilder().setCsrPem(pem)
-                    .setSpiffeId(spiffeId).setCredential(credential.get()).setTtlSeconds(ttl.toSeconds()).build());
+            IssueResponse res = client.unary(ISSUE, IssueRequest.newBuilder().setCsrPem(pem).setSpiffeId(spiffeId).setCredential(credential.get())
+                    .setTtlSeconds(ttl.toSeconds()).build(), IssueResponse.parser(), Duration.ofSeconds(10));
             X509Certificate cert = parse(res.getCertificatePem());
             if (!cert.getPublicKey().equals(pair.getPublic())) {
                 throw new IllegalStateException("the bridge returned a certificate for another key");
@@ -225,7 +220,7 @@ public final class SvidClient implements AutoCloseable {
             }
             cert.verify(chain.get(0).getPublicKey());
             return new Svid(spiffeId, pair.getPrivate(), cert, chain, roots, cert.getNotAfter().toInstant());
-        } catch (StatusRuntimeException | IllegalStateException e) {
+        } catch (GrpcException | IllegalStateException e) {
             throw e;
         } catch (Exception e) {
             throw new IllegalStateException("cannot make or check the certificate: " + e.getMessage(), e);
@@ -252,6 +247,6 @@ public final class SvidClient implements AutoCloseable {
     @Override
     public void close() {
         timer.shutdownNow();
-        channel.shutdownNow();
+        client.close();
     }
 }

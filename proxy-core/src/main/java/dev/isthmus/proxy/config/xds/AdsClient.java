@@ -6,13 +6,11 @@ import dev.isthmus.xds.envoy.config.cluster.v3.Cluster;
 import dev.isthmus.xds.envoy.config.core.v3.Node;
 import dev.isthmus.xds.envoy.config.endpoint.v3.ClusterLoadAssignment;
 import dev.isthmus.xds.envoy.config.listener.v3.Listener;
-import dev.isthmus.xds.envoy.service.discovery.v3.AggregatedDiscoveryServiceGrpc;
 import dev.isthmus.xds.envoy.service.discovery.v3.DiscoveryRequest;
 import dev.isthmus.xds.envoy.service.discovery.v3.DiscoveryResponse;
 import dev.isthmus.xds.google.protobuf.Any;
-import io.grpc.ManagedChannel;
-import io.grpc.netty.NettyChannelBuilder;
-import io.grpc.stub.StreamObserver;
+import dev.isthmus.proxy.grpc.GrpcClient;
+import dev.isthmus.proxy.grpc.GrpcStatus;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
@@ -61,7 +59,10 @@ public final class AdsClient implements AutoCloseable {
     private final Node node;
     private final Path lastGoodFile;
     private final Applier applier;
-    private final ManagedChannel channel;
+    /** The ADS method, as Envoy's {@code ads.proto} names it ({@code AdsClientTest} checks it against Envoy's service descriptor). */
+    public static final String METHOD = "envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+
+    private final GrpcClient client;
     private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(
             r -> Thread.ofPlatform().daemon().name("ads-client").unstarted(r));
     private final Counter accepted;
@@ -74,7 +75,7 @@ public final class AdsClient implements AutoCloseable {
     private final Map<String, String> versions = new LinkedHashMap<>();
     private final Map<String, List<? extends MessageLite>> pending = new LinkedHashMap<>();
     private final List<DiscoveryResponse> held = new ArrayList<>();
-    private StreamObserver<DiscoveryRequest> requests;
+    private GrpcClient.Call<DiscoveryRequest> requests;
     private int failures;
     private volatile String lastError = "";
     private volatile String appliedVersion = "";
@@ -89,8 +90,7 @@ public final class AdsClient implements AutoCloseable {
         this.lastGoodFile = lastGoodFile;
         this.applier = applier;
         this.meters = meters;
-        int colon = target.lastIndexOf(':');
-        this.channel = NettyChannelBuilder.forAddress(target.substring(0, colon), Integer.parseInt(target.substring(colon + 1))).usePlaintext().build();
+        this.client = new GrpcClient(target);
         this.accepted = Counter.builder("isthmus_xds_accepted").description("xDS responses applied and ACKed").register(meters);
         for (String type : TYPES) { // at 0 before the first refusal, so that a dashboard shows 0 and rate() sees the first one
             Counter.builder("isthmus_xds_rejected").tag("type", shortType(type)).register(meters);
@@ -121,24 +121,19 @@ public final class AdsClient implements AutoCloseable {
         }
         held.clear();
         pending.clear();
-        requests = AggregatedDiscoveryServiceGrpc.newStub(channel).streamAggregatedResources(new StreamObserver<>() {
+        requests = client.call(METHOD, DiscoveryResponse.parser(), null, new GrpcClient.Listener<DiscoveryResponse>() {
             @Override
-            public void onNext(DiscoveryResponse response) {
+            public void onMessage(DiscoveryResponse response) {
                 later(() -> onResponse(response));
             }
 
             @Override
-            public void onError(Throwable t) {
-                later(() -> reconnect(t.toString()));
-            }
-
-            @Override
-            public void onCompleted() {
-                later(() -> reconnect("the server closed the stream"));
+            public void onClose(GrpcStatus status) {
+                later(() -> reconnect(status.isOk() ? "the server closed the stream" : status.toString()));
             }
         });
         for (String type : TYPES) {
-            requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(type).setVersionInfo(versions.getOrDefault(type, "")).build());
+            requests.send(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(type).setVersionInfo(versions.getOrDefault(type, "")).build());
         }
         log.info("event=xds_stream_opened node={} versions={}", node.getId(), versions);
     }
@@ -228,7 +223,7 @@ public final class AdsClient implements AutoCloseable {
             applied.putAll(run);
             for (var r : responses) {
                 versions.put(r.getTypeUrl(), r.getVersionInfo());
-                requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(r.getVersionInfo())
+                requests.send(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(r.getVersionInfo())
                         .setResponseNonce(r.getNonce()).build());
                 accepted.increment();
             }
@@ -325,8 +320,8 @@ public final class AdsClient implements AutoCloseable {
             log.warn("event=xds_nack type={} version={} nonce={} reason=\"{}\" keeping=\"{}\"", shortType(r.getTypeUrl()), r.getVersionInfo(),
                     r.getNonce(), reason, appliedVersion);
         }
-        requests.onNext(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(versions.getOrDefault(r.getTypeUrl(), ""))
-                .setResponseNonce(r.getNonce()).setErrorDetail(dev.isthmus.xds.google.rpc.Status.newBuilder().setCode(io.grpc.Status.Code.INVALID_ARGUMENT.value())
+        requests.send(DiscoveryRequest.newBuilder().setNode(node).setTypeUrl(r.getTypeUrl()).setVersionInfo(versions.getOrDefault(r.getTypeUrl(), ""))
+                .setResponseNonce(r.getNonce()).setErrorDetail(dev.isthmus.xds.google.rpc.Status.newBuilder().setCode(GrpcStatus.INVALID_ARGUMENT)
                         .setMessage(reason)).build());
     }
 
@@ -412,12 +407,8 @@ public final class AdsClient implements AutoCloseable {
         closed = true;
         timer.shutdownNow();
         if (requests != null) {
-            try {
-                requests.onCompleted();
-            } catch (RuntimeException ignored) {
-                // the stream is already gone
-            }
+            requests.halfClose();
         }
-        channel.shutdownNow();
+        client.close();
     }
 }

@@ -74,10 +74,16 @@ class HonouredProtosTest {
         var lite = dev.isthmus.lite.trust.v1.IssueResponse.parseFrom(full.toByteString());
         assertEquals("root", lite.getBundle().getRootsOrThrow("eu-west.acme.isthmus").getCertificatePem(0));
         assertEquals(full, dev.isthmus.api.trust.v1.IssueResponse.parseFrom(lite.toByteString()));
-        assertEquals(dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc.getIssueMethod().getFullMethodName(),
-                dev.isthmus.lite.trust.v1.WorkloadCertificatesGrpc.getIssueMethod().getFullMethodName());
+    }
+
+    @Test
+    void theProxiesCallTheMethodsTheServersDeclare() {
+        // the proxies' gRPC client names its methods as strings; the servers' generated services declare them
+        assertEquals(dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc.getIssueMethod().getFullMethodName(), dev.isthmus.proxy.identity.SvidClient.ISSUE);
         assertEquals(dev.isthmus.api.trust.v1.WorkloadCertificatesGrpc.getWatchBundleMethod().getFullMethodName(),
-                dev.isthmus.lite.trust.v1.WorkloadCertificatesGrpc.getWatchBundleMethod().getFullMethodName());
+                dev.isthmus.proxy.identity.SvidClient.WATCH_BUNDLE);
+        assertEquals(io.envoyproxy.envoy.service.discovery.v3.AggregatedDiscoveryServiceGrpc.getStreamAggregatedResourcesMethod().getFullMethodName(),
+                AdsClient.METHOD);
     }
 
     @Test
