@@ -56,7 +56,8 @@ import org.jboss.logging.Logger;
  * <p>Every {@code isthmus.xds.rebuild-interval} the server compares a fingerprint of its inputs (the
  * content hashes of the local and the peers' registries, the peers' gateway addresses (a name resolved
  * by {@link GatewayAddresses}), the policy in
- * force) with the last one and rebuilds the snapshots when it changed. Versions are per resource type and content-addressed, so a type whose
+ * force, whether this cluster is isolated) with the last one and rebuilds the snapshots when it changed,
+ * and again at the next check when it changed during the build. Versions are per resource type and content-addressed, so a type whose
  * resources did not change is not sent again. A proxy's NACK is logged, counted
  * ({@code isthmus_xds_nacks_total}) and shown by {@link #status} until it ACKs a newer version.
  */
@@ -278,7 +279,11 @@ public class XdsServer {
         outboundRoutes.clear();
         lastInputs = in;
         policyBundle = in.policy();
-        fingerprint = fp;
+        // The inputs were read after the fingerprint: if they changed in between (an isolation begun or
+        // ended, a peer drained, a workload gone), this build may hold a state the fingerprint does not
+        // name, and a state that then went back to the fingerprint's would never be built. Build again
+        // at the next check in that case.
+        fingerprint = fp.equals(fingerprint()) ? fp : null;
         proxies.values().forEach(p -> cache.setSnapshot(p.group, snapshot(p)));
         if (buildTimer != null) {
             buildTimer.record(System.nanoTime() - start, TimeUnit.NANOSECONDS);
