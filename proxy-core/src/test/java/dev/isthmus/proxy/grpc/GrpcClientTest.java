@@ -97,6 +97,26 @@ class GrpcClientTest {
     }
 
     @Test
+    void itsConnectionHasTcpKeepaliveOn() throws Exception {
+        int port = start(0);
+        try (var client = new GrpcClient("127.0.0.1:" + port)) {
+            client.unary(SvidClient.ISSUE, request("csr", 1), dev.isthmus.lite.trust.v1.IssueResponse.parser(), Duration.ofSeconds(5));
+            // the kernel's view of the idle connection (/proc/net/tcp and tcp6, "tr" 2: the keepalive timer runs,
+            // due in at most 30 s): a server gone without a word is found out in about a minute
+            String remote = String.format(":%04X", port);
+            var lines = new java.util.ArrayList<>(java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/net/tcp")));
+            lines.addAll(java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/net/tcp6"))); // epoll's sockets are IPv6 where it can
+            var line = lines.stream()
+                    .map(String::trim).map(l -> l.split("\\s+")).filter(f -> f.length > 5 && f[2].endsWith(remote) && f[3].equals("01")).findFirst()
+                    .orElseThrow(() -> new AssertionError("no established connection to port " + port));
+            String[] timer = line[5].split(":");
+            assertEquals("02", timer[0], "the keepalive timer: " + String.join(" ", line));
+            long dueJiffies = Long.parseLong(timer[1], 16);
+            assertTrue(dueJiffies > 0 && dueJiffies <= 30L * 1000, "due in " + dueJiffies + " jiffies");
+        }
+    }
+
+    @Test
     void aRefusalKeepsItsCodeAndItsMessage() throws Exception {
         int port = start(0);
         try (var client = new GrpcClient("127.0.0.1:" + port)) {
