@@ -59,7 +59,7 @@ public final class AdsClient implements AutoCloseable {
     private final Node node;
     private final Path lastGoodFile;
     private final Applier applier;
-    /** The ADS method, as Envoy's {@code ads.proto} names it ({@code AdsClientTest} checks it against Envoy's service descriptor). */
+    /** The ADS method, as Envoy's {@code ads.proto} names it ({@code HonouredProtosTest} checks it against Envoy's service descriptor). */
     public static final String METHOD = "envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
     private final GrpcClient client;
