@@ -235,29 +235,24 @@ public final class GrpcClient implements AutoCloseable {
 
         /** Sends a message (from any thread). */
         public void send(Req message) {
-            byte[] bytes = message.toByteArray();
-            Loop.GROUP.execute(() -> {
-                if (done) {
-                    return;
-                }
-                if (stream == null) {
-                    waiting.add(bytes);
-                } else {
-                    write(bytes);
-                }
-            });
+            enqueue(message.toByteArray());
         }
 
         /** Ends the caller's side of the stream (from any thread). */
         public void halfClose() {
+            enqueue(HALF_CLOSE);
+        }
+
+        /** A message's bytes or {@link #HALF_CLOSE}: written now if the stream is open, else when it opens. */
+        private void enqueue(Object item) {
             Loop.GROUP.execute(() -> {
                 if (done) {
                     return;
                 }
                 if (stream == null) {
-                    waiting.add(HALF_CLOSE);
+                    waiting.add(item);
                 } else {
-                    stream.writeAndFlush(new DefaultHttp2DataFrame(true));
+                    stream.writeAndFlush(frame(item));
                 }
             });
         }
@@ -303,23 +298,19 @@ public final class GrpcClient implements AutoCloseable {
                     }
                     stream.write(new DefaultHttp2HeadersFrame(headers, false));
                     while (!waiting.isEmpty()) {
-                        Object next = waiting.poll();
-                        if (next == HALF_CLOSE) {
-                            stream.write(new DefaultHttp2DataFrame(true));
-                        } else {
-                            stream.write(frame((byte[]) next));
-                        }
+                        stream.write(frame(waiting.poll()));
                     }
                     stream.flush();
                 });
             });
         }
 
-        private void write(byte[] message) {
-            stream.writeAndFlush(frame(message));
-        }
-
-        private DefaultHttp2DataFrame frame(byte[] message) {
+        /** The DATA frame of a queued item: a length-prefixed message, or the empty one that ends the caller's side. */
+        private DefaultHttp2DataFrame frame(Object item) {
+            if (item == HALF_CLOSE) {
+                return new DefaultHttp2DataFrame(true);
+            }
+            byte[] message = (byte[]) item;
             ByteBuf buf = stream.alloc().buffer(5 + message.length);
             buf.writeByte(0).writeInt(message.length).writeBytes(message);
             return new DefaultHttp2DataFrame(buf, false);
