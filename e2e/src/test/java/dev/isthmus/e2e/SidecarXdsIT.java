@@ -68,7 +68,8 @@ class SidecarXdsIT {
     }
 
     static Process sidecar(Path dir, int appPort, int xdsPort) throws Exception {
-        var pb = new ProcessBuilder(LocalFederationExtension.javaCommand(), "-Xmx64m", "-XX:+UseSerialGC", "-jar",
+        var pb = new ProcessBuilder(LocalFederationExtension.javaCommand(), "-Xmx64m", "-XX:+UseSerialGC",
+                "-Xlog:class+load=info:file=" + dir.resolve("classes.log"), "-jar",
                 LocalFederationExtension.home().resolve("sidecar-lite/target/sidecar-lite.jar").toString())
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("sidecar.log").toFile()));
         pb.environment().putAll(java.util.Map.of("ISTHMUS_APP", "127.0.0.1:" + appPort, "ISTHMUS_INBOUND", "127.0.0.1:" + (BASE + 2),
@@ -109,6 +110,11 @@ class SidecarXdsIT {
             assertEquals("catalogue", Http.await("http://127.0.0.1:" + listenPort + "/products", Duration.ofSeconds(30), b -> b.equals("catalogue")));
             assertTrue(seen.stream().anyMatch(r -> r.getVersionInfo().equals("v1") && !r.getResponseNonce().isEmpty() && !r.hasErrorDetail()),
                     "v1 ACKed");
+            // With mTLS off nothing asks for TLS until /config_dump names the provider: no BoringSSL,
+            // no JDK TLS provider (about 9 MiB of a sidecar's memory).
+            var tlsClasses = Files.readAllLines(dir.resolve("classes.log")).stream()
+                    .filter(l -> l.contains(" io.netty.handler.ssl.OpenSsl ") || l.contains(" sun.security.ssl.")).toList();
+            assertTrue(tlsClasses.isEmpty(), "a sidecar with mTLS off loaded TLS classes: " + tlsClasses);
 
             cache.setSnapshot("sidecars", snapshot("v2", "missing", appPort, listenPort));
             Instant deadline = Instant.now().plusSeconds(15);
