@@ -59,6 +59,8 @@ class GatewayXdsTest {
     private final SimpleMeterRegistry meters = new SimpleMeterRegistry();
     private final SimpleCache<String> cache = new SimpleCache<>(node -> "gateways");
     private final List<String> nacks = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** What a second {@code closeDropped} at once after one that closed flows closed (each time). */
+    private final List<Integer> closedAgain = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final AtomicReference<SniRoutes> routes = new AtomicReference<>(SniRoutes.NONE);
     private final List<ServerSocket> endpoints = new ArrayList<>();
     private final List<AtomicInteger> hits = new ArrayList<>();
@@ -116,7 +118,11 @@ class GatewayXdsTest {
         var c = new AdsClient("127.0.0.1:" + xdsPort, Node.newBuilder().setId("gw").build(), state.resolve("xds-last-good.pb"), config -> {
             var next = SniRoutes.fromConfig(config, routes.get());
             routes.set(next);
-            gateway.closeDropped(next); // as GatewayMain does
+            if (gateway.closeDropped(next) > 0) { // as GatewayMain does
+                // and again at once, as the apply of the server's next response can come before the close
+                // has run on the flow's event loop: a flow is closed, and counted, once
+                closedAgain.add(gateway.closeDropped(next));
+            }
         }, meters);
         c.start();
         return c;
@@ -272,6 +278,7 @@ class GatewayXdsTest {
             assertTrue(flow.waitFor(10, TimeUnit.SECONDS), "the gateway closed the flow in progress");
             eventually(() -> ended.get() == 1, "and its endpoint side");
             assertEquals(1.0, meters.get("isthmus_tcp_connections_closed").tag("reason", "drop_overload").counter().count());
+            assertEquals(List.of(0), closedAgain, "closed again before its close had run");
             hello(SNI);
             eventually(() -> rejected(Rejection.DROP_OVERLOAD) == 1.0, "a new connection refused as drop_overload");
             assertEquals(1, accepted.get(), "nothing more reached the endpoint");
