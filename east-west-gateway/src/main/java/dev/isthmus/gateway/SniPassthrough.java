@@ -46,8 +46,6 @@ public final class SniPassthrough implements AutoCloseable {
     private static final io.netty.util.AttributeKey<Boolean> REJECTED = io.netty.util.AttributeKey.valueOf("isthmus.rejected");
     /** The SNI a connection asked for, once its ClientHello is read. */
     private static final io.netty.util.AttributeKey<String> ROUTED_SNI = io.netty.util.AttributeKey.valueOf("isthmus.sni");
-    /** Set on a flow that {@link #closeDropped} has closed: its close runs later, on its event loop. */
-    private static final io.netty.util.AttributeKey<Boolean> CLOSED_BY_DROP = io.netty.util.AttributeKey.valueOf("isthmus.closed-by-drop");
 
     /** The gateway's limits; {@link #DEFAULT}: 10,000 connections, 1,000 per source, 1 h idle, 30 s drain. */
     public record Limits(int maxConnections, int maxPerSource, Duration idleTimeout, Duration drainTimeout) {
@@ -194,8 +192,9 @@ public final class SniPassthrough implements AutoCloseable {
             String sni = ch.attr(ROUTED_SNI).get();
             if (sni != null && routes.lookup(sni).filter(r -> r instanceof dev.isthmus.proxy.lb.ClusterLoadBalancer lb
                     && lb.spec().dropsAll().isPresent()).isPresent()
-                    // a flow closed by an earlier config that has not finished closing is not counted again
-                    && ch.attr(CLOSED_BY_DROP).setIfAbsent(Boolean.TRUE) == null) {
+                    // taken out of the flows in progress here, not when its close has run on its event loop:
+                    // a config applied before then (the next xDS response's) neither closes nor counts it again
+                    && accepted.remove(ch)) {
                 closedByDrop.increment();
                 ch.close();
                 closed++;
