@@ -64,7 +64,16 @@ final class ProxyBench {
      * otherwise stay resident after load.
      */
     static final String SIDECAR_JVM = System.getenv().getOrDefault("ISTHMUS_BENCH_SIDECAR_OPTS",
-            "-Xms16m -Xmx64m -XX:+UseSerialGC -XX:+UnlockExperimentalVMOptions -XX:TrimNativeHeapInterval=1000");
+            "-Xms16m -Xmx64m -XX:+UseSerialGC -XX:-TieredCompilation -XX:+UnlockExperimentalVMOptions -XX:TrimNativeHeapInterval=1000");
+
+    /**
+     * On JDK 25 and later the sidecars start from an AOT cache (JEP 483 and 514: classes loaded and
+     * linked, lambdas and string concatenations resolved) that the first, cold start writes when it
+     * exits ({@code -XX:AOTCacheOutput}); before, from a dynamic class-data archive
+     * ({@code -XX:+AutoCreateSharedArchive}). ISTHMUS_BENCH_ARCHIVE=cds takes the archive on any JDK.
+     */
+    static final boolean AOT_CACHE = Runtime.version().feature() >= 25
+            && !"cds".equals(System.getenv().getOrDefault("ISTHMUS_BENCH_ARCHIVE", "aot"));
 
     /** How long the sidecars idle before their idle RSS is read: the JIT's start-up arenas are freed and trimmed by then. */
     static final Duration IDLE_WAIT = Duration.ofSeconds(10);
@@ -168,13 +177,19 @@ final class ProxyBench {
             Files.writeString(work.resolve("single.yaml"), bootstrap(sidecar, "app", app, null));
             Files.writeString(work.resolve("pair-front.yaml"), bootstrap(pairFront, "back", pairBackInbound, "spiffe://bench.acme.isthmus/ns/bench/sa/back"));
             var singleEnv = Map.of("ISTHMUS_MTLS", "off", "ISTHMUS_BOOTSTRAP", work.resolve("single.yaml").toString());
-            // First start: cold (the JVM makes its class-data archive when it exits); second start: with the archive.
+            // First start: cold (the JVM writes its AOT cache or class-data archive when it exits); second start: with it.
             long c0 = System.nanoTime();
             var cold = sidecar(java, home, work, "single-cold", app, base + 11, base + 12, singleEnv);
             awaitHttp("http://127.0.0.1:" + (base + 12) + "/ready", Duration.ofSeconds(30));
             double coldReadyMs = (System.nanoTime() - c0) / 1e6;
             cold.destroy();
-            cold.waitFor(30, TimeUnit.SECONDS);
+            if (!cold.waitFor(60, TimeUnit.SECONDS)) {
+                throw new IllegalStateException("the cold sidecar did not exit within 60 s; see " + work.resolve("single-cold.log"));
+            }
+            Path archive = work.resolve(AOT_CACHE ? "sidecar-lite.aot" : "sidecar-lite.jsa");
+            if (!Files.exists(archive)) {
+                throw new IllegalStateException("the cold sidecar wrote no " + archive.getFileName() + "; see " + work.resolve("single-cold.log"));
+            }
             long t0 = System.nanoTime();
             var single = sidecar(java, home, work, "single", app, base + 11, base + 12, singleEnv);
             processes.add(single);
@@ -288,8 +303,8 @@ final class ProxyBench {
                     over 8 connections, counted from each request's scheduled time, in rounds of its own after the throughput's (every path in
                     turn in each): p50 and p99 are the medians of the rounds', an added latency the median of the rounds' differences to the
                     direct path (its range in brackets); every proxy on one event-loop thread; %d CPUs shared by
-                    client, proxies and the app (HAProxy answering itself); the app, each sidecar and the HAProxy reverse proxy are processes of their own, the HAProxy pair is one process. Sidecar JVM: %s, with an AppCDS archive
-                    (-XX:+AutoCreateSharedArchive) made by a first start.
+                    client, proxies and the app (HAProxy answering itself); the app, each sidecar and the HAProxy reverse proxy are processes of their own, the HAProxy pair is one process. Sidecar JVM: %s, with %s
+                    made by a first start.
 
                     | path | req/s | rounds | p50 ms | p99 ms | added p50 ms | added p99 ms |
                     | --- | --- | --- | --- | --- | --- | --- |
@@ -309,9 +324,10 @@ final class ProxyBench {
                     | sidecar RSS peak under load | %.1f MiB | <= 128 MiB |
                     | HTTP/2 sidecar RSS peak under load (h2load, 320 streams) | %.1f MiB | <= 128 MiB |
                     | heap allocated per request, HTTP/1.1 sidecar / HTTP/2 sidecar | %.0f / %.0f bytes | |
-                    | sidecar start to ready, with its class-data archive | %.0f ms | <= 1000 ms |
-                    | sidecar start to ready, cold (first start, no archive) | %.0f ms | |
+                    | sidecar start to ready, with its AOT cache or class-data archive | %.0f ms | <= 1000 ms |
+                    | sidecar start to ready, cold (first start, none) | %.0f ms | |
                     """, Instant.now().toString().substring(0, 16), connections, rounds, seconds, warmup, rate, Runtime.getRuntime().availableProcessors(), SIDECAR_JVM,
+                    AOT_CACHE ? "an AOT cache (-XX:AOTCacheOutput, JDK " + Runtime.version().feature() + ")" : "a class-data archive (-XX:+AutoCreateSharedArchive)",
                     table, connections, rounds, seconds, warmup, h2Table, ratioSingle, ratioH2, ratioPair, readyRss / 1024.0, idleRss / 1024.0, peak.get() / 1024.0, peakH2.get() / 1024.0,
                     allocH1, allocH2, readyMs, coldReadyMs);
             System.out.println();
@@ -394,8 +410,14 @@ final class ProxyBench {
             throws Exception {
         var command = new ArrayList<>(List.of(java));
         command.addAll(List.of(SIDECAR_JVM.split("\\s+")));
-        command.addAll(List.of("-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + work.resolve("sidecar-lite.jsa"),
-                "-Xlog:gc+heap=info:file=" + work.resolve(name + ".gc")));
+        if (!AOT_CACHE) {
+            command.addAll(List.of("-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + work.resolve("sidecar-lite.jsa")));
+        } else if (name.endsWith("-cold")) {
+            command.add("-XX:AOTCacheOutput=" + work.resolve("sidecar-lite.aot")); // written as the cold start exits
+        } else {
+            command.add("-XX:AOTCache=" + work.resolve("sidecar-lite.aot"));
+        }
+        command.add("-Xlog:gc+heap=info:file=" + work.resolve(name + ".gc"));
         command.addAll(List.of("-jar", home.resolve("sidecar-lite/target/sidecar-lite.jar").toString()));
         var pb = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(work.resolve(name + ".log").toFile());
         pb.environment().putAll(Map.of("ISTHMUS_APP", "127.0.0.1:" + app, "ISTHMUS_INBOUND", "127.0.0.1:" + inbound, "ISTHMUS_ADMIN",
