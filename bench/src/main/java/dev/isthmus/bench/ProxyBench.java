@@ -415,7 +415,8 @@ final class ProxyBench {
         } else if (name.endsWith("-cold")) {
             command.add("-XX:AOTCacheOutput=" + work.resolve("sidecar-lite.aot")); // written as the cold start exits
         } else {
-            command.add("-XX:AOTCache=" + work.resolve("sidecar-lite.aot"));
+            // AOTMode=on: a cache the JVM cannot use stops it, rather than a start without it reported as one with it
+            command.addAll(List.of("-XX:AOTMode=on", "-XX:AOTCache=" + work.resolve("sidecar-lite.aot")));
         }
         command.add("-Xlog:gc+heap=info:file=" + work.resolve(name + ".gc"));
         command.addAll(List.of("-jar", home.resolve("sidecar-lite/target/sidecar-lite.jar").toString()));
