@@ -64,20 +64,38 @@ class RefusedStreamsTest {
 
     /**
      * A Netty HTTP/2 server: {@code perConnection} gives, for the n-th connection (from 1), what to do
-     * with each request's headers (the frame codec's context, then the headers). Its port.
+     * with each request's headers (the frame codec's context, then the headers), as soon as they come.
+     * Its port.
      */
     int server(IntFunction<BiConsumer<ChannelHandlerContext, Http2HeadersFrame>> perConnection) throws Exception {
+        return server(perConnection, false);
+    }
+
+    /**
+     * As {@link #server(IntFunction)}; with {@code atRequestEnd}, a request's headers are handed over
+     * once the whole request has come (its END_STREAM), as a server that reads the body before it
+     * answers does. A server that answers at the headers answers a POST before its body: the relay
+     * then ends the caller's stream early (RFC 9113 section 8.1), which is another test's subject.
+     */
+    int server(IntFunction<BiConsumer<ChannelHandlerContext, Http2HeadersFrame>> perConnection, boolean atRequestEnd) throws Exception {
         var connections = new AtomicInteger();
         Channel server = new ServerBootstrap().group(loops.workers()).channel(loops.serverChannelType())
                 .childHandler(new ChannelInitializer<Channel>() {
                     @Override
                     protected void initChannel(Channel ch) {
                         var onRequest = perConnection.apply(connections.incrementAndGet());
+                        var bodies = new java.util.HashMap<Http2FrameStream, Http2HeadersFrame>();
                         ch.pipeline().addLast(Http2FrameCodecBuilder.forServer().build(), new ChannelInboundHandlerAdapter() {
                             @Override
                             public void channelRead(ChannelHandlerContext ctx, Object msg) {
                                 if (msg instanceof Http2HeadersFrame h && h.headers().method() != null) {
-                                    onRequest.accept(ctx, h);
+                                    if (atRequestEnd && !h.isEndStream()) {
+                                        bodies.put(h.stream(), h);
+                                    } else {
+                                        onRequest.accept(ctx, h);
+                                    }
+                                } else if (msg instanceof io.netty.handler.codec.http2.Http2DataFrame d && d.isEndStream() && bodies.containsKey(d.stream())) {
+                                    onRequest.accept(ctx, bodies.remove(d.stream()));
                                 }
                                 ReferenceCountUtil.release(msg);
                             }
@@ -142,7 +160,7 @@ class RefusedStreamsTest {
             } else {
                 answer(ctx, h.stream(), "answered " + h.headers().method());
             }
-        }));
+        }, true));
         String url = "http://127.0.0.1:" + port + "/";
         for (int i = 0; i < 4; i++) {
             String out = curl(List.of(url));
