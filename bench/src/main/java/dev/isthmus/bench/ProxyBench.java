@@ -186,7 +186,7 @@ final class ProxyBench {
             if (!cold.waitFor(60, TimeUnit.SECONDS)) {
                 throw new IllegalStateException("the cold sidecar did not exit within 60 s; see " + work.resolve("single-cold.log"));
             }
-            Path archive = work.resolve(AOT_CACHE ? "sidecar-lite.aot" : "sidecar-lite.jsa");
+            Path archive = archive(work);
             if (!Files.exists(archive)) {
                 throw new IllegalStateException("the cold sidecar wrote no " + archive.getFileName() + "; see " + work.resolve("single-cold.log"));
             }
@@ -406,17 +406,22 @@ final class ProxyBench {
                 .redirectOutput(work.resolve("haproxy-" + name + ".log").toFile()).start();
     }
 
+    /** The AOT cache or class-data archive the cold start writes and the other sidecars read. */
+    private static Path archive(Path work) {
+        return work.resolve(AOT_CACHE ? "sidecar-lite.aot" : "sidecar-lite.jsa");
+    }
+
     private static Process sidecar(String java, Path home, Path work, String name, int app, int inbound, int admin, Map<String, String> env)
             throws Exception {
         var command = new ArrayList<>(List.of(java));
         command.addAll(List.of(SIDECAR_JVM.split("\\s+")));
         if (!AOT_CACHE) {
-            command.addAll(List.of("-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + work.resolve("sidecar-lite.jsa")));
+            command.addAll(List.of("-XX:+AutoCreateSharedArchive", "-XX:SharedArchiveFile=" + archive(work)));
         } else if (name.endsWith("-cold")) {
-            command.add("-XX:AOTCacheOutput=" + work.resolve("sidecar-lite.aot")); // written as the cold start exits
+            command.add("-XX:AOTCacheOutput=" + archive(work)); // written as the cold start exits
         } else {
             // AOTMode=on: a cache the JVM cannot use stops it, rather than a start without it reported as one with it
-            command.addAll(List.of("-XX:AOTMode=on", "-XX:AOTCache=" + work.resolve("sidecar-lite.aot")));
+            command.addAll(List.of("-XX:AOTMode=on", "-XX:AOTCache=" + archive(work)));
         }
         command.add("-Xlog:gc+heap=info:file=" + work.resolve(name + ".gc"));
         command.addAll(List.of("-jar", home.resolve("sidecar-lite/target/sidecar-lite.jar").toString()));

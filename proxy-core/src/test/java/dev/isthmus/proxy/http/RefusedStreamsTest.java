@@ -94,8 +94,11 @@ class RefusedStreamsTest {
                                     } else {
                                         onRequest.accept(ctx, h);
                                     }
-                                } else if (msg instanceof io.netty.handler.codec.http2.Http2DataFrame d && d.isEndStream() && bodies.containsKey(d.stream())) {
-                                    onRequest.accept(ctx, bodies.remove(d.stream()));
+                                } else if (msg instanceof io.netty.handler.codec.http2.Http2DataFrame d && d.isEndStream()) {
+                                    var ended = bodies.remove(d.stream());
+                                    if (ended != null) {
+                                        onRequest.accept(ctx, ended);
+                                    }
                                 }
                                 ReferenceCountUtil.release(msg);
                             }
