@@ -9,7 +9,7 @@
 # (-XX:-TieredCompilation, since 2026-11-28): bench/run proxy with this image's archive
 # (ISTHMUS_BENCH_ARCHIVE=cds) gave 65.0 MiB idle and peaks of 87.8 and 100.6 MiB, against
 # 67.9-68.4, 101-103 and 114-115 with C1 and C2. The benchmark itself runs on JDK 25 and starts
-# from an AOT cache instead (62.7-62.9 MiB idle); this image is JDK 21, which has none.
+# from an AOT cache instead (62.7-63.1 MiB idle); this image is JDK 21, which has none.
 # e2e KubernetesDeploymentIT lays out this image's files as the COPY lines say and runs its ENTRYPOINT.
 FROM eclipse-temurin:21-jre
 COPY sidecar-lite/target/sidecar-lite.jar /opt/isthmus/sidecar-lite/
